@@ -1,0 +1,1 @@
+"""``pippin.pipelines``: run, update and compose Core ML models on Linux."""

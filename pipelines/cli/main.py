@@ -1,0 +1,114 @@
+"""``pippin``: the command-line entry point.
+
+Each command lives in its own module with ``add_parser(subparsers, parents)``,
+which registers the sub-command and sets ``handler=run``; ``run(args)`` returns
+an ``output.Result``. This module only builds the parser, dispatches, and turns
+errors into one line (or one JSON object) and an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from ...spec import __version__ as PIPPIN_VERSION
+from ...spec.errors import PippinError
+from . import exit_codes
+from .output import envelope, print_json
+
+# Command modules, in the order `pippin --help` lists them. Add new ones here.
+COMMAND_MODULES = (
+    "inspect_cmd",
+    "validate_cmd",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors honour ``--json`` and exit 2 with one line."""
+
+    def error(self, message):  # noqa: D401 - argparse hook
+        if "--json" in sys.argv[1:]:
+            print_json(envelope({}, ok=False, error={"type": "UsageError", "where": self.prog,
+                                                    "message": message, "hint": f"see '{self.prog} --help'"}))
+        else:
+            self.print_usage(sys.stderr)
+            sys.stderr.write(f"pippin: error: {message}\n")
+        sys.exit(exit_codes.ERROR)
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    common.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more output (repeatable)")
+    common.add_argument("-q", "--quiet", action="count", default=0, help="less output; no progress bars")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="pippin",
+        description="Train, export, check and run Core ML models on Linux.",
+        epilog=exit_codes.HELP_EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"pippin {PIPPIN_VERSION}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    common = _common_options()
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"{__package__}.{name}")
+        module.add_parser(subparsers, [common])
+    return parser
+
+
+def _fail(args, error: dict, line: str) -> int:
+    if getattr(args, "json", False):
+        print_json(envelope({}, ok=False, error=error))
+    else:
+        sys.stderr.write(f"pippin: error: {line}\n")
+    return exit_codes.ERROR
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return exit_codes.ERROR
+    verbosity = args.verbose - args.quiet
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else (logging.INFO if verbosity > 0 else logging.WARNING),
+        format="pippin: %(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    args.show_progress = (not args.json) and verbosity >= 0 and sys.stderr.isatty()
+    try:
+        result = args.handler(args)
+    except KeyboardInterrupt:
+        return exit_codes.INTERRUPTED
+    except PippinError as exc:
+        if args.debug:
+            logging.exception("pippin error")
+        return _fail(args, exc.to_dict(), str(exc))
+    except BrokenPipeError:
+        return exit_codes.ERROR
+    except Exception as exc:  # the one catch-all: one line, traceback only under --debug
+        if args.debug:
+            raise
+        return _fail(
+            args,
+            {"type": "InternalError", "where": None, "message": f"{type(exc).__name__}: {exc}",
+             "hint": "rerun with --debug"},
+            f"internal error ({type(exc).__name__}: {exc}); rerun with --debug",
+        )
+    if args.json:
+        print_json(envelope(result.payload, ok=result.code == exit_codes.OK))
+    elif result.text:
+        sys.stdout.write(result.text.rstrip("\n") + "\n")
+    return result.code
+
+
+def run() -> None:
+    """Console-script entry: exit with ``main``'s code."""
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""Core ML neural-network layers, one class per layer kind, in a registry.
+
+Tensor layout (every layer refers to this)
+------------------------------------------
+Every blob is a NumPy array whose axis 0 is the batch: the examples of one
+``predict_batch`` call (length 1 for ``predict``). float32 throughout.
+
+- Legacy rank-5 mapping (``arrayInputShapeMapping`` = RANK5_ARRAY_MAPPING, the
+  default before Core ML 3): a blob is always rank 5, ``[N, S, C, H, W]``; Core ML's
+  own ``[S, B, C, H, W]`` with our batch moved first. A declared input of shape
+  ``[C]`` enters as ``[N, 1, C, 1, 1]``, ``[C, H, W]`` as ``[N, 1, C, H, W]``.
+- Core ML 3 exact (ND) mapping: a blob is ``[N, *shape]`` where ``shape`` is the
+  example's own tensor, of rank r. A layer parameter ``axis = a`` refers to array
+  axis ``a + 1`` when ``a >= 0`` and to ``a`` when negative.
+
+``LAYERS`` maps each ``NeuralNetworkLayer.layer`` oneof member to its class.
+"""
+
+from .base import LAYERS, Layer, LayerContext, register
+
+__all__ = ["LAYERS", "Layer", "LayerContext", "register"]

@@ -1,0 +1,91 @@
+"""The ``Layer`` contract and the registry of layer kinds.
+
+One class per ``NeuralNetworkLayer.layer`` oneof member, registered with
+``@register``. The runtime builds every layer once at load (``__init__`` reads the
+proto parameters and turns weights into NumPy arrays of their final shape and
+dtype, raising ``SpecError`` for missing or ill-sized ones) and then only calls
+``forward`` on arrays. See the package docstring for the tensor layout.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ...spec.errors import SpecError
+
+LAYERS: dict[str, type["Layer"]] = {}
+
+
+def register(cls: type["Layer"]) -> type["Layer"]:
+    """Class decorator: add ``cls`` to ``LAYERS`` under ``cls.kind``."""
+    if not getattr(cls, "kind", None):
+        raise TypeError(f"{cls.__name__} has no 'kind'")
+    if cls.kind in LAYERS and LAYERS[cls.kind] is not cls:
+        raise TypeError(f"layer kind {cls.kind!r} registered twice ({LAYERS[cls.kind].__name__}, {cls.__name__})")
+    LAYERS[cls.kind] = cls
+    return cls
+
+
+class Layer:
+    """One Core ML neural-network layer, ready to run.
+
+    Subclasses set ``kind`` (the oneof member name, e.g. ``"innerProduct"``) and
+    implement ``forward``. Layers whose weights can be trained also implement
+    ``forward_train``/``backward`` and expose ``params`` (see ``pipelines.update``).
+
+    Parameters
+    ----------
+    spec : NeuralNetworkLayer
+        The layer's proto message.
+    context : LayerContext
+        What the layer may need to know about its network: ``where`` (the field
+        path used in errors), ``exact_shapes`` (True under Core ML 3's ND mapping),
+        ``spec_version``.
+    """
+
+    kind: ClassVar[str] = ""
+    min_spec_version: ClassVar[int] = 1
+    #: parameter names a trainer may update, e.g. ("weights", "bias")
+    param_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, spec: Any, context: "LayerContext"):
+        self.spec = spec
+        self.name = spec.name
+        self.inputs = list(spec.input)
+        self.outputs = list(spec.output)
+        self.context = context
+        self.params: dict[str, np.ndarray] = {}
+
+    @property
+    def where(self) -> str:
+        return self.context.where
+
+    def error(self, message: str, field: str | None = None, hint: str | None = None) -> SpecError:
+        """A ``SpecError`` located at this layer (and ``field`` inside it)."""
+        where = self.where if field is None else f"{self.where}.{self.kind}.{field}"
+        return SpecError(message, where=where, hint=hint)
+
+    def forward(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Compute the layer's outputs from its inputs (arrays with the batch on axis 0)."""
+        raise NotImplementedError
+
+    def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+        outputs = self.forward(*inputs)
+        if not isinstance(outputs, tuple) or len(outputs) != len(self.outputs):
+            raise AssertionError(
+                f"{type(self).__name__} returned {type(outputs).__name__} of "
+                f"{len(outputs) if isinstance(outputs, tuple) else '?'} outputs, expected {len(self.outputs)}"
+            )
+        return outputs
+
+
+class LayerContext:
+    """Facts about the enclosing network that a layer may read at load time."""
+
+    def __init__(self, *, where: str, exact_shapes: bool, spec_version: int, rng: np.random.Generator | None = None):
+        self.where = where
+        self.exact_shapes = exact_shapes
+        self.spec_version = spec_version
+        self.rng = rng

@@ -1,0 +1,1 @@
+"""pippin.pipelines.update: training and Core ML 3 on-device update semantics."""

@@ -1,0 +1,1 @@
+"""Generated protobuf modules of the Core ML format (do not edit; see ``spec/regenerate.py``)."""

@@ -1,0 +1,24 @@
+"""The README's test command is the one CI runs."""
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _bash_blocks(text):
+    blocks, inside = [], None
+    for line in text.splitlines():
+        if line.strip() == "```bash":
+            inside = []
+        elif line.strip() == "```" and inside is not None:
+            blocks.append("\n".join(inside).strip())
+            inside = None
+        elif inside is not None:
+            inside.append(line)
+    return blocks
+
+
+def test_ci_runs_the_readme_test_command():
+    test_command = _bash_blocks((REPO / "README.md").read_text())[1]
+    ci = (REPO / ".ci" / "run").read_text().splitlines()
+    assert test_command in [line.strip() for line in ci], f"{test_command!r} not in .ci/run"
