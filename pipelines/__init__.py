@@ -1,1 +1,6 @@
 """``pippin.pipelines``: run, update and compose Core ML models on Linux."""
+
+from .errors import PipelineError
+from .runtime import MODEL_KINDS, RunnableModel, load, register_kind
+
+__all__ = ["load", "RunnableModel", "MODEL_KINDS", "register_kind", "PipelineError"]
