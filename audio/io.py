@@ -1,0 +1,162 @@
+"""Reading audio files as 16 kHz mono float32, whole or as a stream of 975 ms windows.
+
+soundfile (libsndfile) decodes wav, flac, ogg and mp3 (where the libsndfile build
+reads it); soxr resamples any rate to 16 kHz; channels are averaged to mono and
+integer PCM comes out scaled to [-1, 1). Long files are read block by block with
+a streaming resampler, so memory stays bounded by the block and the windows asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile
+import soxr
+
+from .errors import AudioError
+from .frontend import PATCH_SAMPLES, SAMPLE_RATE, window_starts
+
+__all__ = ["RESAMPLER", "read_audio", "stream_audio", "iter_windows", "read_windows"]
+
+_QUALITY = "HQ"
+#: The resampler, as recorded in exported models' metadata.
+RESAMPLER = f"soxr {soxr.__version__} quality={_QUALITY}"
+_BLOCK_FRAMES = 1 << 16  # frames decoded per block (about 4 s at 16 kHz)
+
+
+def _open(path: Path) -> soundfile.SoundFile:
+    if not path.is_file():
+        raise AudioError("no such audio file", where=str(path))
+    try:
+        handle = soundfile.SoundFile(str(path))
+    except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioError(f"cannot decode audio ({exc})", where=str(path),
+                         hint="libsndfile reads wav, flac, ogg and (recent builds) mp3") from None
+    if handle.frames == 0 or handle.samplerate <= 0:
+        handle.close()
+        raise AudioError(f"file has no audio samples (frames={handle.frames}, "
+                         f"sample rate={handle.samplerate})", where=str(path))
+    return handle
+
+
+def stream_audio(path: str | os.PathLike, *, block_frames: int = _BLOCK_FRAMES) -> Iterator[np.ndarray]:
+    """Decode a file block by block as 16 kHz mono float32.
+
+    Parameters
+    ----------
+    path : path-like
+        An audio file libsndfile reads.
+    block_frames : int > 0
+        Source frames decoded per block.
+
+    Yields
+    ------
+    chunk : np.ndarray [shape=(n_samples,)], float32
+        Consecutive pieces of the resampled signal (some may be empty).
+
+    Raises
+    ------
+    AudioError
+        The file is missing, cannot be decoded, or holds no samples.
+    """
+    path = Path(path)
+    with _open(path) as handle:
+        resampler = None
+        if handle.samplerate != SAMPLE_RATE:
+            resampler = soxr.ResampleStream(handle.samplerate, SAMPLE_RATE, 1, dtype="float32", quality=_QUALITY)
+        try:
+            for block in handle.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
+                mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+                if not np.isfinite(mono).all():
+                    raise AudioError("audio holds NaN or infinite samples", where=str(path))
+                yield resampler.resample_chunk(mono) if resampler is not None else np.ascontiguousarray(mono)
+        except (soundfile.LibsndfileError, RuntimeError) as exc:
+            raise AudioError(f"decoding failed part-way ({exc})", where=str(path)) from None
+        if resampler is not None:
+            yield resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+
+
+def read_audio(path: str | os.PathLike) -> np.ndarray:
+    """A whole file as 16 kHz mono float32.
+
+    Returns
+    -------
+    waveform : np.ndarray [shape=(n_samples,)], float32
+    """
+    wave = np.concatenate(list(stream_audio(path)))
+    if wave.size == 0:
+        raise AudioError("file has no audio samples after resampling", where=str(path))
+    return wave
+
+
+def iter_windows(
+    path: str | os.PathLike, *, overlap: float = 0.5, batch_windows: int = 256, warn_short: bool = True,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """A file's 975 ms analysis windows, streamed in batches (bounded memory).
+
+    Windows start where ``pippin.audio.frontend.window_starts`` says; the last one
+    (or the only one, for clips under 975 ms) is zero-padded.
+
+    Parameters
+    ----------
+    path : path-like
+    overlap : float in [0, 1)
+    batch_windows : int > 0
+        Windows per yielded batch.
+    warn_short : bool
+        Warn (``UserWarning``) when the clip is shorter than one window.
+
+    Yields
+    ------
+    starts : np.ndarray [shape=(n_windows,)], int64
+        First sample (at 16 kHz) of each window.
+    windows : np.ndarray [shape=(n_windows, 15600)], float32
+    """
+    hop = int(window_starts(2 * PATCH_SAMPLES, overlap=overlap)[1])
+    pending = np.zeros(0, dtype=np.float32)  # signal from sample `offset` on
+    offset = next_start = total = 0
+    starts: list[int] = []
+    windows: list[np.ndarray] = []
+    for chunk in stream_audio(path):
+        total += chunk.size
+        pending = np.concatenate([pending, chunk])
+        while next_start + PATCH_SAMPLES <= offset + pending.size:
+            local = next_start - offset
+            starts.append(next_start)
+            windows.append(pending[local:local + PATCH_SAMPLES].copy())
+            next_start += hop
+            if len(windows) == batch_windows:
+                yield np.asarray(starts, dtype=np.int64), np.stack(windows)
+                starts, windows = [], []
+        drop = min(next_start - offset, pending.size)
+        pending, offset = pending[drop:], offset + drop
+    if total == 0:
+        raise AudioError("file has no audio samples after resampling", where=str(path))
+    if total < PATCH_SAMPLES and warn_short:
+        warnings.warn(f"{path}: clip is {total / SAMPLE_RATE * 1000:.0f} ms, shorter than one 975 ms window; "
+                      "zero-padded", UserWarning, stacklevel=2)
+    for start in window_starts(total, overlap=overlap):
+        if start < next_start:
+            continue
+        local = int(start) - offset
+        piece = pending[local:local + PATCH_SAMPLES]
+        starts.append(int(start))
+        windows.append(np.concatenate([piece, np.zeros(PATCH_SAMPLES - piece.size, dtype=np.float32)]))
+    if windows:
+        yield np.asarray(starts, dtype=np.int64), np.stack(windows)
+
+
+def read_windows(path: str | os.PathLike, *, overlap: float = 0.5, warn_short: bool = True):
+    """All of a file's 975 ms windows at once (see ``iter_windows``).
+
+    Returns
+    -------
+    starts : np.ndarray [shape=(n_windows,)], int64
+    windows : np.ndarray [shape=(n_windows, 15600)], float32
+    """
+    parts = list(iter_windows(path, overlap=overlap, warn_short=warn_short, batch_windows=1 << 30))
+    return np.concatenate([s for s, _ in parts]), np.concatenate([w for _, w in parts])
