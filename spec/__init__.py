@@ -20,6 +20,8 @@ from ._proto import (
 from ._proto import Model_pb2 as _model_pb2
 from .errors import PippinError, SpecError
 from .io import dumps, load, loads, save
+from .describe import describe
+from .validate import Problem, validate
 
 Model = _model_pb2.Model
 proto = __import__(__name__ + "._proto", fromlist=["_proto"])
@@ -37,6 +39,9 @@ __all__ = [
     "save",
     "loads",
     "dumps",
+    "validate",
+    "Problem",
+    "describe",
     "proto",
     "DataStructures_pb2",
     "FeatureTypes_pb2",
