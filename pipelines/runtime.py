@@ -21,7 +21,7 @@ from .features import batch_to_single, feature_kind, single_to_batch, to_batch
 MODEL_KINDS: dict[str, type["RunnableModel"]] = {}
 
 # Modules that register model kinds; imported on first `load`. Add new ones here.
-KIND_MODULES: tuple[str, ...] = ("sound_analysis", "pipeline", "identity", "linked", "knn")
+KIND_MODULES: tuple[str, ...] = ("sound_analysis", "pipeline", "identity", "linked", "knn", "neural_network", "item_similarity")
 
 
 def register_kind(*kinds: str) -> Callable[[type], type]:

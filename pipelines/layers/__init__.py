@@ -16,6 +16,24 @@ Every blob is a NumPy array whose axis 0 is the batch: the examples of one
 ``LAYERS`` maps each ``NeuralNetworkLayer.layer`` oneof member to its class.
 """
 
+import importlib as _importlib
+import importlib.util as _importlib_util
+
 from .base import LAYERS, Layer, LayerContext, register
 
-__all__ = ["LAYERS", "Layer", "LayerContext", "register"]
+__all__ = ["LAYERS", "Layer", "LayerContext", "register", "FAMILY_MODULES"]
+
+# Modules holding layer classes, one per family; importing one registers its kinds.
+FAMILY_MODULES: tuple[str, ...] = (
+    # training-capable layers (helper H3's files)
+    "dense", "conv", "pooling", "batchnorm", "activation", "softmax", "flatten", "concat",
+    # inference-only families
+    "arith", "unary", "normalization", "reduce", "shape", "slicing", "gather", "generate",
+    "resize", "recurrent", "control",
+)
+
+for _name in FAMILY_MODULES:
+    # a family whose file is not written yet is left out (the project is built in parallel);
+    # any error inside an existing family module propagates
+    if _importlib_util.find_spec(f"{__name__}.{_name}") is not None:
+        _importlib.import_module(f"{__name__}.{_name}")

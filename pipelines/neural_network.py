@@ -1,0 +1,183 @@
+"""Running Core ML neural networks (plain, classifier, regressor) over whole batches.
+
+``NeuralNetworkModel`` builds every layer once at load (``.layers``, spec order) and
+``predict_batch`` is then ``from_blobs(run_layers(to_blobs(inputs)))``: one
+vectorized pass, every blob carrying the batch on axis 0 (layout: the
+``pipelines.layers`` package docstring). The training engine
+(``pipelines.update``) reuses ``to_blobs``/``run_layers``/``from_blobs``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..spec import Model
+from .errors import PipelineError
+from .features import feature_kind
+from .layers import Layer
+from .layers import network as _network
+from .nn_inputs import array_to_blob, blob_to_output, images_to_blob, preprocess
+from .runtime import RunnableModel, register_kind
+
+__all__ = ["NeuralNetworkModel"]
+
+EXACT_ARRAY_MAPPING = 1
+RANK4_IMAGE_MAPPING = 1
+
+
+@register_kind("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor")
+class NeuralNetworkModel(RunnableModel):
+    """A loaded Core ML neural network, ready to predict on batches.
+
+    Attributes
+    ----------
+    network : NeuralNetwork | NeuralNetworkClassifier | NeuralNetworkRegressor
+        The proto message of the network.
+    layers : list of Layer
+        One built layer per spec layer, in spec order.
+    exact_shapes : bool
+        True under Core ML 3's exact (ND) array shape mapping, False under rank-5.
+    class_labels : np.ndarray [shape=(n_classes,)] or None
+        A classifier's labels (str objects or int64), in probability column order.
+    """
+
+    def __init__(self, spec: Model, *, path: Path | None = None):
+        super().__init__(spec, path=path)
+        self.network = getattr(spec, self.kind)
+        self.exact_shapes = self.network.arrayInputShapeMapping == EXACT_ARRAY_MAPPING
+        self.rank4_images = self.network.imageInputShapeMapping == RANK4_IMAGE_MAPPING
+        self.prefix = f"{self.where}: {self.kind}"
+        self.layers: list[Layer] = _network.build_layers(
+            self.network.layers,
+            prefix=self.prefix,
+            exact_shapes=self.exact_shapes,
+            spec_version=int(spec.specificationVersion),
+        )
+        self.class_labels = self._read_labels()
+        self.probability_blob = self._probability_blob()
+
+    # -- classifier facts ---------------------------------------------------
+    @property
+    def is_classifier(self) -> bool:
+        return self.kind == "neuralNetworkClassifier"
+
+    def _read_labels(self) -> np.ndarray | None:
+        if not self.is_classifier:
+            return None
+        which = self.network.WhichOneof("ClassLabels")
+        if which == "stringClassLabels":
+            return np.array(list(self.network.stringClassLabels.vector), dtype=object)
+        if which == "int64ClassLabels":
+            return np.array(list(self.network.int64ClassLabels.vector), dtype=np.int64)
+        raise PipelineError("the classifier declares no class labels", where=f"{self.prefix}.ClassLabels")
+
+    def _probability_blob(self) -> str | None:
+        if not self.is_classifier:
+            return None
+        if self.network.labelProbabilityLayerName:
+            return self.network.labelProbabilityLayerName
+        if not self.layers:
+            raise PipelineError("the classifier has no layers", where=self.prefix)
+        return self.layers[-1].outputs[0]
+
+    # -- the three stages ---------------------------------------------------
+    def to_blobs(self, batch_inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Declared model inputs (batch values) -> blobs of the internal layout.
+
+        Parameters
+        ----------
+        batch_inputs : dict
+            Feature name -> batch value (see ``pipelines.features``): multi-arrays
+            [shape=(n_examples, *shape)], images as uint8 [shape=(n_examples, H, W[, 3])]
+            or lists of arrays / PIL images.
+
+        Returns
+        -------
+        blobs : dict of str -> np.ndarray [shape=(n_examples, ...)], float32
+        """
+        blobs: dict[str, np.ndarray] = {}
+        for name, value in batch_inputs.items():
+            description = self.input_descriptions.get(name)
+            if description is None:
+                continue
+            kind = feature_kind(description)
+            where = f"{self.where}: input {name!r}"
+            if kind == "imageType":
+                blob = images_to_blob(description, value, rank4=self.rank4_images, where=where)
+                blobs[name] = self._preprocess(name, blob, description)
+            elif kind == "multiArrayType":
+                blobs[name] = array_to_blob(name, value, exact_shapes=self.exact_shapes, where=where)
+            elif kind in ("doubleType", "int64Type"):
+                column = np.asarray(value, dtype=np.float32).reshape(-1, 1)
+                blobs[name] = column if self.exact_shapes else column.reshape(-1, 1, 1, 1, 1)
+            else:
+                raise PipelineError(f"input {name!r} is a {kind[:-4]}, which a neural network cannot take",
+                                    where=self.where)
+        return blobs
+
+    def _preprocess(self, name: str, blob: np.ndarray, description: Any) -> np.ndarray:
+        n_images = sum(feature_kind(d) == "imageType" for d in self.input_descriptions.values())
+        for index, step in enumerate(self.network.preprocessing):
+            if step.featureName == name or (not step.featureName and n_images == 1):
+                blob = preprocess(blob, step, color_space=description.type.imageType.colorSpace,
+                                  where=f"{self.prefix}.preprocessing[{index}]")
+        return blob
+
+    def run_layers(self, blobs: dict[str, np.ndarray], *, layers: list[Layer] | None = None) -> dict[str, np.ndarray]:
+        """Run ``layers`` (default: all) in order over ``blobs``; returns the dict with every output added.
+
+        Raises ``PipelineError`` naming the layer, the missing blob and the blobs present.
+        """
+        optional = {name for name, d in self.input_descriptions.items() if d.type.isOptional and name not in blobs}
+        return _network.run_layers(self.layers if layers is None else layers, dict(blobs), optional=optional)
+
+    def from_blobs(self, blobs: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Blobs -> every declared output as a batch value.
+
+        A classifier's ``predictedFeatureName`` is the label array [shape=(n_examples,)]
+        and its ``predictedProbabilitiesName`` the probabilities
+        [shape=(n_examples, n_classes)] in label order.
+        """
+        outputs: dict[str, Any] = {}
+        description = self.spec.description
+        for name, out in self.output_descriptions.items():
+            if self.is_classifier and name == description.predictedFeatureName:
+                outputs[name] = self.class_labels[np.argmax(self._probabilities(blobs), axis=1)]
+            elif self.is_classifier and name == description.predictedProbabilitiesName:
+                outputs[name] = self._probabilities(blobs)
+            elif name in blobs:
+                outputs[name] = blob_to_output(out, blobs[name], exact_shapes=self.exact_shapes)
+            else:
+                raise PipelineError(
+                    f"output {name!r} is not produced by any layer; blobs present: {sorted(blobs)}", where=self.where
+                )
+        return outputs
+
+    def _probabilities(self, blobs: dict[str, np.ndarray]) -> np.ndarray:
+        blob = blobs.get(self.probability_blob)
+        if blob is None:
+            raise PipelineError(f"probability blob {self.probability_blob!r} was not produced",
+                                where=f"{self.prefix}.labelProbabilityLayerName")
+        probabilities = blob.reshape(blob.shape[0], -1)
+        if probabilities.shape[1] != len(self.class_labels):
+            raise PipelineError(
+                f"blob {self.probability_blob!r} holds {probabilities.shape[1]} values per example, "
+                f"expected one per class label ({len(self.class_labels)})",
+                where=f"{self.prefix}.labelProbabilityLayerName",
+            )
+        return probabilities
+
+    # -- RunnableModel ------------------------------------------------------
+    def _predict_batch(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        return self.from_blobs(self.run_layers(self.to_blobs(inputs)))
+
+    def predict(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Predict one example; a classifier's probabilities come back as ``{label: probability}``."""
+        result = super().predict(inputs)
+        name = self.spec.description.predictedProbabilitiesName
+        if self.is_classifier and name in result:
+            result[name] = {label: float(p) for label, p in zip(self.class_labels.tolist(), result[name])}
+        return result
