@@ -20,6 +20,8 @@ from .output import envelope, print_json
 
 # Command modules, in the order `pippin --help` lists them. Add new ones here.
 COMMAND_MODULES = (
+    "inspect_cmd",
+    "validate_cmd",
     "train_cmd",
     "evaluate_cmd",
 )

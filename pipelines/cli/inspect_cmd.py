@@ -1,0 +1,31 @@
+"""``pippin inspect MODEL``: show what is inside a Core ML model, as a tree or JSON.
+
+Prints the kind, pipeline stages, inputs and outputs with types and shapes, the
+specificationVersion and the OS releases it needs, updatable parts and training
+inputs, layer counts by kind, class labels, item count and file size.
+"""
+
+from __future__ import annotations
+
+from ...spec import io as spec_io
+from ...spec.describe import describe, render_text
+from .output import Result
+
+
+def add_parser(subparsers, parents):
+    parser = subparsers.add_parser(
+        "inspect", parents=parents, help="show what is inside a .mlmodel file",
+        description=__doc__.split("\n\n")[0],
+        epilog="exit codes: 0 = printed, 2 = the file cannot be read (one line, no traceback). "
+               "With --json the describe() keys are at the top level of the one JSON object.",
+    )
+    parser.add_argument("model", metavar="MODEL", help="a .mlmodel file (or an .mlpackage folder)")
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def run(args) -> Result:
+    model = spec_io.load(args.model)
+    info = describe(model, path=args.model)
+    return Result(payload=info, text=render_text(info))
+
