@@ -1,0 +1,310 @@
+"""Running Core ML ``ItemSimilarityRecommender`` models, many users at once.
+
+The score of item ``k`` for a user whose items ``i`` carry ratings ``r_i`` (1 when
+the input is a plain item list) is Core ML's formula::
+
+    score(k) = sum over the user's items i of  sim(i -> k) * (r_i - shift_i)
+
+where ``sim(i -> k)`` is the ``similarityScore`` of ``k`` in the ``similarItemList``
+of item ``i`` (0 when absent) and ``shift_i`` that entry's ``itemScoreAdjustment``.
+Every item not excluded (by default: the user's own items; an ``exclude`` input
+replaces that default, as the format says) and inside ``restrict`` (when given) is a
+candidate, including items whose score is 0. Candidates rank by score, then by item
+index (their order in ``itemStringIds``/``itemInt64Ids``); ``k`` defaults to all
+items. ``recommend_topk`` is the pure kernel; the trainer imports it so the
+in-memory model and the file score the same way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from numba import njit, prange
+
+from ..spec.errors import SpecError
+from .errors import PipelineError
+from .runtime import RunnableModel, register_kind
+
+__all__ = ["ItemSimilarityModel", "recommend_topk", "similarity_from_spec"]
+
+
+@njit(inline="always")
+def _worse(v1, j1, v2, j2):
+    return v1 < v2 or (v1 == v2 and j1 > j2)
+
+
+@njit(inline="always")
+def _sift_down(hv, hj, pos, size):
+    while True:
+        child = 2 * pos + 1
+        if child >= size:
+            return
+        if child + 1 < size and _worse(hv[child + 1], hj[child + 1], hv[child], hj[child]):
+            child += 1
+        if not _worse(hv[child], hj[child], hv[pos], hj[pos]):
+            return
+        hv[pos], hv[child] = hv[child], hv[pos]
+        hj[pos], hj[child] = hj[child], hj[pos]
+        pos = child
+
+
+@njit(inline="always")
+def _push(hv, hj, size, cap, v, j):
+    if size < cap:
+        pos = size
+        hv[pos] = v
+        hj[pos] = j
+        while pos > 0:
+            parent = (pos - 1) // 2
+            if not _worse(hv[pos], hj[pos], hv[parent], hj[parent]):
+                break
+            hv[pos], hv[parent] = hv[parent], hv[pos]
+            hj[pos], hj[parent] = hj[parent], hj[pos]
+            pos = parent
+        return size + 1
+    if _worse(hv[0], hj[0], v, j):
+        hv[0] = v
+        hj[0] = j
+        _sift_down(hv, hj, 0, size)
+    return size
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def _score_topk(h_ptr, h_items, h_vals, s_ptr, s_items, s_vals, shift,
+                x_ptr, x_items, r_ptr, r_items, has_restrict, k, out_j, out_v):
+    n_users = h_ptr.shape[0] - 1
+    n_items = shift.shape[0]
+    n_chunks = min(n_users, 256)
+    for chunk in prange(n_chunks):
+        acc = np.zeros(n_items, dtype=np.float64)
+        state = np.zeros(n_items, dtype=np.uint8)  # 1 touched, 2 excluded, 4 allowed
+        touched = np.empty(n_items, dtype=np.int64)
+        hv = np.empty(k, dtype=np.float64)
+        hj = np.empty(k, dtype=np.int64)
+        for u in range(chunk, n_users, n_chunks):
+            n_touched = 0
+            for p in range(h_ptr[u], h_ptr[u + 1]):
+                i = h_items[p]
+                w = h_vals[p] - shift[i]
+                for q in range(s_ptr[i], s_ptr[i + 1]):
+                    j = s_items[q]
+                    if state[j] & 1 == 0:
+                        state[j] |= 1
+                        touched[n_touched] = j
+                        n_touched += 1
+                    acc[j] += s_vals[q] * w
+            for p in range(x_ptr[u], x_ptr[u + 1]):
+                state[x_items[p]] |= 2
+            restricted = has_restrict[u]
+            for p in range(r_ptr[u], r_ptr[u + 1]):
+                state[r_items[p]] |= 4
+            size = 0
+            for t in range(n_touched):
+                j = touched[t]
+                if state[j] & 2 == 0 and (not restricted or state[j] & 4):
+                    size = _push(hv, hj, size, k, acc[j], j)
+            # untouched candidates score 0; walk them in index order only while they can enter
+            if size < k or hv[0] <= 0.0:
+                n_walk = r_ptr[u + 1] - r_ptr[u] if restricted else n_items
+                for t in range(n_walk):
+                    j = r_items[r_ptr[u] + t] if restricted else t
+                    if size == k and (hv[0] > 0.0 or (hv[0] == 0.0 and hj[0] < j)):
+                        break
+                    if state[j] & 3 == 0 and (not restricted or state[j] & 4):
+                        size = _push(hv, hj, size, k, 0.0, j)
+                        state[j] |= 1  # a repeated restrict entry must not enter twice
+                        touched[n_touched] = j
+                        n_touched += 1
+            end = size
+            while end > 1:
+                end -= 1
+                hv[0], hv[end] = hv[end], hv[0]
+                hj[0], hj[end] = hj[end], hj[0]
+                _sift_down(hv, hj, 0, end)
+            for t in range(size):
+                out_j[u, t] = hj[t]
+                out_v[u, t] = hv[t]
+            for t in range(n_touched):
+                acc[touched[t]] = 0.0
+                state[touched[t]] = 0
+            for p in range(x_ptr[u], x_ptr[u + 1]):
+                state[x_items[p]] = 0
+            for p in range(r_ptr[u], r_ptr[u + 1]):
+                state[r_items[p]] = 0
+
+
+def _csr_parts(m: sp.csr_matrix | None, n_rows: int):
+    if m is None:
+        return np.zeros(n_rows + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return m.indptr.astype(np.int64), m.indices.astype(np.int64)
+
+
+def recommend_topk(histories: sp.csr_matrix, similarity: sp.csr_matrix, shift: np.ndarray, *, k: int,
+                   exclude: sp.csr_matrix | None = None, restrict: sp.csr_matrix | None = None,
+                   has_restrict: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Core ML's item-similarity scores and the ``k`` best candidates of many users.
+
+    Parameters
+    ----------
+    histories : scipy.sparse.csr_matrix [shape=(n_users, n_items)]
+        Each user's ratings ``r_i`` (1 for a plain item).
+    similarity : scipy.sparse.csr_matrix [shape=(n_items, n_items)]
+        ``sim(i -> k)`` at ``[i, k]``.
+    shift : np.ndarray [shape=(n_items,)]
+        ``itemScoreAdjustment`` of each item ``i``.
+    k : int >= 0
+        Recommendations per user.
+    exclude, restrict : scipy.sparse.csr_matrix [shape=(n_users, n_items)], optional
+        Items never recommended / the only items that may be (pattern only; rows in
+        ``restrict`` apply where ``has_restrict`` [shape=(n_users,)] is true, default all).
+
+    Returns
+    -------
+    ids : np.ndarray[int64] [shape=(n_users, k)]
+        Item indices, best first; ``-1`` pads rows with fewer than ``k`` candidates.
+    scores : np.ndarray[float64] [shape=(n_users, k)]
+        Their scores; ``-inf`` pads.
+    """
+    n_users = histories.shape[0]
+    out_j = np.full((n_users, k), -1, dtype=np.int64)
+    out_v = np.full((n_users, k), -np.inf, dtype=np.float64)
+    if n_users == 0 or k == 0:
+        return out_j, out_v
+    if has_restrict is None:
+        has_restrict = np.full(n_users, restrict is not None)
+    x_ptr, x_items = _csr_parts(exclude, n_users)
+    r_ptr, r_items = _csr_parts(restrict, n_users)
+    _score_topk(histories.indptr.astype(np.int64), histories.indices.astype(np.int64),
+                histories.data.astype(np.float64), similarity.indptr.astype(np.int64),
+                similarity.indices.astype(np.int64), similarity.data.astype(np.float64),
+                np.asarray(shift, dtype=np.float64), x_ptr, x_items, r_ptr, r_items,
+                np.asarray(has_restrict, dtype=np.bool_), int(k), out_j, out_v)
+    return out_j, out_v
+
+
+def similarity_from_spec(isr, *, where: str) -> tuple[list, sp.csr_matrix, np.ndarray]:
+    """Item ids, the ``sim(i -> k)`` matrix and the shifts of an ``ItemSimilarityRecommender``."""
+    rows, cols, vals, shift_at = [], [], [], {}
+    for n, entry in enumerate(isr.itemItemSimilarities):
+        for other in entry.similarItemList:
+            rows.append(entry.itemId)
+            cols.append(other.itemId)
+            vals.append(other.similarityScore)
+        if entry.itemScoreAdjustment:
+            shift_at[entry.itemId] = entry.itemScoreAdjustment
+    max_id = max([-1, *rows, *cols, *shift_at])
+    if isr.itemStringIds.vector and isr.itemInt64Ids.vector:
+        raise SpecError("both itemStringIds and itemInt64Ids are set; expected one", where=where)
+    ids = list(isr.itemStringIds.vector) or [int(v) for v in isr.itemInt64Ids.vector]
+    if not ids:
+        ids = list(range(max_id + 1))
+    if max_id >= len(ids):
+        raise SpecError(f"item index {max_id} is out of range for {len(ids)} item ids",
+                        where=f"{where}: itemSimilarityRecommender.itemItemSimilarities")
+    if len(set(ids)) != len(ids):
+        raise SpecError("item ids contain duplicates", where=f"{where}: itemSimilarityRecommender")
+    n = len(ids)
+    S = sp.coo_matrix((np.asarray(vals, dtype=np.float64), (np.asarray(rows, dtype=np.int64),
+                                                               np.asarray(cols, dtype=np.int64))),
+                      shape=(n, n)).tocsr()  # duplicates (not expected) are summed
+    shift = np.zeros(n, dtype=np.float64)
+    for i, s in shift_at.items():
+        shift[i] = s
+    return ids, S, shift
+
+
+@register_kind("itemSimilarityRecommender")
+class ItemSimilarityModel(RunnableModel):
+    """A loaded ``ItemSimilarityRecommender``: the item input takes, per example, a
+    ``{item: rating}`` dict or a list of items; outputs are the ranked item list and
+    a ``{item: score}`` dict of those items."""
+
+    def __init__(self, spec, *, path=None):
+        super().__init__(spec, path=path)
+        isr = spec.itemSimilarityRecommender
+        self.item_ids, self.similarity, self.shift = similarity_from_spec(isr, where=self.where)
+        self.index = {item: n for n, item in enumerate(self.item_ids)}
+        self.string_ids = bool(isr.itemStringIds.vector)
+        names = list(self.input_descriptions)
+        self.item_input = isr.itemInputFeatureName or (names[0] if len(names) == 1 else "")
+        if self.item_input not in self.input_descriptions:
+            raise SpecError(f"item input {self.item_input!r} is not among the inputs {names}",
+                            where=f"{self.where}: itemSimilarityRecommender.itemInputFeatureName")
+        self.k_input = isr.numRecommendationsInputFeatureName
+        self.restrict_input = isr.itemRestrictionInputFeatureName
+        self.exclude_input = isr.itemExclusionInputFeatureName
+        self.list_output = isr.recommendedItemListOutputFeatureName
+        self.score_output = isr.recommendedItemScoreOutputFeatureName
+        if not (self.list_output or self.score_output):
+            raise SpecError("no output feature name is set",
+                            where=f"{self.where}: itemSimilarityRecommender.recommendedItemListOutputFeatureName")
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def _key(self, item):
+        if isinstance(item, np.generic):
+            item = item.item()
+        if not self.string_ids and isinstance(item, float) and item.is_integer():
+            item = int(item)
+        return self.index.get(item)
+
+    def encode(self, values, *, name: str, ratings: bool = True) -> tuple[sp.csr_matrix, int]:
+        """Per-example dicts or item lists -> CSR [shape=(n_examples, n_items)] and the count of unknown items."""
+        indptr, cols, data, unknown = [0], [], [], 0
+        for n, value in enumerate(values):
+            if value is None:
+                value = ()
+            pairs = value.items() if isinstance(value, dict) else ((item, 1.0) for item in value)
+            row = {}
+            for item, rating in pairs:
+                j = self._key(item)
+                if j is None:
+                    unknown += 1
+                    continue
+                try:
+                    row[j] = float(rating) if ratings else 1.0
+                except (TypeError, ValueError):
+                    raise PipelineError(f"input {name!r}[{n}]: rating of item {item!r} is {rating!r}, expected a number",
+                                        where=self.where) from None
+            cols.extend(row)
+            data.extend(row.values())
+            indptr.append(len(cols))
+        m = sp.csr_matrix((np.asarray(data, dtype=np.float64), np.asarray(cols, dtype=np.int64),
+                           np.asarray(indptr, dtype=np.int64)), shape=(len(indptr) - 1, self.n_items))
+        return m, unknown
+
+    def _predict_batch(self, inputs):
+        histories, self.unknown_items = self.encode(inputs[self.item_input], name=self.item_input)
+        n = histories.shape[0]
+        ks = np.full(n, self.n_items, dtype=np.int64)
+        if self.k_input and inputs.get(self.k_input) is not None:
+            ks = np.broadcast_to(np.asarray(inputs[self.k_input], dtype=np.int64), (n,))
+            if (ks < 0).any():
+                raise PipelineError(f"input {self.k_input!r} must be >= 0, got {int(ks.min())}", where=self.where)
+        exclude = histories
+        if self.exclude_input and inputs.get(self.exclude_input) is not None:
+            exclude, _ = self.encode(inputs[self.exclude_input], name=self.exclude_input, ratings=False)
+        restrict, has_restrict = None, None
+        if self.restrict_input and inputs.get(self.restrict_input) is not None:
+            values = inputs[self.restrict_input]
+            has_restrict = np.array([v is not None for v in values], dtype=bool)
+            restrict, _ = self.encode(values, name=self.restrict_input, ratings=False)
+            restrict.sort_indices()
+        k = int(min(ks.max(initial=0), self.n_items))
+        ids, scores = recommend_topk(histories, self.similarity, self.shift, k=k, exclude=exclude,
+                                     restrict=restrict, has_restrict=has_restrict)
+        lists, dicts = [], []
+        for row_ids, row_scores, k_row in zip(ids, scores, ks):
+            valid = row_ids[: min(k_row, k)]
+            valid = valid[valid >= 0]
+            items = [self.item_ids[j] for j in valid]
+            lists.append(items)
+            dicts.append(dict(zip(items, row_scores[: len(items)].tolist())))
+        out = {}
+        if self.list_output:
+            out[self.list_output] = lists
+        if self.score_output:
+            out[self.score_output] = dicts
+        return out

@@ -1,0 +1,137 @@
+"""Compiled kernel: top-k rows of an item x item similarity, one block of items at a time.
+
+For each item ``i`` of a block the kernel walks the users of ``i`` (CSC of the
+interaction matrix) and, for each of them, that user's items (CSR), adding
+``a[u, i] * b[u, j]`` into a dense per-thread accumulator of ``n_items`` values.
+Only the touched entries are then turned into similarities, thresholded and kept
+in a bounded min-heap of ``top_k``. The dense item x item matrix never exists:
+memory is one accumulator per thread plus ``block x top_k`` outputs.
+
+Written by hand because no maintained library computes *transformed* top-k
+products (Jaccard needs the raw co-count and both item counts before ranking);
+``implicit.nearest_neighbours.all_pairs_knn`` ranks plain dot products only and
+always keeps the item itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+# How an accumulated value ``c`` (the weighted co-occurrence of items i and j)
+# becomes a similarity; ``sa``/``sb`` are per-item statistics chosen by the caller.
+MODE_DOT = 0  # c * sa[i] * sb[j]            (cosine, tfidf, bm25, lift, cooccurrence, pearson)
+MODE_JACCARD = 1  # c / (sa[i] + sa[j] - c)  (sa = item counts)
+MODE_PHI = 2  # (c / n - sa[i] sa[j]) / (sb[i] sb[j])  (sa = item frequency, sb = its std)
+
+
+@njit(inline="always")
+def _worse(v1, j1, v2, j2):
+    """Whether (v1, j1) ranks below (v2, j2): lower value, then higher index."""
+    return v1 < v2 or (v1 == v2 and j1 > j2)
+
+
+@njit(inline="always")
+def _sift_down(hv, hj, pos, size):
+    while True:
+        left = 2 * pos + 1
+        if left >= size:
+            return
+        child = left
+        right = left + 1
+        if right < size and _worse(hv[right], hj[right], hv[left], hj[left]):
+            child = right
+        if _worse(hv[child], hj[child], hv[pos], hj[pos]):
+            hv[pos], hv[child] = hv[child], hv[pos]
+            hj[pos], hj[child] = hj[child], hj[pos]
+            pos = child
+        else:
+            return
+
+
+@njit(inline="always")
+def _heap_push(hv, hj, size, cap, v, j):
+    """Push (v, j) into a min-heap holding the best ``cap``; returns the new size."""
+    if size < cap:
+        pos = size
+        hv[pos] = v
+        hj[pos] = j
+        while pos > 0:
+            parent = (pos - 1) // 2
+            if _worse(hv[pos], hj[pos], hv[parent], hj[parent]):
+                hv[pos], hv[parent] = hv[parent], hv[pos]
+                hj[pos], hj[parent] = hj[parent], hj[pos]
+                pos = parent
+            else:
+                break
+        return size + 1
+    if _worse(hv[0], hj[0], v, j):
+        hv[0] = v
+        hj[0] = j
+        _sift_down(hv, hj, 0, size)
+    return size
+
+
+@njit(inline="always")
+def _heap_sort_desc(hv, hj, size):
+    """Sort the heap's first ``size`` entries in place, best first."""
+    end = size
+    while end > 1:
+        end -= 1
+        hv[0], hv[end] = hv[end], hv[0]
+        hj[0], hj[end] = hj[end], hj[0]
+        _sift_down(hv, hj, 0, end)
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def topk_block(items, col_ptr, col_users, col_vals, row_ptr, row_items, row_vals,
+               mode, sa, sb, n_users, top_k, threshold, out_j, out_v, out_n):
+    """Fill ``out_*[r]`` with the ``top_k`` most similar items of ``items[r]``.
+
+    ``col_*`` is the CSC (item -> users, values ``a``) and ``row_*`` the CSR
+    (user -> items, values ``b``) of the interaction matrix; the diagonal is skipped,
+    similarities below ``threshold`` are dropped, rows come out best first.
+    """
+    n_items = sa.shape[0]
+    n_rows = items.shape[0]
+    n_chunks = min(n_rows, 64)
+    for chunk in prange(n_chunks):
+        acc = np.zeros(n_items, dtype=col_vals.dtype)
+        touched = np.empty(n_items, dtype=np.int32)
+        seen = np.zeros(n_items, dtype=np.bool_)
+        hv = np.empty(top_k, dtype=np.float64)
+        hj = np.empty(top_k, dtype=np.int32)
+        for r in range(chunk, n_rows, n_chunks):  # interleaved rows balance popular items
+            i = items[r]
+            n_touched = 0
+            for p in range(col_ptr[i], col_ptr[i + 1]):
+                u = col_users[p]
+                a = col_vals[p]
+                for q in range(row_ptr[u], row_ptr[u + 1]):
+                    j = row_items[q]
+                    if not seen[j]:
+                        seen[j] = True
+                        touched[n_touched] = j
+                        n_touched += 1
+                    acc[j] += a * row_vals[q]
+            size = 0
+            for t in range(n_touched):
+                j = touched[t]
+                c = acc[j]
+                acc[j] = 0
+                seen[j] = False
+                if j == i:
+                    continue
+                if mode == MODE_DOT:
+                    s = c * sa[i] * sb[j]
+                elif mode == MODE_JACCARD:
+                    s = c / (sa[i] + sa[j] - c)
+                else:
+                    s = (c / n_users - sa[i] * sa[j]) / (sb[i] * sb[j])
+                if s >= threshold:
+                    size = _heap_push(hv, hj, size, top_k, s, j)
+            _heap_sort_desc(hv, hj, size)
+            out_n[r] = size
+            for t in range(size):
+                out_j[r, t] = hj[t]
+                out_v[r, t] = hv[t]

@@ -1,0 +1,267 @@
+"""``ItemSimilarityRecommender``: learn an item-item similarity table, recommend, export.
+
+Scoring is Core ML's ``ItemSimilarityRecommender`` formula, so the in-memory model
+and its exported file rank alike: for a user whose items ``i`` carry ratings
+``r_i`` (1 when fitted without ratings),
+
+    score(k) = sum over the user's items i of  sim(i -> k) * (r_i - shift_i)
+
+with ``sim(i -> k)`` the learned similarity (0 outside item ``i``'s ``top_k``
+neighbours) and ``shift_i`` the item's score adjustment (its mean rating for a
+rated ``pearson`` fit, else 0). Every non-excluded item is a candidate, including
+items scoring 0; ties rank by item order (the sorted item ids). Rows shorter than
+``k`` (fewer candidates than ``k``) are padded with id ``-1`` and score ``-inf``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..pipelines.item_similarity import recommend_topk
+from .errors import RecommendError
+from .matrix import encode_items, to_interactions
+from .similarity import SIMILARITIES, item_similarity
+
+__all__ = ["ItemSimilarityRecommender"]
+
+
+class ItemSimilarityRecommender:
+    """Item-item nearest-neighbour recommender exported as Core ML ``ItemSimilarityRecommender``.
+
+    Parameters
+    ----------
+    similarity : str
+        One of ``SIMILARITIES``: ``jaccard``, ``cosine``, ``pearson``, ``bm25``,
+        ``tfidf``, ``lift``, ``cooccurrence``.
+    top_k : int > 0 or None
+        Neighbours kept per item (``None``: all above ``threshold``).
+    threshold : float
+        Similarities below it are dropped.
+    progress : bool
+        Draw a progress bar while fitting.
+
+    Attributes
+    ----------
+    similarity_ : scipy.sparse.csr_matrix [shape=(n_items, n_items)]
+        ``sim(i -> k)`` at ``[i, k]``.
+    shift_ : np.ndarray [shape=(n_items,)]
+        Per-item score adjustment (Core ML ``itemScoreAdjustment``).
+    item_ids_, user_ids_ : np.ndarray [shape=(n_items,)], [shape=(n_users,)]
+    n_items_, n_users_ : int
+    interactions_ : scipy.sparse.csr_matrix [shape=(n_users, n_items)]
+        The training interactions (what ``exclude_seen`` excludes).
+    has_ratings_ : bool
+    """
+
+    def __init__(self, *, similarity: str = "jaccard", top_k: int | None = 64, threshold: float = 0.001,
+                 progress: bool = False):
+        self.similarity = similarity
+        self.top_k = top_k
+        self.threshold = threshold
+        self.progress = progress
+
+    # -- scikit-learn conventions -----------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        """The constructor arguments, by name."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params) -> "ItemSimilarityRecommender":
+        """Set constructor arguments; returns self."""
+        for name, value in params.items():
+            if name not in self._param_names():
+                raise RecommendError(f"unknown parameter {name!r}; expected one of {self._param_names()}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "similarity_"):
+            raise RecommendError(f"{type(self).__name__} is not fitted; call fit() first")
+
+    # -- fitting -------------------------------------------------------------
+    def fit(self, interactions, *, user: str | None = None, item: str | None = None,
+            rating: str | None = None) -> "ItemSimilarityRecommender":
+        """Learn the item-item similarity table.
+
+        Parameters
+        ----------
+        interactions : pandas.DataFrame, str, os.PathLike or scipy.sparse matrix
+            A table (or ``.csv``/``.tsv``/``.parquet`` file) with one row per
+            interaction, or a user x item matrix [shape=(n_users, n_items)] whose
+            columns are items ``0..n_items-1``.
+        user, item : str
+            Id columns of a table (ids are integers or strings).
+        rating : str, optional
+            Rating column; without it every interaction counts 1.
+
+        Returns
+        -------
+        self
+        """
+        if self.similarity not in SIMILARITIES:
+            raise RecommendError(f"similarity={self.similarity!r}; expected one of {sorted(SIMILARITIES)}",
+                                 where="similarity")
+        if self.top_k is not None and (not isinstance(self.top_k, (int, np.integer)) or self.top_k < 1):
+            raise RecommendError(f"top_k={self.top_k!r}; expected a positive integer or None", where="top_k")
+        if not np.isfinite(float(self.threshold)):
+            raise RecommendError(f"threshold={self.threshold!r}; expected a finite number", where="threshold")
+        where = str(interactions) if isinstance(interactions, (str, os.PathLike)) else None
+        data, _ = to_interactions(interactions, user=user, item=item, rating=rating, where=where)
+        if data.matrix.shape[1] == 0 or data.matrix.nnz == 0:
+            raise RecommendError("no interactions to learn from", where=where or "interactions")
+        S, shift = item_similarity(data.matrix, similarity=self.similarity, top_k=self.top_k,
+                                   threshold=float(self.threshold), progress=self.progress)
+        self.similarity_, self.shift_ = S, shift
+        self.item_ids_, self.user_ids_ = data.item_ids, data.user_ids
+        self.n_items_, self.n_users_ = len(data.item_ids), len(data.user_ids)
+        self.interactions_, self.has_ratings_ = data.matrix, data.has_ratings
+        self.columns_ = {"user": user, "item": item, "rating": rating}
+        return self
+
+    # -- recommending --------------------------------------------------------
+    def _item_mask(self, items, *, name: str, n_rows: int) -> sp.csr_matrix | None:
+        if items is None:
+            return None
+        codes, known = encode_items(self.item_ids_, list(items))
+        cols = np.unique(codes[known])
+        indptr = np.arange(n_rows + 1, dtype=np.int64) * len(cols)
+        return sp.csr_matrix((np.ones(n_rows * len(cols)), np.tile(cols, n_rows), indptr),
+                             shape=(n_rows, self.n_items_))
+
+    def _ids(self, codes: np.ndarray) -> np.ndarray:
+        out = np.empty(codes.shape, dtype=self.item_ids_.dtype)
+        valid = codes >= 0
+        out[valid] = self.item_ids_[codes[valid]]
+        out[~valid] = -1
+        return out
+
+    def _rank(self, histories: sp.csr_matrix, *, k: int, exclude_seen: bool, exclude, restrict_to):
+        n = histories.shape[0]
+        if not isinstance(k, (int, np.integer)) or k < 0:
+            raise RecommendError(f"k={k!r}; expected an integer >= 0", where="k")
+        excl = self._item_mask(exclude, name="exclude", n_rows=n)
+        if exclude_seen:
+            seen = histories.copy()
+            seen.data = np.ones_like(seen.data)
+            excl = seen if excl is None else ((seen + excl) > 0).astype(np.float64).tocsr()
+        restrict = self._item_mask(restrict_to, name="restrict_to", n_rows=n)
+        return recommend_topk(histories, self.similarity_, self.shift_, k=int(k),
+                              exclude=excl, restrict=restrict)
+
+    def recommend(self, users_or_histories, *, k: int = 10, exclude_seen: bool = True, exclude=None,
+                  restrict_to=None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` best items for many users at once.
+
+        Parameters
+        ----------
+        users_or_histories : user id, array-like of user ids, or scipy.sparse matrix
+            Known users (their training interactions are the history), or
+            histories [shape=(n_users, n_items)] over the model's items (ratings or 1).
+        k : int >= 0
+        exclude_seen : bool
+            Never recommend an item of the user's history.
+        exclude, restrict_to : sequence of item ids, optional
+            Items never recommended / the only items that may be, for every user.
+
+        Returns
+        -------
+        ids : np.ndarray [shape=(n_users, k)]
+            Item ids, best first (1-D for a single user id); ``-1`` pads.
+        scores : np.ndarray[float64] [shape=(n_users, k)]
+            Core ML scores; ``-inf`` pads.
+        """
+        self._check_fitted()
+        single = np.isscalar(users_or_histories)
+        if sp.issparse(users_or_histories):
+            histories = sp.csr_matrix(users_or_histories, dtype=np.float64)
+            if histories.shape[1] != self.n_items_:
+                raise RecommendError(f"histories have {histories.shape[1]} item columns, the model has "
+                                     f"{self.n_items_} items", where="users_or_histories")
+        else:
+            users = np.atleast_1d(np.asarray(users_or_histories, dtype=self.user_ids_.dtype))
+            rows = np.searchsorted(self.user_ids_, users)
+            rows = np.minimum(rows, max(self.n_users_ - 1, 0))
+            bad = self.user_ids_[rows] != users
+            if bad.any():
+                raise RecommendError(f"unknown user {users[np.flatnonzero(bad)[0]]!r}", where="users_or_histories",
+                                     hint="pass new users' histories as a sparse matrix, or use recommend_from_interactions")
+            histories = self.interactions_[rows]
+        codes, scores = self._rank(histories, k=k, exclude_seen=exclude_seen, exclude=exclude,
+                                   restrict_to=restrict_to)
+        ids = self._ids(codes)
+        return (ids[0], scores[0]) if single else (ids, scores)
+
+    def recommend_from_interactions(self, items_or_ratings, *, k: int = 10, exclude=None,
+                                    restrict_to=None) -> tuple[np.ndarray, np.ndarray]:
+        """What the exported model answers for a new user.
+
+        Parameters
+        ----------
+        items_or_ratings : sequence of item ids, or dict of item id -> rating
+            Unknown items are ignored (``n_unknown_`` of the last call counts them).
+        k : int >= 0
+        exclude : sequence of item ids, optional
+            Excluded in addition to the user's own items.
+        restrict_to : sequence of item ids, optional
+
+        Returns
+        -------
+        ids : np.ndarray [shape=(k,)]
+        scores : np.ndarray[float64] [shape=(k,)]
+        """
+        self._check_fitted()
+        if isinstance(items_or_ratings, dict):
+            items, ratings = list(items_or_ratings), np.asarray(list(items_or_ratings.values()), dtype=np.float64)
+        else:
+            items = list(items_or_ratings)
+            ratings = np.ones(len(items))
+        codes, known = encode_items(self.item_ids_, items)
+        self.n_unknown_ = int((~known).sum())
+        row = {int(c): float(r) for c, r in zip(codes[known], ratings[known])}
+        histories = sp.csr_matrix((list(row.values()), (np.zeros(len(row), dtype=np.int64), list(row))),
+                                  shape=(1, self.n_items_))
+        codes, scores = self._rank(histories, k=k, exclude_seen=True, exclude=exclude, restrict_to=restrict_to)
+        return self._ids(codes)[0], scores[0]
+
+    def similar_items(self, items, *, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` most similar items of each given item (its learned neighbours).
+
+        Returns
+        -------
+        ids : np.ndarray [shape=(n, k)]
+            1-D for a single item; ``-1`` pads items with fewer than ``k`` neighbours.
+        scores : np.ndarray[float64] [shape=(n, k)]
+        """
+        self._check_fitted()
+        single = np.isscalar(items)
+        codes, known = encode_items(self.item_ids_, list(np.atleast_1d(np.asarray(items, dtype=object))))
+        if not known.all():
+            raise RecommendError(f"unknown item {np.atleast_1d(items)[np.flatnonzero(~known)[0]]!r}", where="items")
+        n = len(codes)
+        out_c = np.full((n, k), -1, dtype=np.int64)
+        out_v = np.full((n, k), -np.inf)
+        rows = self.similarity_[codes]  # each row is stored best first: take its first k
+        mask = np.arange(k)[np.newaxis, :] < np.minimum(np.diff(rows.indptr), k)[:, np.newaxis]
+        pos = (rows.indptr[:-1, np.newaxis] + np.arange(k)[np.newaxis, :])[mask]
+        out_c[mask] = rows.indices[pos]
+        out_v[mask] = rows.data[pos]
+        ids = self._ids(out_c)
+        return (ids[0], out_v[0]) if single else (ids, out_v)
+
+    def export(self, path: str | os.PathLike, **options) -> "os.PathLike":
+        """Write the model as a Core ML ``ItemSimilarityRecommender`` (spec v4); see ``export.build_spec``."""
+        from .export import export
+
+        self._check_fitted()
+        return export(self, path, **options)

@@ -1,0 +1,220 @@
+"""Item-item similarities learned from a user x item interaction matrix.
+
+Each similarity is one function in ``SIMILARITIES``: it turns the interaction
+matrix ``X`` [shape=(n_users, n_items)] into a ``Weighting`` (per-interaction
+weights plus how a weighted co-occurrence becomes a similarity). ``item_similarity``
+then streams the sparse product ``W.T @ W`` in blocks of items through the compiled
+kernel in ``kernels``, keeping the ``top_k`` best neighbours of each item above
+``threshold``. Definitions (``U_i`` = users of item ``i``, ``r_ui`` their rating,
+1 without ratings):
+
+=============  =====================================================================
+jaccard        ``|U_i & U_j| / |U_i | U_j|`` on who interacted (Turi Create, Create ML)
+cosine         ``sum_u r_ui r_uj / (||r_i|| ||r_j||)`` (Turi Create, Create ML)
+pearson        cosine of item-mean-centred ratings, means over ``U_i`` (Turi Create);
+               with constant ratings (implicit data) every centred value is 0, so it
+               falls back to the Pearson correlation of the 0/1 columns over all users
+bm25           dot product of implicit's ``bm25_weight`` item vectors (K1=1.2, B=0.75,
+               implicit's ``BM25Recommender`` defaults)
+tfidf          dot product of implicit's L2-normalized ``tfidf_weight`` item vectors
+lift           ``c_ij / (c_ii c_jj)`` on 0/1 co-occurrence counts (Microsoft SAR)
+cooccurrence   ``c_ij`` on 0/1 co-occurrence counts (Microsoft SAR)
+=============  =====================================================================
+
+The item itself is never its own neighbour. implicit's weighting functions are used
+as they are; its ``all_pairs_knn`` is not, because it ranks untransformed dot
+products and always keeps the item itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import scipy.sparse as sp
+from implicit.nearest_neighbours import bm25_weight, normalize, tfidf_weight
+
+from . import kernels
+
+__all__ = ["SIMILARITIES", "Weighting", "item_similarity"]
+
+logger = logging.getLogger(__name__)
+
+# Accumulator budget per block: rows x top_k entries of the output buffers.
+_BLOCK_ENTRIES = 1 << 21
+
+
+@dataclass
+class Weighting:
+    """What a similarity needs from ``X``.
+
+    Attributes
+    ----------
+    weights : scipy.sparse.csr_matrix [shape=(n_users, n_items)]
+        Weighted interactions; the co-occurrence of ``i`` and ``j`` is ``(W.T @ W)[i, j]``.
+    mode : int
+        ``kernels.MODE_*``: how a co-occurrence becomes a similarity.
+    sa, sb : np.ndarray [shape=(n_items,)]
+        Per-item statistics of that mode.
+    shift : np.ndarray [shape=(n_items,)]
+        Core ML's ``itemScoreAdjustment`` for each item (0 unless centring).
+    """
+
+    weights: sp.csr_matrix
+    mode: int
+    sa: np.ndarray
+    sb: np.ndarray
+    shift: np.ndarray
+
+
+def _binary(X: sp.csr_matrix) -> sp.csr_matrix:
+    B = X.copy()
+    B.data = np.ones_like(B.data)
+    return B
+
+
+def _ones(n: int) -> np.ndarray:
+    return np.ones(n, dtype=np.float64)
+
+
+def _counts(X: sp.csr_matrix) -> np.ndarray:
+    return np.bincount(X.indices, minlength=X.shape[1]).astype(np.float64)
+
+
+def _column_norms(X: sp.csr_matrix) -> np.ndarray:
+    return np.sqrt(np.bincount(X.indices, weights=X.data.astype(np.float64) ** 2, minlength=X.shape[1]))
+
+
+def _inverse(values: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(values, dtype=np.float64)
+    np.divide(1.0, values, out=out, where=values > 0)
+    return out
+
+
+def jaccard(X: sp.csr_matrix) -> Weighting:
+    """Jaccard index of the item's user sets (ratings ignored)."""
+    n = X.shape[1]
+    return Weighting(_binary(X), kernels.MODE_JACCARD, _counts(X), _ones(n), np.zeros(n))
+
+
+def cosine(X: sp.csr_matrix) -> Weighting:
+    """Cosine of the item rating vectors."""
+    inv = _inverse(_column_norms(X))
+    return Weighting(X, kernels.MODE_DOT, inv, inv, np.zeros(X.shape[1]))
+
+
+def pearson(X: sp.csr_matrix) -> Weighting:
+    """Turi Create's Pearson similarity (centred cosine), or the 0/1 correlation for implicit data."""
+    n_users, n = X.shape
+    counts = _counts(X)
+    if X.nnz and np.ptp(X.data) > 0:
+        means = np.bincount(X.indices, weights=X.data, minlength=n) * _inverse(counts)
+        C = X.copy()
+        C.data = C.data - means[C.indices]
+        inv = _inverse(_column_norms(C))
+        return Weighting(C, kernels.MODE_DOT, inv, inv, means)
+    freq = counts / max(n_users, 1)
+    std = np.sqrt(freq * (1.0 - freq))
+    std[std == 0] = np.inf  # an item everybody (or nobody) has correlates with nothing
+    return Weighting(_binary(X), kernels.MODE_PHI, freq, std, np.zeros(n))
+
+
+def bm25(X: sp.csr_matrix) -> Weighting:
+    """Dot product of implicit's BM25-weighted item vectors."""
+    # fact: benfred/implicit:implicit/nearest_neighbours.py (BM25Recommender K1=1.2, B=0.75)
+    W = sp.csr_matrix(bm25_weight(X.T, K1=1.2, B=0.75).T)
+    return Weighting(W, kernels.MODE_DOT, _ones(X.shape[1]), _ones(X.shape[1]), np.zeros(X.shape[1]))
+
+
+def tfidf(X: sp.csr_matrix) -> Weighting:
+    """Dot product of implicit's normalized TF-IDF item vectors."""
+    W = sp.csr_matrix(normalize(tfidf_weight(X.T)).T)
+    return Weighting(W, kernels.MODE_DOT, _ones(X.shape[1]), _ones(X.shape[1]), np.zeros(X.shape[1]))
+
+
+def lift(X: sp.csr_matrix) -> Weighting:
+    """SAR's lift: co-occurrence over the product of both item counts."""
+    inv = _inverse(_counts(X))
+    return Weighting(_binary(X), kernels.MODE_DOT, inv, inv, np.zeros(X.shape[1]))
+
+
+def cooccurrence(X: sp.csr_matrix) -> Weighting:
+    """SAR's co-occurrence count: how many users have both items."""
+    n = X.shape[1]
+    return Weighting(_binary(X), kernels.MODE_DOT, _ones(n), _ones(n), np.zeros(n))
+
+
+SIMILARITIES: dict[str, Callable[[sp.csr_matrix], Weighting]] = {
+    "jaccard": jaccard,
+    "cosine": cosine,
+    "pearson": pearson,
+    "bm25": bm25,
+    "tfidf": tfidf,
+    "lift": lift,
+    "cooccurrence": cooccurrence,
+}
+
+
+def item_similarity(X: sp.csr_matrix, *, similarity: str = "jaccard", top_k: int | None = 64,
+                    threshold: float = 0.001, block_size: int | None = None,
+                    progress: bool = False) -> tuple[sp.csr_matrix, np.ndarray]:
+    """The ``top_k`` nearest neighbours of every item.
+
+    Parameters
+    ----------
+    X : scipy.sparse.csr_matrix [shape=(n_users, n_items)]
+        Interactions (ratings, or 1); one entry per (user, item).
+    similarity : str
+        A key of ``SIMILARITIES``.
+    top_k : int > 0 or None
+        Neighbours kept per item; ``None`` keeps all above ``threshold``.
+    threshold : float
+        Similarities below it are dropped (pairs with no common user never appear).
+    block_size : int, optional
+        Items per streamed block; peak memory grows with ``block_size * top_k``.
+    progress : bool
+        Draw a tqdm bar on stderr.
+
+    Returns
+    -------
+    S : scipy.sparse.csr_matrix [shape=(n_items, n_items)]
+        ``S[i, j]`` is ``sim(i -> j)``; each row's entries are stored best first.
+    shift : np.ndarray [shape=(n_items,)]
+        Each item's score adjustment (Core ML ``itemScoreAdjustment``).
+    """
+    n_users, n_items = X.shape
+    weighting = SIMILARITIES[similarity](X)
+    k = n_items - 1 if top_k is None else min(int(top_k), max(n_items - 1, 1))
+    k = max(k, 1)
+    W = sp.csr_matrix(weighting.weights, dtype=np.float32)
+    W.sort_indices()
+    Wc = W.tocsc()
+    block = block_size or max(64, min(n_items, _BLOCK_ENTRIES // k, -(-n_items // 20)))
+    starts = range(0, n_items, block)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=f"{similarity} similarity", unit="block", leave=False)
+    indptr = np.zeros(n_items + 1, dtype=np.int64)
+    parts_j, parts_v = [], []
+    sa = np.ascontiguousarray(weighting.sa, dtype=np.float64)
+    sb = np.ascontiguousarray(weighting.sb, dtype=np.float64)
+    for start in starts:
+        items = np.arange(start, min(start + block, n_items), dtype=np.int32)
+        out_j = np.empty((len(items), k), dtype=np.int32)
+        out_v = np.empty((len(items), k), dtype=np.float64)
+        out_n = np.zeros(len(items), dtype=np.int64)
+        kernels.topk_block(items, Wc.indptr, Wc.indices, Wc.data, W.indptr, W.indices, W.data,
+                           weighting.mode, sa, sb, float(n_users), k, float(threshold), out_j, out_v, out_n)
+        keep = np.arange(k)[np.newaxis, :] < out_n[:, np.newaxis]
+        parts_j.append(out_j[keep])
+        parts_v.append(out_v[keep])
+        indptr[start + 1:start + 1 + len(items)] = out_n
+    np.cumsum(indptr, out=indptr)
+    data = np.concatenate(parts_v) if parts_v else np.zeros(0)
+    indices = np.concatenate(parts_j) if parts_j else np.zeros(0, dtype=np.int32)
+    S = sp.csr_matrix((data, indices, indptr), shape=(n_items, n_items))
+    logger.info("%s similarity: %d items, %d neighbour pairs", similarity, n_items, S.nnz)
+    return S, np.asarray(weighting.shift, dtype=np.float64)
