@@ -1,1 +1,14 @@
-"""pippin.pipelines.update: training and Core ML 3 on-device update semantics."""
+"""pippin.pipelines.update: training and Core ML 3 on-device update semantics.
+
+- ``fit_network(spec, inputs, targets, *, epochs, batch_size, ...)``: train every
+  weight of a network from scratch (Pippin's own trainers); see ``fit``.
+- ``update_network(model, training_data, *, epochs=None, progress=None, **overrides)``:
+  Core ML 3's ``MLUpdateTask``: train only the layers the spec marks updatable,
+  with the loss, optimizer and epochs the spec declares; see ``core_ml_update``.
+- ``SGD``, ``Adam``: pure optimizer steps matching PyTorch's update equations.
+"""
+
+from .fit import fit_network
+from .optimizers import SGD, Adam
+
+__all__ = ["fit_network", "SGD", "Adam"]

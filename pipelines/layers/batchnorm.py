@@ -1,0 +1,139 @@
+"""The ``batchnorm`` layer, with its gradients and a training mode.
+
+Core ML's definition: per channel ``c`` (axis -3 of ``[..., C, H, W]``, see the
+package docstring for the tensor layout),
+``y = gamma[c] * (x - mean[c]) / sqrt(variance[c] + epsilon) + beta[c]`` with the
+stored ``mean``/``variance``; when ``computeMeanVar`` is set the mean and the
+(biased) variance come from the input itself: over ``(H, W)`` of each example when
+``instanceNormalization`` is set, else over the batch and ``(H, W)``.
+
+Training: Core ML's update keeps batchnorm frozen (stored statistics, trainable
+``gamma``/``beta`` only through the from-scratch trainer). With
+``batch_statistics = True`` (set by ``pipelines.update.fit_network``) a mini-batch
+is normalised with its own mean and biased variance and the stored statistics
+follow ``running = (1 - momentum) * running + momentum * batch`` with the unbiased
+batch variance (PyTorch's ``BatchNorm2d`` rule, momentum 0.1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Layer, register
+from .weights import read_weights
+
+__all__ = ["Batchnorm"]
+
+
+def _per_channel_2d(x4):
+    """``[N, C, H, W]`` as ``[C, N * H * W]`` (a view when the memory is channel-major)."""
+    return x4.transpose(1, 0, 2, 3).reshape(x4.shape[1], -1)
+
+
+@register
+class Batchnorm(Layer):
+    """``batchnorm``: per-channel affine normalisation with stored or computed statistics."""
+
+    kind = "batchnorm"
+    param_names = ("gamma", "beta")
+    param_fields = {"gamma": "gamma", "beta": "beta", "mean": "mean", "variance": "variance"}
+    momentum = 0.1
+
+    def __init__(self, spec, context):
+        super().__init__(spec, context)
+        p = spec.batchnorm
+        self.channels = int(p.channels)
+        if self.channels <= 0:
+            raise self.error(f"channels={self.channels}, expected > 0", "channels")
+        self.epsilon = np.float32(p.epsilon)
+        self.compute_mean_var = bool(p.computeMeanVar)
+        self.instance = bool(p.instanceNormalization)
+        shape = (self.channels,)
+        for name in ("gamma", "beta"):
+            self.params[name] = read_weights(getattr(p, name), shape=shape, where=f"{self.where}.batchnorm.{name}")
+        self.buffers: dict[str, np.ndarray] = {}
+        if not self.compute_mean_var:
+            for name in ("mean", "variance"):
+                self.buffers[name] = read_weights(getattr(p, name), shape=shape,
+                                                  where=f"{self.where}.batchnorm.{name}")
+        self.batch_statistics = False
+
+    def _to_4d(self, x):
+        if x.ndim < 4 or x.shape[-3] != self.channels:
+            raise self.error(f"input {self.inputs[0]!r} has shape {x.shape[1:]}, expected [..., {self.channels}, H, W]")
+        return x.reshape((-1,) + x.shape[-3:])
+
+    def _stats(self, x4):
+        """Mean and biased variance over the batch and (H, W), in one pass per moment."""
+        x2 = _per_channel_2d(x4)
+        m = x2.shape[1]
+        mean = x2.sum(axis=1, dtype=np.float64) / m  # float64: sums of up to millions of values
+        sq = np.einsum("cm,cm->c", x2, x2, dtype=np.float64) / m
+        return mean, np.maximum(sq - mean * mean, 0.0), m
+
+    def forward(self, x):
+        x = np.asarray(x, dtype=np.float32)
+        x4 = self._to_4d(x)
+        if self.compute_mean_var:
+            axes = (2, 3) if self.instance else (0, 2, 3)
+            mean = x4.mean(axis=axes, keepdims=True, dtype=np.float64)
+            var = x4.var(axis=axes, keepdims=True, dtype=np.float64)
+            inv = 1.0 / np.sqrt(var + self.epsilon)
+            scale = (self.params["gamma"][:, None, None] * inv).astype(np.float32)
+            shift = (self.params["beta"][:, None, None] - mean * scale).astype(np.float32)
+        else:
+            scale, shift = self._affine(self.buffers["mean"], self.buffers["variance"])
+        return ((x4 * scale + shift).reshape(x.shape),)
+
+    def _affine(self, mean, var):
+        inv = 1.0 / np.sqrt(np.asarray(var, dtype=np.float64) + self.epsilon)
+        scale = self.params["gamma"] * inv
+        shift = self.params["beta"] - mean * scale
+        return scale.astype(np.float32)[:, None, None], shift.astype(np.float32)[:, None, None]
+
+    def forward_train(self, x):
+        x = np.asarray(x, dtype=np.float32)
+        x4 = self._to_4d(x)
+        if not self.batch_statistics:
+            if self.compute_mean_var:
+                raise self.error("training through a batchnorm with computeMeanVar is not supported",
+                                 "computeMeanVar")
+            scale, shift = self._affine(self.buffers["mean"], self.buffers["variance"])
+            y = x4 * scale
+            y += shift
+            return (y.reshape(x.shape),), (None, scale, None, None, x.shape)
+        mean, var, m = self._stats(x4)
+        inv = 1.0 / np.sqrt(var + float(self.epsilon))
+        scale, shift = self._affine(mean, var)
+        y = x4 * scale
+        y += shift
+        if self.buffers:
+            mom = self.momentum
+            self.buffers["mean"] = ((1 - mom) * self.buffers["mean"] + mom * mean).astype(np.float32)
+            unbiased = var * m / max(m - 1, 1)
+            self.buffers["variance"] = ((1 - mom) * self.buffers["variance"] + mom * unbiased).astype(np.float32)
+        return (y.reshape(x.shape),), (x4, scale, mean, inv, x.shape)
+
+    def backward(self, cache, gy, *, need_input_grads: bool = True):
+        x4, scale, mean, inv, x_shape = cache
+        g4 = gy.reshape((-1,) + gy.shape[-3:])
+        g2 = _per_channel_2d(g4)
+        sum_g = g2.sum(axis=1, dtype=np.float64)
+        if x4 is None:  # stored statistics: an affine map
+            return (None if not need_input_grads else (g4 * scale).reshape(x_shape),), {}
+        x2 = _per_channel_2d(x4)
+        m = x2.shape[1]
+        sum_gx = np.einsum("cm,cm->c", g2, x2, dtype=np.float64)
+        grad_gamma = (sum_gx - mean * sum_g) * inv  # sum(g * xhat)
+        grads = {"gamma": grad_gamma.astype(np.float32), "beta": sum_g.astype(np.float32)}
+        if not need_input_grads:
+            return (None,), grads
+        gamma = self.params["gamma"].astype(np.float64)
+        # dx = gamma * inv / m * (m g - sum_g - xhat * sum(g xhat)), written as a g + b x + c per channel
+        a = gamma * inv
+        b = -gamma * inv * inv * grad_gamma / m
+        c = -a * sum_g / m - b * mean
+        gx = g4 * a.astype(np.float32)[:, None, None]
+        gx += x4 * b.astype(np.float32)[:, None, None]
+        gx += c.astype(np.float32)[:, None, None]
+        return (gx.reshape(x_shape),), grads

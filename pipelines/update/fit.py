@@ -1,0 +1,178 @@
+"""Train every weight of a network from scratch: the engine behind Pippin's own trainers.
+
+Signature (a contract other modules rely on)::
+
+    fit_network(spec, inputs, targets, *, epochs, batch_size, optimizer="adam",
+                learning_rate=1e-3, lr_schedule="cosine", weight_decay=0.0, momentum=0.9,
+                validation=None, early_stopping_patience=None, random_state=None,
+                progress=None) -> (trained_spec, history)
+
+- ``spec``: a ``pippin.spec.Model`` neural network (e.g. from ``pipelines.builder``).
+- ``inputs``: ``[n_samples, *input_shape]`` float32 array for a one-input network,
+  or a dict ``{input name: array}``.
+- ``targets``: class indices ``[n_samples]`` (or the class labels themselves, for a
+  classifier) under a cross-entropy loss; arrays shaped like the output under MSE.
+- Loss: the spec's ``updateParams.lossLayers[0]`` if any, else categorical
+  cross-entropy over the classifier's probability output (a softmax).
+- Trains every layer with parameters (convolution, innerProduct weights and
+  biases; batchnorm gamma/beta, normalising with batch statistics and updating the
+  stored mean/variance as running statistics, PyTorch's momentum 0.1).
+- ``optimizer``: "adam" (beta1 0.9, beta2 0.999, eps 1e-8) or "sgd" (``momentum``);
+  ``weight_decay`` is L2 added to the gradients (torch.optim semantics).
+- ``lr_schedule``: "cosine" (per epoch ``lr * (1 + cos(pi * e / epochs)) / 2``, as
+  ``CosineAnnealingLR(T_max=epochs)``) or None (constant).
+- ``validation``: ``(inputs, targets)``; ``history`` then has ``val_loss`` (and
+  ``val_accuracy``) per epoch; with ``early_stopping_patience`` training stops after
+  that many epochs without a lower ``val_loss`` and the best epoch's weights are
+  returned (with validation, always the best epoch's weights).
+- ``random_state``: seeds the shuffling; the same seed gives the same bytes.
+- ``progress``: called after each epoch with a dict (``epoch``, ``loss``,
+  ``accuracy``, ``val_loss``, ``val_accuracy``, ``learning_rate``); returning
+  False stops training.
+
+``history`` keys: ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``,
+``learning_rate`` (lists per epoch), ``best_epoch`` (0-based, or None),
+``epochs_run``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...spec import Model
+from ..errors import PipelineError
+from .network import build_layers, class_labels, input_blob, network_of, write_back
+from .optimizers import make_optimizer
+from .trainer import Trainer
+
+__all__ = ["fit_network"]
+
+
+def _loss_of(spec: Model, layers, where: str) -> tuple[str, str]:
+    nn = network_of(spec, where=where)
+    if len(nn.updateParams.lossLayers):
+        loss = nn.updateParams.lossLayers[0]
+        kind = loss.WhichOneof("LossLayerType")
+        if kind is None:
+            raise PipelineError("updateParams.lossLayers[0] has no loss type", where=where)
+        return kind, getattr(loss, kind).input
+    name = spec.description.predictedProbabilitiesName or getattr(nn, "labelProbabilityLayerName", "")
+    softmaxes = [layer for layer in layers if layer.kind == "softmax"]
+    if name and any(name in layer.outputs for layer in layers):
+        return "categoricalCrossEntropyLossLayer", name
+    if softmaxes:
+        return "categoricalCrossEntropyLossLayer", softmaxes[-1].outputs[0]
+    raise PipelineError("the spec has no loss layer and no softmax output to train a cross-entropy against",
+                        where=where, hint="call NetworkBuilder.set_loss(...) or end the network with a softmax")
+
+
+def _blobs(spec, inputs, where):
+    names = [f.name for f in spec.description.input]
+    if not isinstance(inputs, dict):
+        if len(names) != 1:
+            raise PipelineError(f"the network takes {len(names)} inputs {names}; pass a dict", where=where)
+        inputs = {names[0]: inputs}
+    return {name: input_blob(spec, name, value, where=where) for name, value in inputs.items()}
+
+
+def _targets(spec, targets, loss_kind, n, where):
+    if loss_kind == "meanSquaredErrorLossLayer":
+        t = np.asarray(targets, dtype=np.float32)
+    else:
+        t = np.asarray(targets)
+        labels = class_labels(spec)
+        int_labels = labels is not None and all(isinstance(v, (int, np.integer)) for v in labels)
+        if labels is not None and (int_labels or not np.issubdtype(t.dtype, np.integer)):
+            index = {v: i for i, v in enumerate(labels)}
+            unknown = [v for v in np.unique(t).tolist() if v not in index]
+            if unknown:
+                raise PipelineError(f"target label {unknown[0]!r} is not one of the class labels {labels}",
+                                    where=where)
+            t = np.array([index[v] for v in t.tolist()], dtype=np.int64)
+        t = t.astype(np.int64)
+    if len(t) != n:
+        raise PipelineError(f"{len(t)} targets for {n} examples", where=where)
+    return t
+
+
+def fit_network(spec: Model, inputs, targets, *, epochs: int, batch_size: int, optimizer: str = "adam",
+                learning_rate: float = 1e-3, lr_schedule: str | None = "cosine", weight_decay: float = 0.0,
+                momentum: float = 0.9, validation=None, early_stopping_patience: int | None = None,
+                random_state=None, progress=None):
+    """Train all weights of ``spec``'s network; see the module docstring for every argument.
+
+    Returns
+    -------
+    trained_spec : pippin.spec.Model
+        A copy of ``spec`` with the trained weights (and batchnorm statistics).
+    history : dict
+    """
+    where = "fit_network"
+    if epochs < 1 or batch_size < 1:
+        raise PipelineError(f"epochs={epochs} and batch_size={batch_size} must be >= 1", where=where)
+    if lr_schedule not in ("cosine", None):
+        raise PipelineError(f"lr_schedule={lr_schedule!r}, expected 'cosine' or None", where=where)
+    kw = {"learning_rate": learning_rate, "weight_decay": weight_decay}
+    if optimizer == "sgd":
+        kw["momentum"] = momentum
+    elif optimizer != "adam":
+        raise PipelineError(f"optimizer={optimizer!r}, expected 'adam' or 'sgd'", where=where)
+    layers = build_layers(spec, where=where)
+    trainable = {layer.name: tuple(layer.params) for layer in layers if layer.params}
+    for layer in layers:
+        if layer.kind == "batchnorm":
+            layer.batch_statistics = True
+    loss_kind, loss_input = _loss_of(spec, layers, where)
+    trainer = Trainer(layers, trainable=trainable, loss_kind=loss_kind, loss_input=loss_input,
+                      optimizer=make_optimizer(optimizer, **kw), where=where)
+    blobs = _blobs(spec, inputs, where)
+    n = len(next(iter(blobs.values())))
+    target = _targets(spec, targets, loss_kind, n, where)
+    val = None
+    if validation is not None:
+        vb = _blobs(spec, validation[0], where)
+        val = (vb, _targets(spec, validation[1], loss_kind, len(next(iter(vb.values()))), where))
+    rng = np.random.default_rng(random_state)
+    history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "learning_rate": [],
+               "best_epoch": None, "epochs_run": 0}
+    best, best_loss, since_best = None, math.inf, 0
+    for epoch in range(epochs):
+        lr = learning_rate * (1 + math.cos(math.pi * epoch / epochs)) / 2 if lr_schedule == "cosine" else learning_rate
+        order = rng.permutation(n)
+        total, correct = 0.0, 0
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            batch = {k: v[idx] for k, v in blobs.items()}
+            total += trainer.step(batch, target[idx], learning_rate=lr) * len(idx)
+        history["loss"].append(total / n)
+        history["learning_rate"].append(lr)
+        train_eval = trainer.evaluate(blobs, target) if loss_kind == "categoricalCrossEntropyLossLayer" else None
+        history["accuracy"].append(train_eval[1] if train_eval else None)
+        history["epochs_run"] = epoch + 1
+        stop = False
+        if val is not None:
+            vloss, vacc = trainer.evaluate(*val)
+            history["val_loss"].append(vloss)
+            history["val_accuracy"].append(vacc)
+            if vloss < best_loss:
+                best_loss, since_best, history["best_epoch"] = vloss, 0, epoch
+                best = [(dict(layer.params), dict(getattr(layer, "buffers", {}))) for layer in layers]
+            else:
+                since_best += 1
+                stop = early_stopping_patience is not None and since_best >= early_stopping_patience
+        if progress is not None:
+            event = {k: (v[-1] if isinstance(v, list) and v else None) for k, v in history.items()
+                     if k in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")}
+            event["epoch"] = epoch
+            if progress(event) is False:
+                stop = True
+        if stop:
+            break
+    if best is not None:
+        for layer, (params, buffers) in zip(layers, best):
+            layer.params.update(params)
+            if buffers:
+                layer.buffers.update(buffers)
+    return write_back(spec, layers), history
