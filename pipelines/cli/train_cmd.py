@@ -11,7 +11,7 @@ import importlib
 from .exit_codes import HELP_EPILOG
 
 # Trainer modules in this package; add new ones here.
-TRAINER_MODULES: tuple[str, ...] = ()
+TRAINER_MODULES: tuple[str, ...] = ("train_recommender", "train_sound")
 
 
 def add_parser(subparsers, parents):
