@@ -190,15 +190,14 @@ def _check_training_inputs(model, nn, label_kind, report):
     target = _loss_target(nn.updateParams.lossLayers[0])[1] if len(nn.updateParams.lossLayers) else ""
     outputs = {f.name: f for f in desc.output}
     for t in exclusive:
-        if t.name == target:
-            return
         if label_kind is not None and t.name == desc.predictedFeatureName and t.name in outputs:
-            if t.type.WhichOneof("Type") != outputs[t.name].type.WhichOneof("Type"):
-                i = training.index(t)
+            got, want = t.type.WhichOneof("Type"), outputs[t.name].type.WhichOneof("Type")
+            if got != want:
+                i = next(i for i, x in enumerate(training) if x is t or x == t)
                 report.add(f"description.trainingInput[{i}]", f"training target {t.name!r} is "
-                           f"{t.type.WhichOneof('Type')}, expected "
-                           f"{outputs[t.name].type.WhichOneof('Type')} like the predicted label",
-                           "training-inputs")
+                           f"{got}, expected {want} like the predicted label", "training-inputs")
+            return
+        if t.name == target:
             return
     want = desc.predictedFeatureName if label_kind is not None else target
     report.add("description.trainingInput", f"training inputs do not include the target {want!r}",
