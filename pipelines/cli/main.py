@@ -24,6 +24,10 @@ COMMAND_MODULES = (
     "validate_cmd",
     "train_cmd",
     "evaluate_cmd",
+    "update_cmd",
+    "diff_cmd",
+    "apply_cmd",
+    "merge_cmd",
 )
 
 

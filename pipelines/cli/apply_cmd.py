@@ -1,0 +1,27 @@
+"""``pippin apply BASE DELTA -o OUT``: rebuild a personalized model from its base and a delta, byte for byte."""
+
+from __future__ import annotations
+
+from ...spec import io as spec_io
+from ..delta import Delta, apply
+from .exit_codes import HELP_EPILOG
+from .output import Result
+
+
+def add_parser(subparsers, parents):
+    parser = subparsers.add_parser(
+        "apply", parents=parents, help="rebuild an updated model from its base and a delta",
+        description=__doc__.splitlines()[0], epilog=HELP_EPILOG,
+    )
+    parser.add_argument("base", metavar="BASE", help="the model the delta was made against")
+    parser.add_argument("delta", metavar="DELTA", help="a delta file from 'pippin diff'")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the model")
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def run(args):
+    delta = Delta.load(args.delta)
+    out = spec_io.save(apply(args.base, delta), args.output)
+    payload = {"model": str(out), "sha256": delta.updated_sha256, "n_changes": len(delta.changes)}
+    return Result(payload, f"applied {len(delta.changes)} changes\nwrote {out}")

@@ -1,0 +1,34 @@
+"""``pippin diff BASE UPDATED -o DELTA``: write only the parameters an update changed, with the base's fingerprint."""
+
+from __future__ import annotations
+
+import os
+
+from ..delta import diff
+from .exit_codes import HELP_EPILOG
+from .output import Result
+
+
+def add_parser(subparsers, parents):
+    parser = subparsers.add_parser(
+        "diff", parents=parents, help="write a small delta file: what an update changed in a model",
+        description=__doc__.splitlines()[0], epilog=HELP_EPILOG,
+    )
+    parser.add_argument("base", metavar="BASE", help="the model before the update")
+    parser.add_argument("updated", metavar="UPDATED", help="the same model after 'pippin update' or 'personalize'")
+    parser.add_argument("-o", "--output", required=True, metavar="DELTA", help="delta file to write (.mldelta)")
+    parser.add_argument("--examples", type=int, default=None,
+                        help="examples the update saw (merge weight; default: read from the updated model)")
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def run(args):
+    delta = diff(args.base, args.updated, n_examples=args.examples)
+    out = delta.save(args.output)
+    size, full = os.path.getsize(out), os.path.getsize(args.updated)
+    payload = {"delta": str(out), "base_sha256": delta.base_sha256, "n_changes": len(delta.changes),
+               "n_examples": delta.n_examples, "bytes": size, "updated_bytes": full}
+    text = (f"{len(delta.changes)} changed fields, {delta.n_examples} examples; "
+            f"{size} bytes (the updated model is {full})\nwrote {out}")
+    return Result(payload, text)

@@ -1,0 +1,306 @@
+"""Personalization deltas: what an update changed in a model, small enough to back up or sync.
+
+``diff(base, updated)`` walks the two specs field by field and keeps only what
+differs; ``apply(base, delta)`` replays those changes on the base and gives back
+the updated model (its serialization equals the updated file byte for byte;
+``diff`` checks this before returning); ``merge(base, deltas)`` combines several
+users' deltas of one base (federated averaging).
+
+Delta file format (``.mldelta``, no pickle anywhere): a ZIP archive holding
+``manifest.json`` and one ``arrays/<i>.npy`` per array (NumPy's ``.npy`` format,
+read with ``allow_pickle=False``). The manifest is::
+
+    {"format": "pippin-delta", "version": 1,
+     "base_sha256": "<hex digest of the base file's bytes>",
+     "updated_sha256": "<hex digest of the updated file's bytes>",
+     "n_examples": <examples the update saw; weights merge>,
+     "changes": [{"path": "neuralNetworkClassifier.layers[3].innerProduct.weights.floatValue",
+                  "op": "array", "array": 0}, ...]}
+
+``path`` names a field from the ``Model`` root (``name[i]`` indexes a repeated
+field). ``op`` is one of: ``set`` (a scalar, JSON ``value``), ``clear`` (field
+removed), ``array`` (a repeated number field replaced by ``array``), ``bytes``
+(a bytes field, as a uint8 array), ``append`` (elements added after the base's
+own: serialized messages concatenated in ``array`` with their byte lengths in
+``lengths``, or numbers in ``array``), ``message`` (a whole sub-message, serialized,
+written where the base had none or a different-length list), ``map`` (a map
+field's new entries, JSON ``value``).
+
+Merging: ``array`` changes present in every delta are averaged with weights
+``n_examples`` (``float16Value`` bytes are averaged as float16); ``append``
+changes are concatenated (a k-NN index gets every user's examples); any other
+change must be equal in all deltas.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..spec import Model
+from ..spec import io as spec_io
+from .delta_walk import Differ, replay, resolve
+from .errors import PipelineError
+
+__all__ = ["Delta", "diff", "apply", "merge", "fingerprint"]
+
+FORMAT, VERSION = "pippin-delta", 1
+
+
+def _bytes_of(model: Any) -> bytes:
+    if isinstance(model, (str, os.PathLike)):
+        try:
+            return Path(model).read_bytes()
+        except OSError as exc:
+            raise PipelineError(f"cannot read model file: {exc.strerror or exc}", where=str(model)) from None
+    if isinstance(model, (bytes, bytearray)):
+        return bytes(model)
+    spec = getattr(model, "spec", model)
+    return spec.SerializeToString()
+
+
+def fingerprint(model: Any) -> str:
+    """SHA-256 hex digest of a model file's bytes (or of a spec's serialization)."""
+    return hashlib.sha256(_bytes_of(model)).hexdigest()
+
+
+@dataclass
+class Delta:
+    """The changes one update made to a base model.
+
+    Attributes
+    ----------
+    base_sha256, updated_sha256 : str
+    n_examples : int
+        How many examples the update saw (the merge weight).
+    changes : list[dict]
+        Manifest entries (see the module docstring).
+    arrays : list[np.ndarray]
+        The arrays the changes refer to by index.
+    """
+
+    base_sha256: str
+    updated_sha256: str
+    n_examples: int = 1
+    changes: list[dict] = field(default_factory=list)
+    arrays: list[np.ndarray] = field(default_factory=list)
+
+    def manifest(self) -> dict:
+        return {"format": FORMAT, "version": VERSION, "base_sha256": self.base_sha256,
+                "updated_sha256": self.updated_sha256, "n_examples": int(self.n_examples),
+                "changes": self.changes}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the delta file atomically."""
+        path = Path(path)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("manifest.json", json.dumps(self.manifest(), indent=1))
+            for i, array in enumerate(self.arrays):
+                member = io.BytesIO()
+                np.save(member, np.asarray(array), allow_pickle=False)
+                archive.writestr(f"arrays/{i}.npy", member.getvalue())
+        folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir():
+            raise PipelineError("folder does not exist", where=str(folder))
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(buffer.getvalue())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Delta":
+        """Read a delta file written by ``save``."""
+        where = str(path)
+        try:
+            with zipfile.ZipFile(path) as archive:
+                manifest = json.loads(archive.read("manifest.json"))
+                arrays = []
+                for i in range(sum(1 for n in archive.namelist() if n.startswith("arrays/"))):
+                    arrays.append(np.load(io.BytesIO(archive.read(f"arrays/{i}.npy")), allow_pickle=False))
+        except FileNotFoundError:
+            raise PipelineError("no such file", where=where) from None
+        except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+            raise PipelineError(f"not a pippin delta file ({exc})", where=where) from None
+        if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+            raise PipelineError(f"manifest format {manifest.get('format')!r} version {manifest.get('version')!r}, "
+                                f"expected {FORMAT!r} version {VERSION}", where=f"{where}: manifest.json")
+        return cls(manifest["base_sha256"], manifest["updated_sha256"], int(manifest.get("n_examples", 1)),
+                   list(manifest["changes"]), arrays)
+
+
+def diff(base: Any, updated: Any, *, n_examples: int | None = None) -> Delta:
+    """The changes that turn ``base`` into ``updated``.
+
+    Parameters
+    ----------
+    base, updated : path, bytes, spec or RunnableModel
+    n_examples : int, optional
+        Examples the update saw; default: the ``pippin.examples_seen`` metadata the
+        ``pippin update`` command records (updated minus base), else 1.
+
+    Raises
+    ------
+    PipelineError
+        The two models are of different kinds, or the updated file cannot be
+        reproduced from the base (it was not written by a protobuf serializer).
+    """
+    base_bytes, updated_bytes = _bytes_of(base), _bytes_of(updated)
+    a, b = spec_io.loads(base_bytes, where="base"), spec_io.loads(updated_bytes, where="updated")
+    if a.WhichOneof("Type") != b.WhichOneof("Type"):
+        raise PipelineError(f"base is a {a.WhichOneof('Type')} model but updated is a {b.WhichOneof('Type')}",
+                            hint="diff a model against its own update")
+    differ = Differ()
+    differ.message(a, b, "")
+    if n_examples is None:
+        seen = [int(m.description.metadata.userDefined.get("pippin.examples_seen", "0")) for m in (a, b)]
+        n_examples = max(1, seen[1] - seen[0])
+    delta = Delta(hashlib.sha256(base_bytes).hexdigest(), hashlib.sha256(updated_bytes).hexdigest(),
+                  int(n_examples), differ.changes, differ.arrays)
+    if apply(base_bytes, delta).SerializeToString() != updated_bytes:
+        raise PipelineError("the updated file cannot be reproduced byte for byte from the base "
+                            "(it was not written by a protobuf serializer in canonical field order)",
+                            hint="load and re-save the updated model with pippin, then diff again")
+    return delta
+
+
+def apply(base: Any, delta: Delta | str | os.PathLike) -> Model:
+    """The updated model: ``base`` with ``delta``'s changes replayed.
+
+    Raises
+    ------
+    PipelineError
+        ``delta`` was made for another base (its fingerprint differs).
+    """
+    if not isinstance(delta, Delta):
+        delta = Delta.load(delta)
+    data = _bytes_of(base)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != delta.base_sha256:
+        raise PipelineError(f"the delta was made for base {delta.base_sha256[:12]}..., "
+                            f"this base is {digest[:12]}...",
+                            where=str(base) if isinstance(base, (str, os.PathLike)) else "<base>",
+                            hint="apply a delta to the exact model file it was diffed against")
+    spec = spec_io.loads(data, where="base")
+    for change in delta.changes:
+        replay(spec, change, delta.arrays)
+    return spec
+
+
+def merge(base: Any, deltas: list[Delta | str | os.PathLike]) -> Model:
+    """Federated averaging of several deltas of one base, weighted by their example counts.
+
+    Numeric parameters changed in every delta become ``sum(n_i * p_i) / sum(n_i)``;
+    appended examples (a k-NN index) are concatenated; other changes must agree.
+    """
+    deltas = [d if isinstance(d, Delta) else Delta.load(d) for d in deltas]
+    if not deltas:
+        raise PipelineError("merge needs at least one delta")
+    digest = fingerprint(base)
+    for i, d in enumerate(deltas):
+        if d.base_sha256 != digest:
+            raise PipelineError(f"delta {i} was made for another base ({d.base_sha256[:12]}...)",
+                                hint="merge only deltas of the same base model")
+    changes, arrays = _merge_changes(deltas, spec_io.loads(_bytes_of(base), where="base"))
+    spec = spec_io.loads(_bytes_of(base), where="base")
+    for change in changes:
+        replay(spec, change, arrays)
+    return spec
+
+
+def _base_values(base: Model, change: dict) -> np.ndarray:
+    node, fd = resolve(base, change["path"])
+    value = getattr(node, fd.name)
+    if isinstance(value, bytes):
+        return np.frombuffer(value, dtype=np.uint8)
+    return np.asarray(list(value), dtype=np.float64)
+
+
+def _merge_changes(deltas: list[Delta], base: Model) -> tuple[list[dict], list[np.ndarray]]:
+    weights = np.array([d.n_examples for d in deltas], dtype=np.float64)
+    weights /= weights.sum()
+    paths: dict[str, list] = {}
+    for i, d in enumerate(deltas):
+        for change in d.changes:
+            paths.setdefault(change["path"], [None] * len(deltas))[i] = change
+    out, arrays = [], []
+    for path, per_delta in paths.items():
+        present = [(i, c) for i, c in enumerate(per_delta) if c is not None]
+        ops = {c["op"] for _, c in present}
+        if ops <= {"array"} or (ops == {"bytes"} and path.endswith("float16Value")):
+            out.append({"path": path, "op": ops.pop(), "array": len(arrays)})
+            arrays.append(_average(path, per_delta, deltas, weights, base))
+        elif ops == {"append"}:
+            out.extend(_concatenate(path, present, deltas, arrays))
+        elif ops == {"map"}:
+            node, name = _node_field(base, path)
+            before = dict(getattr(node, name))
+            merged = dict(before)
+            for _, c in present:
+                merged.update(c["value"])
+            if "pippin.examples_seen" in merged:
+                seen = int(before.get("pippin.examples_seen", "0")) + sum(d.n_examples for d in deltas)
+                merged["pippin.examples_seen"] = str(seen)
+            out.append({"path": path, "op": "map", "value": merged})
+        else:
+            first = present[0][1]
+            for i, c in present[1:]:
+                if not _same_change(c, deltas[i], first, deltas[present[0][0]]):
+                    raise PipelineError(f"deltas disagree on {path!r} ({first['op']} vs {c['op']}), "
+                                        "which cannot be averaged", hint="merge deltas of the same kind of update")
+            copy = dict(first)
+            if "array" in copy:
+                copy["array"] = len(arrays)
+                arrays.append(deltas[present[0][0]].arrays[first["array"]])
+            out.append(copy)
+    return out, arrays
+
+
+def _node_field(base: Model, path: str):
+    node, fd = resolve(base, path)
+    return node, fd.name
+
+
+def _average(path, per_delta, deltas, weights, base) -> np.ndarray:
+    half = path.endswith("float16Value")
+    parts = []
+    for c, d in zip(per_delta, deltas):
+        values = d.arrays[c["array"]] if c is not None else _base_values(base, {"path": path})
+        values = values.astype(np.uint8).view(np.float16).astype(np.float64) if half else values.astype(np.float64)
+        parts.append(values)
+    if len({p.shape for p in parts}) != 1:
+        raise PipelineError(f"deltas change {path!r} to different sizes {[p.shape for p in parts]}, "
+                            "so they cannot be averaged")
+    mean = np.tensordot(weights, np.stack(parts), axes=1)  # float64 accumulation of the weighted sum
+    return mean.astype(np.float16).view(np.uint8) if half else mean
+
+
+def _concatenate(path, present, deltas, arrays) -> list[dict]:
+    if "value" in present[0][1]:
+        return [{"path": path, "op": "append", "value": [v for _, c in present for v in c["value"]]}]
+    blobs = [deltas[i].arrays[c["array"]] for i, c in present]
+    merged = {"path": path, "op": "append", "array": len(arrays)}
+    if "lengths" in present[0][1]:
+        merged["lengths"] = [n for _, c in present for n in c["lengths"]]
+    arrays.append(np.concatenate(blobs))
+    return [merged]
+
+
+def _same_change(a: dict, da: Delta, b: dict, db: Delta) -> bool:
+    if {k: v for k, v in a.items() if k != "array"} != {k: v for k, v in b.items() if k != "array"}:
+        return False
+    return "array" not in a or np.array_equal(da.arrays[a["array"]], db.arrays[b["array"]])
