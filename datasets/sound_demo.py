@@ -14,7 +14,7 @@ import numpy as np
 import soundfile
 
 from .errors import DatasetError
-from .sound import SoundDataset, load_sound_folder
+from .sound import SoundDataset
 
 __all__ = ["DEMO_KINDS", "make_demo_sounds"]
 
@@ -58,7 +58,7 @@ DEMO_KINDS = {"tone": _tone, "chirp": _chirp, "noise": _noise, "clicks": _clicks
 
 def make_demo_sounds(folder: str | os.PathLike, *, clips_per_kind: int = 8, seconds: float = 2.0,
                      seed: int = 0) -> SoundDataset:
-    """Write the demo dataset (``folder/<kind>/<kind>_<i>.wav``, 16 kHz PCM16) and load it.
+    """Write the demo dataset (``folder/<kind>/<kind>_<i>.wav``, 16 kHz PCM16) and list what it wrote.
 
     Parameters
     ----------
@@ -79,13 +79,15 @@ def make_demo_sounds(folder: str | os.PathLike, *, clips_per_kind: int = 8, seco
     root = Path(folder)
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * _RATE)) / _RATE
+    paths, labels = [], []
     for kind, generate in DEMO_KINDS.items():
         (root / kind).mkdir(parents=True, exist_ok=True)
         for i in range(clips_per_kind):
             signal = generate(rng, t)
             signal = signal / (np.abs(signal).max() + 1e-9) * rng.uniform(0.2, 0.8)
             signal = signal + rng.normal(0, 0.01, t.size)
-            soundfile.write(str(root / kind / f"{kind}_{i}.wav"), np.clip(signal, -1, 1), _RATE, subtype="PCM_16")
-    dataset = load_sound_folder(root)
-    dataset.source = f"pippin demo sounds (seed={seed}) in {root}"
-    return dataset
+            path = root / kind / f"{kind}_{i}.wav"
+            soundfile.write(str(path), np.clip(signal, -1, 1), _RATE, subtype="PCM_16")
+            paths.append(path)
+            labels.append(kind)
+    return SoundDataset(paths, labels, source=f"pippin demo sounds (seed={seed}) in {root}")

@@ -1,0 +1,307 @@
+"""``SoundClassifier``: train a sound classifier from labelled audio and export it as a Core ML pipeline.
+
+Training computes every window's log-mel patch once (``pippin.audio.features``),
+splits the *files* into training and validation sets (stratified, seeded, so
+windows of one file never land on both sides), and trains the CNN of
+``pippin.audio.network`` with ``pippin.pipelines.update.fit_network`` (Adam,
+cosine learning-rate schedule, early stopping on validation loss). The model it
+exports (and predicts with) is the spec-v4 pipeline SoundAnalysisPreprocessing ->
+NeuralNetworkClassifier.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..datasets.sound import SoundDataset, load_sound_dataset
+from ..spec import io as spec_io
+from .errors import AudioError
+from .features import ClipFeatures, featurize_files
+from .inference import classify_files
+from .metrics import classification_report
+from .network import build_network, export_pipeline
+
+__all__ = ["SoundClassifier"]
+
+logger = logging.getLogger(__name__)
+
+
+class SoundClassifier:
+    """A sound classifier: VGGish log-mel patches and a small CNN, exported as a Core ML 3 pipeline.
+
+    Parameters
+    ----------
+    epochs : int > 0
+        Maximum training epochs (early stopping may end sooner).
+    batch_size : int > 0
+    learning_rate : float > 0
+        Adam's initial learning rate; a cosine schedule decays it over ``epochs``.
+    validation_fraction : float in [0, 1)
+        Share of each label's files held out for validation and early stopping
+        (0: no validation, no early stopping).
+    early_stopping_patience : int > 0
+        Epochs without a better validation loss before training stops (the best
+        epoch's weights are kept).
+    overlap : float in [0, 1)
+        Window overlap when cutting clips into 975 ms windows.
+    random_state : int or None
+        Seeds the split, weight initialisation and shuffling; the same seed gives the same model bytes.
+    progress : bool
+        Draw tqdm progress bars on stderr.
+    """
+
+    def __init__(self, epochs: int = 20, batch_size: int = 32, learning_rate: float = 3e-3,
+                 validation_fraction: float = 0.1, early_stopping_patience: int = 5, overlap: float = 0.5,
+                 random_state: int | None = None, progress: bool = True):
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.validation_fraction = validation_fraction
+        self.early_stopping_patience = early_stopping_patience
+        self.overlap = overlap
+        self.random_state = random_state
+        self.progress = progress
+
+    # -- parameters (scikit-learn conventions, no sklearn import) -----------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        """The constructor's parameters and their current values."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params) -> "SoundClassifier":
+        """Set constructor parameters; unknown names raise ``AudioError``."""
+        for name, value in params.items():
+            if name not in self._param_names():
+                raise AudioError(f"unknown parameter {name!r}; SoundClassifier takes {self._param_names()}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"SoundClassifier({args})"
+
+    # -- training ---------------------------------------------------------------
+    def _check_params(self) -> None:
+        checks = [
+            ("epochs", isinstance(self.epochs, (int, np.integer)) and self.epochs >= 1, "an int >= 1"),
+            ("batch_size", isinstance(self.batch_size, (int, np.integer)) and self.batch_size >= 1, "an int >= 1"),
+            ("learning_rate", isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate <= 1,
+             "in (0, 1]"),
+            ("validation_fraction", isinstance(self.validation_fraction, (int, float))
+             and 0 <= self.validation_fraction < 1, "in [0, 1)"),
+            ("early_stopping_patience", isinstance(self.early_stopping_patience, (int, np.integer))
+             and self.early_stopping_patience >= 1, "an int >= 1"),
+            ("overlap", isinstance(self.overlap, (int, float)) and 0 <= self.overlap < 1, "in [0, 1)"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise AudioError(f"{name}={getattr(self, name)!r}, expected {expected}", where="SoundClassifier")
+
+    def train(self, dataset, *, on_epoch=None) -> "SoundClassifier":
+        """Train from scratch on a labelled sound dataset; returns ``self``.
+
+        Parameters
+        ----------
+        dataset : path-like or SoundDataset
+            A folder with one sub-folder per label, a ``path,label`` CSV/TSV table,
+            or a ``pippin.datasets.SoundDataset``.
+        on_epoch : callable, optional
+            Called after each epoch with a dict (``epoch``, ``loss``, ``train_accuracy``,
+            ``val_loss``, ``val_accuracy``, ...).
+
+        Raises
+        ------
+        AudioError
+            A label has no usable file, fewer than two labels, or bad parameters.
+        DatasetError
+            The dataset folder or table is malformed.
+        """
+        self._check_params()
+        data = load_sound_dataset(dataset)
+        rng = np.random.default_rng(self.random_state)
+        features = featurize_files(data.paths, overlap=self.overlap, progress=self.progress,
+                                   description="features")
+        self.skipped_ = features.skipped
+        classes = self._check_labels(data, features)
+        clip_targets = np.searchsorted(classes, np.asarray(data.labels, dtype=object).astype(str))
+        is_val_clip = self._split(clip_targets, features.used, rng)
+        window_targets = clip_targets[features.clip_index]
+        val_windows = is_val_clip[features.clip_index]
+        seed = int(rng.integers(0, 2**31 - 1))
+        network = build_network(list(classes), seed=seed, learning_rate=self.learning_rate,
+                                batch_size=self.batch_size, epochs=self.epochs)
+        from ..pipelines.update import fit_network  # the trainer of the runtime's networks
+
+        reporter = _EpochReporter(int(self.epochs), on_epoch=on_epoch, bar=self.progress)
+        validation = None
+        if val_windows.any():
+            validation = (features.patches[val_windows], window_targets[val_windows])
+        trained, history = fit_network(
+            network, features.patches[~val_windows], window_targets[~val_windows],
+            epochs=int(self.epochs), batch_size=int(self.batch_size), optimizer="adam",
+            learning_rate=float(self.learning_rate), lr_schedule="cosine", validation=validation,
+            early_stopping_patience=int(self.early_stopping_patience) if validation is not None else None,
+            random_state=seed, progress=reporter,
+        )
+        reporter.close()
+        self.classes_ = np.asarray(classes, dtype=object)
+        self.network_spec_ = trained
+        self.history_ = history
+        self.history_rows_ = reporter.rows
+        self.training_summary_ = self._summary(data, features, is_val_clip)
+        self.spec_ = export_pipeline(trained, metadata={
+            "training_data": self.training_summary_, "overlap": float(self.overlap),
+            "training": {"epochs_run": int(history["epochs_run"]), "best_epoch": history["best_epoch"], "batch_size": int(self.batch_size),
+                         "learning_rate": float(self.learning_rate), "optimizer": "adam",
+                         "lr_schedule": "cosine", "random_state": self.random_state},
+        })
+        return self
+
+    fit = train
+
+    def _check_labels(self, data: SoundDataset, features: ClipFeatures) -> np.ndarray:
+        classes = np.asarray(data.classes, dtype=object).astype(str)
+        usable = {str(label): 0 for label in classes}
+        for label, used in zip(data.labels, features.used):
+            usable[label] += bool(used)
+        empty = [label for label, n in usable.items() if n == 0]
+        if empty:
+            skipped = [s["path"] for s in features.skipped if Path(s["path"]) in
+                       {p for p, l in zip(data.paths, data.labels) if l == empty[0]}]
+            raise AudioError(
+                f"label {empty[0]!r} has no usable audio file ({len(skipped)} unreadable: "
+                f"{', '.join(skipped[:3]) or 'none listed'})",
+                where=data.source or None,
+                hint="fix or remove the files, or drop the label",
+            )
+        if len(classes) < 2:
+            raise AudioError(f"need at least two labels to train a classifier, found {list(classes)}",
+                             where=data.source or None)
+        return classes
+
+    def _split(self, clip_targets: np.ndarray, used: np.ndarray, rng) -> np.ndarray:
+        """Stratified by label: a ``validation_fraction`` share of each label's usable files (at least one
+        when the label has two or more)."""
+        is_val = np.zeros(len(clip_targets), dtype=bool)
+        if self.validation_fraction <= 0:
+            return is_val
+        for target in np.unique(clip_targets[used]):
+            members = np.flatnonzero(used & (clip_targets == target))
+            if len(members) < 2:
+                continue
+            n_val = min(len(members) - 1, max(1, int(round(self.validation_fraction * len(members)))))
+            is_val[rng.permutation(members)[:n_val]] = True
+        return is_val
+
+    def _summary(self, data: SoundDataset, features: ClipFeatures, is_val_clip: np.ndarray) -> dict:
+        used_labels = [label for label, u in zip(data.labels, features.used) if u]
+        return {
+            "source": data.source,
+            "n_files": int(features.used.sum()),
+            "n_windows": int(len(features.clip_index)),
+            "n_validation_files": int(is_val_clip.sum()),
+            "n_skipped": len(features.skipped),
+            "n_padded": int(features.n_padded),
+            "files_per_label": {label: used_labels.count(label) for label in data.classes},
+        }
+
+    # -- using the model ------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "spec_"):
+            raise AudioError("this SoundClassifier is not fitted; call train() first")
+
+    def model(self):
+        """The exported pipeline, loaded in Pippin's runtime."""
+        self._check_fitted()
+        from ..pipelines import load
+
+        return load(self.spec_)
+
+    def predict(self, files, *, overlap: float | None = None) -> list[dict]:
+        """Classify audio files: per-window rows and a clip label from the mean window probabilities.
+
+        Parameters
+        ----------
+        files : path-like or list of path-like [shape=(n_files,)]
+        overlap : float in [0, 1), optional
+            Default: the training overlap.
+
+        Returns
+        -------
+        results : list of dict
+            One per file: ``path``, ``label``, ``probability``, ``probabilities``,
+            ``windows`` (``start``, ``end`` in seconds, ``label``, ``probability``);
+            an unreadable file gives ``{"path", "error"}`` instead.
+        """
+        self._check_fitted()
+        files = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+        results, skipped = classify_files(self.model(), files, overlap=self.overlap if overlap is None else overlap,
+                                          progress=self.progress)
+        by_path = {r["path"]: r for r in results}
+        by_path.update({s["path"]: {"path": s["path"], "error": s["reason"]} for s in skipped})
+        return [by_path[str(Path(f))] for f in files]
+
+    def evaluate(self, dataset, *, overlap: float | None = None) -> dict:
+        """Accuracy, per-class precision/recall/F1 and the confusion matrix on a labelled dataset.
+
+        Returns
+        -------
+        report : dict
+            ``accuracy``, ``labels``, ``per_class``, ``confusion_matrix`` (rows: true,
+            columns: predicted), ``n_clips``, ``skipped`` (unreadable files).
+        """
+        self._check_fitted()
+        return evaluate_model(self.model(), dataset, overlap=self.overlap if overlap is None else overlap,
+                              progress=self.progress)
+
+    def export(self, path: str | os.PathLike) -> Path:
+        """Write the Core ML pipeline atomically; returns the path."""
+        self._check_fitted()
+        return spec_io.save(self.spec_, path)
+
+
+def evaluate_model(model, dataset, *, overlap: float = 0.5, progress: bool = False) -> dict:
+    """Score a loaded sound-classifier model on a labelled dataset (see ``SoundClassifier.evaluate``)."""
+    data = load_sound_dataset(dataset)
+    results, skipped = classify_files(model, data.paths, overlap=overlap, progress=progress)
+    truth = {str(p): label for p, label in zip(data.paths, data.labels)}
+    report = classification_report([truth[r["path"]] for r in results], [r["label"] for r in results],
+                                   labels=[str(x) for x in model.class_labels])
+    report["skipped"] = skipped
+    return report
+
+
+class _EpochReporter:
+    """fit_network's per-epoch callback: a tqdm bar over epochs and ``on_epoch`` rows (epochs from 1)."""
+
+    def __init__(self, epochs: int, *, on_epoch=None, bar: bool = True):
+        self.on_epoch = on_epoch
+        self.rows: list[dict] = []
+        self.bar = None
+        if bar:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=epochs, desc="training", unit="epoch", leave=False)
+
+    def __call__(self, event: dict) -> None:
+        row = {"epoch": int(event["epoch"]) + 1, "loss": event.get("loss"),
+               "train_accuracy": event.get("accuracy"), "val_loss": event.get("val_loss"),
+               "val_accuracy": event.get("val_accuracy"), "learning_rate": event.get("learning_rate")}
+        self.rows.append(row)
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{row['loss']:.4f}")
+        if self.on_epoch is not None:
+            self.on_epoch(row)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
