@@ -1,0 +1,72 @@
+"""``pippin train sound DATA -o MODEL``: train a sound classifier and export it as a Core ML pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .exit_codes import HELP_EPILOG
+from .output import Result, info, warn
+
+
+def add_parser(subparsers, parents):
+    parser = subparsers.add_parser(
+        "sound", parents=parents, help="train a sound classifier from labelled audio",
+        description="Train a sound classifier (VGGish log-mel front end + small CNN) and export it as a "
+                    "Core ML 3 pipeline: SoundAnalysisPreprocessing -> NeuralNetworkClassifier.",
+        epilog="DATA is a folder with one sub-folder per label, or a CSV/TSV table with columns path,label "
+               "(relative paths resolved from the table's folder). " + HELP_EPILOG,
+    )
+    parser.add_argument("data", metavar="DATA", help="labelled audio folder or path,label table")
+    parser.add_argument("-o", "--output", metavar="MODEL", required=True, help="the .mlmodel file to write")
+    parser.add_argument("--epochs", type=int, default=20, help="maximum epochs (default: 20)")
+    parser.add_argument("--batch-size", type=int, default=32, help="mini-batch size (default: 32)")
+    parser.add_argument("--learning-rate", type=float, default=3e-3, help="Adam learning rate (default: 0.003)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--validation-fraction", type=float, default=0.1,
+                        help="share of each label's files held out for early stopping (default: 0.1)")
+    parser.add_argument("--patience", type=int, default=5, help="early-stopping patience in epochs (default: 5)")
+    parser.add_argument("--overlap", type=float, default=0.5, help="window overlap in [0, 1) (default: 0.5)")
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def run(args) -> Result:
+    from ...audio.classifier import SoundClassifier  # the trainer is loaded only for this command
+
+    quiet = args.json or args.verbose - args.quiet < 0
+
+    def on_epoch(row: dict) -> None:
+        if not quiet:
+            info(f"epoch {row.get('epoch')}: loss {_fmt(row.get('loss'))}, "
+                 f"train accuracy {_fmt(row.get('train_accuracy'))}, "
+                 f"validation loss {_fmt(row.get('val_loss'))}, validation accuracy {_fmt(row.get('val_accuracy'))}")
+
+    classifier = SoundClassifier(
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        validation_fraction=args.validation_fraction, early_stopping_patience=args.patience,
+        overlap=args.overlap, random_state=args.seed, progress=args.show_progress,
+    )
+    classifier.train(args.data, on_epoch=on_epoch)
+    for skipped in classifier.skipped_:
+        if not args.json:
+            warn(f"skipped {skipped['path']}: {skipped['reason']}")
+    path = classifier.export(args.output)
+    summary = classifier.training_summary_
+    history = classifier.history_rows_
+    payload = {
+        "model": str(Path(path)),
+        "labels": [str(x) for x in classifier.classes_],
+        "training_data": summary,
+        "history": history,
+        "skipped": classifier.skipped_,
+    }
+    last = history[-1] if history else {}
+    text = (f"wrote {path}: {len(payload['labels'])} labels, {summary['n_files']} files "
+            f"({summary['n_windows']} windows), {len(history)} epochs; "
+            f"final train accuracy {_fmt(last.get('train_accuracy'))}, "
+            f"validation accuracy {_fmt(last.get('val_accuracy'))}")
+    return Result(payload, text)
