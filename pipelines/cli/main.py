@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "validate_cmd",
     "train_cmd",
     "evaluate_cmd",
+    "recommend_cmd",
     "predict_cmd",
     "update_cmd",
     "diff_cmd",
