@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import AudioError
-from .frontend import N_MELS, PATCH_FRAMES, SAMPLE_RATE, vggish_log_mel
+from .frontend import N_MELS, PATCH_FRAMES, PATCH_SAMPLES, SAMPLE_RATE, vggish_log_mel
 from .io import iter_windows
 
 __all__ = ["ClipFeatures", "featurize_files"]
@@ -59,10 +58,10 @@ class ClipFeatures:
 def _one_file(path: Path, overlap: float):
     """(starts, patches, padded) of one file, or the AudioError that stopped it."""
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            parts = [(s, vggish_log_mel(w, workers=1)) for s, w in iter_windows(path, overlap=overlap)]
-        padded = any(issubclass(w.category, UserWarning) for w in caught)
+        info: dict = {}
+        parts = [(s, vggish_log_mel(w, workers=1))
+                 for s, w in iter_windows(path, overlap=overlap, warn_short=False, info=info)]
+        padded = info["n_samples"] < PATCH_SAMPLES
         return np.concatenate([s for s, _ in parts]), np.concatenate([p for _, p in parts]), padded
     except AudioError as exc:
         return exc
@@ -128,7 +127,7 @@ def _collect(paths: list[Path], results: list) -> ClipFeatures:
         starts.append(file_starts)
         index.append(np.full(len(file_starts), position, dtype=np.int64))
     if n_padded:
-        logger.info("%d of %d files are shorter than 975 ms and were zero-padded", n_padded, len(paths))
+        logger.warning("%d of %d files are shorter than 975 ms and were zero-padded", n_padded, len(paths))
     empty = np.zeros((0, 1, PATCH_FRAMES, N_MELS), dtype=np.float32)
     return ClipFeatures(
         patches=np.concatenate(patches) if patches else empty,

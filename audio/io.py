@@ -95,6 +95,7 @@ def read_audio(path: str | os.PathLike) -> np.ndarray:
 
 def iter_windows(
     path: str | os.PathLike, *, overlap: float = 0.5, batch_windows: int = 256, warn_short: bool = True,
+    info: dict | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """A file's 975 ms analysis windows, streamed in batches (bounded memory).
 
@@ -109,6 +110,8 @@ def iter_windows(
         Windows per yielded batch.
     warn_short : bool
         Warn (``UserWarning``) when the clip is shorter than one window.
+    info : dict, optional
+        Filled with ``n_samples`` (the clip's length at 16 kHz) once the file is read.
 
     Yields
     ------
@@ -136,6 +139,8 @@ def iter_windows(
         pending, offset = pending[drop:], offset + drop
     if total == 0:
         raise AudioError("file has no audio samples after resampling", where=str(path))
+    if info is not None:
+        info["n_samples"] = total
     if total < PATCH_SAMPLES and warn_short:
         warnings.warn(f"{path}: clip is {total / SAMPLE_RATE * 1000:.0f} ms, shorter than one 975 ms window; "
                       "zero-padded", UserWarning, stacklevel=2)
