@@ -13,7 +13,7 @@ from pathlib import Path
 from google.protobuf.message import Message
 
 from .validate.interface import DATA_TYPE_NAMES, type_text
-from .validate.versions import NEWEST_VERSION, OS_RELEASES, requirements
+from .validate.versions import OS_RELEASES, requirements
 
 __all__ = ["describe", "render_text"]
 
@@ -133,7 +133,7 @@ def _describe(model, depth=0) -> dict:
     info: dict = {
         "kind": kind,
         "specification_version": version,
-        "os_releases": dict(OS_RELEASES.get(min(max(version, 1), NEWEST_VERSION), {})),
+        "os_releases": dict(OS_RELEASES.get(version, {})),
         "minimum_specification_version": needed,
         "updatable": bool(model.isUpdatable),
         "inputs": [_feature(f) for f in desc.input],
