@@ -185,8 +185,8 @@ def _check_training_inputs(model, nn, label_kind, report):
                    "training-inputs")
         return
     if len(exclusive) == len(training):
-        report.add("description.trainingInput", "no training input matches a prediction input",
-                   "training-inputs")
+        report.add("description.trainingInput", "no training input is also a prediction input "
+                   f"(same name and type); inputs are {[f.name for f in desc.input]}", "training-inputs")
     target = _loss_target(nn.updateParams.lossLayers[0])[1] if len(nn.updateParams.lossLayers) else ""
     outputs = {f.name: f for f in desc.output}
     for t in exclusive:
