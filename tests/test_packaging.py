@@ -26,3 +26,11 @@ def test_package_dir_maps_each_root():
     config = tomllib.loads((REPO / "pyproject.toml").read_text())
     mapping = config["tool"]["setuptools"]["package-dir"]
     assert mapping == {name: folder for folder, name in ROOTS.items()}
+
+
+def test_test_module_basenames_are_unique():
+    # pytest's default import mode puts each test folder on sys.path, so two
+    # test files with one basename collide at collection.
+    names = [p.name for p in (REPO / "tests").rglob("test_*.py")]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    assert not duplicates, f"rename these test files so their basenames are unique: {duplicates}"
