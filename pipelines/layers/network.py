@@ -95,6 +95,10 @@ def run_layers(
                 )
             args.append(value)
         outputs = layer(*args)
+        if not layer.inputs and blobs:
+            # a layer without inputs (a constant, a static fill) makes one example: repeat it
+            n = next(iter(blobs.values())).shape[0]
+            outputs = tuple(np.repeat(o, n, axis=0) if o.shape[0] == 1 and n != 1 else o for o in outputs)
         for name, value in zip(layer.outputs, outputs):
             blobs[name] = value
     return blobs
