@@ -7,7 +7,7 @@ Core ML's definition: a cross-correlation over the last two axes ``(H, W)`` of
 padding (explicit border amounts) or ``same`` padding (output ``ceil(H / stride)``,
 the odd pixel of padding going bottom/right or top/left as ``asymmetryMode``
 says). A deconvolution (``isDeconvolution``) is the transposed convolution, its
-weights stored ``[C_out / nGroups, C_in, kH, kW]`` (coremltools' layout), its output
+weights stored ``[C_in, C_out / nGroups, kH, kW]`` (coremltools' layout), its output
 sized by ``outputShape`` when given (extra rows/columns at the bottom/right).
 
 Implementation: im2col through a strided view of the padded input plus one float32
@@ -47,41 +47,65 @@ def padding_amounts(padding, which: str | None, size: tuple[int, int], kernel: t
             (int(amounts[1].startEdgeSize), int(amounts[1].endEdgeSize)))
 
 
+def _padded_nhwc(x, pads, extra=(0, 0)):
+    """``x`` ``[N, C, H, W]`` copied into a zero-padded channel-last buffer ``[N, Hp, Wp, C]``."""
+    n, c, h, w = x.shape
+    (pt, pb), (pl, pr) = pads
+    buf = np.empty((n, h + pt + pb + extra[0], w + pl + pr + extra[1], c), dtype=np.float32)
+    if pt or pb or pl or pr or extra != (0, 0):
+        buf[:, :pt] = 0
+        buf[:, pt + h:] = 0
+        buf[:, pt:pt + h, :pl] = 0
+        buf[:, pt:pt + h, pl + w:] = 0
+    buf[:, pt:pt + h, pl:pl + w, :] = x.transpose(0, 2, 3, 1)
+    return buf
+
+
 def _im2col(x, kernel, stride, dilation, pads):
-    """Columns ``[C * kH * kW, N * H_out * W_out]`` of ``x`` ``[N, C, H, W]``."""
+    """Patches ``[N * H_out * W_out, kH * kW * C]`` of ``x`` ``[N, C, H, W]`` (channel-last columns)."""
     n, c, h, w = x.shape
     (pt, pb), (pl, pr) = pads
     kh, kw = kernel
-    hp, wp = h + pt + pb, w + pl + pr
-    h_out = (hp - (kh - 1) * dilation[0] - 1) // stride[0] + 1
-    w_out = (wp - (kw - 1) * dilation[1] - 1) // stride[1] + 1
-    if pt or pb or pl or pr:
-        buf = np.zeros((c, n, hp, wp), dtype=np.float32)
-        buf[:, :, pt:pt + h, pl:pl + w] = x.transpose(1, 0, 2, 3)
-    else:
-        buf = x.transpose(1, 0, 2, 3)
+    h_out = (h + pt + pb - (kh - 1) * dilation[0] - 1) // stride[0] + 1
+    w_out = (w + pl + pr - (kw - 1) * dilation[1] - 1) // stride[1] + 1
+    buf = _padded_nhwc(x, pads)
     s = buf.strides
-    view = as_strided(buf, shape=(c, kh, kw, n, h_out, w_out),
-                      strides=(s[0], s[2] * dilation[0], s[3] * dilation[1], s[1], s[2] * stride[0], s[3] * stride[1]),
+    view = as_strided(buf, shape=(n, h_out, w_out, kh, kw, c),
+                      strides=(s[0], s[1] * stride[0], s[2] * stride[1], s[1] * dilation[0], s[2] * dilation[1], s[3]),
                       writeable=False)
-    return view.reshape(c * kh * kw, n * h_out * w_out), (h_out, w_out)
+    return view.reshape(n * h_out * w_out, kh * kw * c), (h_out, w_out)
 
 
 def _col2im(cols, x_shape, kernel, stride, dilation, pads, out_hw):
-    """Sum columns ``[C, kH, kW, N, H_out, W_out]`` back onto ``[C, N, H, W]`` (transpose of ``_im2col``)."""
+    """Sum patches ``[N, H_out, W_out, kH, kW, C]`` back onto ``[N, C, H, W]`` (transpose of ``_im2col``)."""
     n, c, h, w = x_shape
     (pt, pb), (pl, pr) = pads
     kh, kw = kernel
     h_out, w_out = out_hw
-    buf = np.zeros((c, n, h + pt + pb, w + pl + pr), dtype=np.float32)
-    cols = cols.reshape(c, kh, kw, n, h_out, w_out)
+    buf = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype=np.float32)
+    cols = cols.reshape(n, h_out, w_out, kh, kw, c)
     for i in range(kh):  # loops over kernel taps only; each adds a whole batch
         r0 = i * dilation[0]
         rows = slice(r0, r0 + stride[0] * (h_out - 1) + 1, stride[0])
         for j in range(kw):
             c0 = j * dilation[1]
-            buf[:, :, rows, c0:c0 + stride[1] * (w_out - 1) + 1:stride[1]] += cols[:, i, j]
-    return buf[:, :, pt:pt + h, pl:pl + w]
+            buf[:, rows, c0:c0 + stride[1] * (w_out - 1) + 1:stride[1]] += cols[:, :, :, i, j]
+    return buf[:, pt:pt + h, pl:pl + w].transpose(0, 3, 1, 2)
+
+
+def _group_cols(cols, kernel, groups, g):
+    """The columns of group ``g`` (channels are innermost in the patch order)."""
+    if groups == 1:
+        return cols
+    m, k = cols.shape
+    cg = k // (kernel[0] * kernel[1] * groups)
+    return cols.reshape(m, kernel[0] * kernel[1], groups, cg)[:, :, g].reshape(m, -1)
+
+
+def _w_matrix(weights):
+    """``[C_out, C_in_g, kH, kW]`` as ``[kH * kW * C_in_g, C_out]`` matching the patch order."""
+    c_out = weights.shape[0]
+    return np.ascontiguousarray(weights.transpose(2, 3, 1, 0).reshape(-1, c_out))
 
 
 def conv2d_forward(x, weights, bias, *, stride=(1, 1), dilation=(1, 1), pads=((0, 0), (0, 0)), groups=1):
@@ -96,73 +120,79 @@ def conv2d_forward(x, weights, bias, *, stride=(1, 1), dilation=(1, 1), pads=((0
     Returns
     -------
     y : np.ndarray [shape=(n_samples, C_out, H_out, W_out)], float32
-        A transposed view of a ``[C_out, n_samples, H_out, W_out]`` buffer.
-    cols : np.ndarray [shape=(C_in * kH * kW, n_samples * H_out * W_out)]
+        A transposed view of a channel-last ``[n_samples, H_out, W_out, C_out]`` buffer.
+    cols : np.ndarray [shape=(n_samples * H_out * W_out, kH * kW * C_in)]
         The im2col matrix (kept by training for the weight gradient).
     """
-    c_out, c_in_g, kh, kw = weights.shape
+    c_out, _, kh, kw = weights.shape
+    n = x.shape[0]
     cols, (h_out, w_out) = _im2col(x, (kh, kw), stride, dilation, pads)
-    k = c_in_g * kh * kw
-    w2d = weights.reshape(c_out, k)
+    og = c_out // groups
     if groups == 1:
-        y2d = w2d @ cols
+        y2d = cols @ _w_matrix(weights)
     else:
-        og = c_out // groups
-        y2d = np.empty((c_out, cols.shape[1]), dtype=np.float32)
+        y2d = np.empty((cols.shape[0], c_out), dtype=np.float32)
         for g in range(groups):
-            np.matmul(w2d[g * og:(g + 1) * og], cols[g * k:(g + 1) * k], out=y2d[g * og:(g + 1) * og])
+            y2d[:, g * og:(g + 1) * og] = _group_cols(cols, (kh, kw), groups, g) @ _w_matrix(weights[g * og:(g + 1) * og])
     if bias is not None:
-        y2d += bias[:, None]
-    return y2d.reshape(c_out, x.shape[0], h_out, w_out).transpose(1, 0, 2, 3), cols
+        y2d += bias
+    return y2d.reshape(n, h_out, w_out, c_out).transpose(0, 3, 1, 2), cols
 
 
 def conv2d_backward(gy, cols, x_shape, weights, *, stride, dilation, pads, groups, need_input_grads=True):
     """Gradients of ``conv2d_forward``: ``(grad_x, grad_weights, grad_bias)``."""
     c_out, c_in_g, kh, kw = weights.shape
-    k = c_in_g * kh * kw
-    g2d = gy.transpose(1, 0, 2, 3).reshape(c_out, -1)
-    w2d = weights.reshape(c_out, k)
+    g2d = gy.transpose(0, 2, 3, 1).reshape(-1, c_out)
     og = c_out // groups
-    gw = np.empty((c_out, k), dtype=np.float32)
+    gw = np.empty(weights.shape, dtype=np.float32)
+    parts = []
     for g in range(groups):
-        np.matmul(g2d[g * og:(g + 1) * og], cols[g * k:(g + 1) * k].T, out=gw[g * og:(g + 1) * og])
-    gb = g2d.sum(axis=1)
+        cg = _group_cols(cols, (kh, kw), groups, g)
+        gg = g2d[:, g * og:(g + 1) * og]
+        gw[g * og:(g + 1) * og] = (cg.T @ gg).reshape(kh, kw, c_in_g, og).transpose(3, 2, 0, 1)
+        if need_input_grads:
+            parts.append(gg @ _w_matrix(weights[g * og:(g + 1) * og]).T)
+    gb = g2d.sum(axis=0)
     if not need_input_grads:
-        return None, gw.reshape(weights.shape), gb
+        return None, gw, gb
     if groups == 1:
-        gcols = w2d.T @ g2d
-    else:
-        gcols = np.concatenate([w2d[g * og:(g + 1) * og].T @ g2d[g * og:(g + 1) * og] for g in range(groups)])
+        gcols = parts[0]
+    else:  # back to the (tap, group, channel) patch order
+        m = g2d.shape[0]
+        gcols = np.stack([p.reshape(m, kh * kw, c_in_g) for p in parts], axis=2).reshape(m, -1)
     gx = _col2im(gcols, x_shape, (kh, kw), stride, dilation, pads, gy.shape[2:])
-    return gx.transpose(1, 0, 2, 3), gw.reshape(weights.shape), gb
+    return gx, gw, gb
 
 
 def deconv2d_forward(x, weights, bias, *, stride, dilation, crops, groups, out_hw):
-    """Transposed convolution; ``weights`` ``[C_out / groups, C_in, kH, kW]`` (Core ML's layout).
+    """Transposed convolution; ``weights`` ``[C_in, C_out / groups, kH, kW]`` (Core ML's layout).
 
     ``crops`` are ``((top, bottom), (left, right))`` pixels removed from the full
     output ``(H - 1) * stride + dilated kernel``; negative values add zero rows.
+    Returns ``[n_samples, C_out, H_out, W_out]`` with ``(H_out, W_out) = out_hw``.
     """
     n, c_in, h, w = x.shape
-    og, _, kh, kw = weights.shape
+    _, og, kh, kw = weights.shape
     cg = c_in // groups
-    x2d = x.transpose(1, 0, 2, 3).reshape(c_in, -1)
-    # weights as [C_in, C_out/groups * kH * kW], rows grouped like the input channels
-    wt = weights.transpose(1, 0, 2, 3).reshape(c_in, og * kh * kw)
-    cols = np.concatenate([wt[g * cg:(g + 1) * cg].T @ x2d[g * cg:(g + 1) * cg] for g in range(groups)])
+    x2d = x.transpose(0, 2, 3, 1).reshape(-1, c_in)
+    parts = []
+    for g in range(groups):
+        wg = weights[g * cg:(g + 1) * cg].transpose(0, 2, 3, 1).reshape(cg, kh * kw * og)
+        parts.append((x2d[:, g * cg:(g + 1) * cg] @ wg).reshape(-1, kh * kw, og))
+    cols = np.stack(parts, axis=2).reshape(x2d.shape[0], -1)
     full_h = (h - 1) * stride[0] + (kh - 1) * dilation[0] + 1
     full_w = (w - 1) * stride[1] + (kw - 1) * dilation[1] + 1
-    full = _col2im(cols, (n, og * groups, full_h, full_w), (kh, kw), stride, dilation,
-                   ((0, 0), (0, 0)), (h, w))
+    full = _col2im(cols, (n, og * groups, full_h, full_w), (kh, kw), stride, dilation, ((0, 0), (0, 0)), (h, w))
     (ct, _), (cl, _) = crops
     h_out, w_out = out_hw
-    y = np.zeros((og * groups, n, h_out, w_out), dtype=np.float32)
+    y = np.zeros((n, og * groups, h_out, w_out), dtype=np.float32)
     src = full[:, :, max(ct, 0):, max(cl, 0):]
-    dh, dw = min(h_out - max(-ct, 0), src.shape[2]), min(w_out - max(-cl, 0), src.shape[3])
-    y[:, :, max(-ct, 0):max(-ct, 0) + dh, max(-cl, 0):max(-cl, 0) + dw] = src[:, :, :dh, :dw]
+    oh, ow = max(-ct, 0), max(-cl, 0)
+    dh, dw = min(h_out - oh, src.shape[2]), min(w_out - ow, src.shape[3])
+    y[:, :, oh:oh + dh, ow:ow + dw] = src[:, :, :dh, :dw]
     if bias is not None:
-        y += bias[:, None, None, None]
-    return y.transpose(1, 0, 2, 3)
+        y += bias[:, None, None]
+    return y
 
 
 @register
@@ -192,7 +222,7 @@ class Convolution(Layer):
         self.deconv = bool(p.isDeconvolution)
         self.output_shape = tuple(int(v) for v in p.outputShape)
         kh, kw = self.kernel
-        shape = ((self.c_out // self.groups, self.kernel_channels, kh, kw) if self.deconv
+        shape = ((self.kernel_channels, self.c_out // self.groups, kh, kw) if self.deconv
                  else (self.c_out, self.kernel_channels, kh, kw))
         self.params["weights"] = read_weights(p.weights, shape=shape, where=f"{self.where}.convolution.weights",
                                               channel_axis=1 if self.deconv else 0)

@@ -24,25 +24,25 @@ __all__ = ["Pooling"]
 MAX, AVERAGE, L2 = 0, 1, 2
 
 
-def _windows(buf, kernel, stride, out_hw):
-    """Read-only view ``[N, C, H_out, W_out, kH, kW]`` of ``buf`` ``[N, C, Hp, Wp]``."""
-    s = buf.strides
-    return as_strided(buf, shape=buf.shape[:2] + tuple(out_hw) + tuple(kernel),
-                      strides=s[:2] + (s[2] * stride[0], s[3] * stride[1], s[2], s[3]), writeable=False)
-
-
-def _scatter(parts, shape, kernel, stride, pads, out_hw):
-    """Sum window gradients ``[N, C, H_out, W_out, kH, kW]`` back onto ``[N, C, H, W]``."""
+def _empty_like_layout(x, shape, fill=None):
+    """A float32 array of logical shape ``[N, C, H, W]`` stored in ``x``'s memory order (channel-last or not)."""
     n, c, h, w = shape
-    (pt, pb), (pl, pr) = pads
+    if x.strides[1] < x.strides[3]:  # channel-last memory (e.g. a convolution's output)
+        buf = np.empty((n, h, w, c), dtype=np.float32).transpose(0, 3, 1, 2)
+    else:
+        buf = np.empty(shape, dtype=np.float32)
+    if fill is not None:
+        buf[...] = fill
+    return buf
+
+
+def _taps(buf, kernel, stride, out_hw):
+    """``(tap index, view [N, C, H_out, W_out])`` for each position of the pooling window."""
     ho, wo = out_hw
-    buf = np.zeros((n, c, max(h + pt + pb, (ho - 1) * stride[0] + kernel[0]),
-                    max(w + pl + pr, (wo - 1) * stride[1] + kernel[1])), dtype=np.float32)
-    for i in range(kernel[0]):  # loops over window taps only; each adds a whole batch
+    for i in range(kernel[0]):  # loops over window taps only; each covers the whole batch
         for j in range(kernel[1]):
-            buf[:, :, i:i + stride[0] * (ho - 1) + 1:stride[0], j:j + stride[1] * (wo - 1) + 1:stride[1]] += \
-                parts[..., i, j]
-    return buf[:, :, pt:pt + h, pl:pl + w]
+            yield i * kernel[1] + j, buf[:, :, i:i + stride[0] * (ho - 1) + 1:stride[0],
+                                         j:j + stride[1] * (wo - 1) + 1:stride[1]]
 
 
 class _Geometry:
@@ -76,17 +76,15 @@ class _Geometry:
                 inside[:, :, pt:pt + h, pl:pl + w] = 1
             else:
                 inside[:, :, :h + pt + pb, :w + pl + pr] = 1
-            self.count = _windows(inside, k, s, self.out).sum(axis=(4, 5))[0, 0]
-            self.count = np.maximum(self.count, 1.0)
-        self.fast = (self.pads == ((0, 0), (0, 0)) and tuple(k) == tuple(s)
-                     and h == out[0] * k[0] and w == out[1] * k[1])
+            count = sum(view for _, view in _taps(inside, k, s, self.out))[0, 0]
+            self.count = np.maximum(count, 1.0).astype(np.float32)
 
     def padded(self, x, fill):
         n, c, h, w = x.shape
         (pt, _), (pl, _) = self.pads
         if self.buf_hw == (h, w):
             return x
-        buf = np.full((n, c) + self.buf_hw, fill, dtype=np.float32)
+        buf = _empty_like_layout(x, (n, c) + self.buf_hw, fill)
         buf[:, :, pt:pt + h, pl:pl + w] = x
         return buf
 
@@ -147,22 +145,27 @@ class Pooling(Layer):
             return y.reshape(x.shape[:-2] + (1, 1)), (x4, idx, y, x.shape)
         geo = self._geo(h, w)
         k, s = self.kernel, self.stride
-        if geo.fast and self.type == MAX and not train:
-            y = x4.reshape(n, c, geo.out[0], k[0], geo.out[1], k[1]).max(axis=(3, 5))
-            return y.reshape(x.shape[:-2] + geo.out), None
-        win = _windows(geo.padded(x4, -np.inf if self.type == MAX else 0.0), k, s, geo.out)
+        buf = geo.padded(x4, -np.inf if self.type == MAX else 0.0)
         idx = None
+        taps = _taps(buf, k, s, geo.out)
+        _, first = next(taps)
+        y = np.array(first, dtype=np.float32, order="K")
         if self.type == MAX:
             if train:
-                flat = win.reshape(n, c, geo.out[0], geo.out[1], k[0] * k[1])
-                idx = flat.argmax(axis=4)[..., None]
-                y = np.take_along_axis(flat, idx, axis=4)[..., 0]
-            else:
-                y = win.max(axis=(4, 5))
+                idx = np.zeros(y.shape, dtype=np.uint8)
+            for t, view in taps:
+                if train:
+                    np.copyto(idx, np.uint8(t), where=view > y)  # strict: the first maximum wins
+                np.maximum(y, view, out=y)
         elif self.type == AVERAGE:
-            y = win.sum(axis=(4, 5), dtype=np.float32) / geo.count
+            for _, view in taps:
+                y += view
+            y /= geo.count
         else:
-            y = np.sqrt(np.einsum("ncijab,ncijab->ncij", win, win))
+            y *= y
+            for _, view in taps:
+                y += view * view
+            np.sqrt(y, out=y)
         return y.reshape(x.shape[:-2] + geo.out), (x4, idx, y, x.shape)
 
     def backward(self, cache, gy, *, need_input_grads: bool = True):
@@ -181,17 +184,20 @@ class Pooling(Layer):
         geo = self._geo(h, w)
         k, s = self.kernel, self.stride
         g = gy.reshape(n, c, *geo.out)
+        (pt, _), (pl, _) = geo.pads
+        gbuf = _empty_like_layout(x4, (n, c) + geo.buf_hw, 0.0)
         if self.type == MAX:
-            parts = np.zeros((n, c, geo.out[0], geo.out[1], k[0] * k[1]), dtype=np.float32)
-            np.put_along_axis(parts, idx, g[..., None], axis=4)
-            parts = parts.reshape(n, c, geo.out[0], geo.out[1], k[0], k[1])
+            zero = np.float32(0)
+            for t, view in _taps(gbuf, k, s, geo.out):
+                view += np.where(idx == t, g, zero)
         elif self.type == AVERAGE:
-            parts = np.broadcast_to((g / geo.count)[..., None, None], g.shape + tuple(k))
+            share = g / geo.count
+            for _, view in _taps(gbuf, k, s, geo.out):
+                view += share
         else:
-            win = _windows(geo.padded(x4, 0.0), k, s, geo.out)
-            parts = win * (g / np.maximum(y, 1e-30))[..., None, None]
-        if geo.fast:
-            gx = parts.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h, w)
-        else:
-            gx = _scatter(parts, x4.shape, k, s, geo.pads, geo.out)
+            share = g / np.maximum(y, np.float32(1e-30))
+            xbuf = geo.padded(x4, 0.0)
+            for (_, view), (_, xv) in zip(_taps(gbuf, k, s, geo.out), _taps(xbuf, k, s, geo.out)):
+                view += xv * share
+        gx = gbuf[:, :, pt:pt + h, pl:pl + w]
         return (gx.reshape(x_shape),), {}

@@ -8,7 +8,8 @@
 - ``SGD``, ``Adam``: pure optimizer steps matching PyTorch's update equations.
 """
 
+from .core_ml_update import StopTraining, UpdateProgress, update_network
 from .fit import fit_network
 from .optimizers import SGD, Adam
 
-__all__ = ["fit_network", "SGD", "Adam"]
+__all__ = ["fit_network", "update_network", "UpdateProgress", "StopTraining", "SGD", "Adam"]

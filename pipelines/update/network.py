@@ -92,20 +92,21 @@ def input_blob(spec: Model, name: str, values, *, where: str = "<model>") -> np.
                         where=where)
 
 
-def write_back(spec: Model, layers, *, only: set[str] | None = None) -> Model:
-    """A copy of ``spec`` with the parameters (and batchnorm statistics) of ``layers`` stored in it."""
+def write_back(spec: Model, layers, *, only: set[tuple[str, str]] | None = None) -> Model:
+    """A copy of ``spec`` with the parameters (and batchnorm statistics) of ``layers`` stored in it.
+
+    ``only``: the ``(layer name, parameter)`` pairs to write (default: all).
+    """
     out = Model()
     out.CopyFrom(spec)
     nn = network_of(out)
     by_name = {layer.name: layer for layer in nn.layers}
     for layer in layers:
-        if only is not None and layer.name not in only:
-            continue
         fields = getattr(layer, "param_fields", {})
         values = dict(layer.params)
         values.update(getattr(layer, "buffers", {}))
         target = getattr(by_name[layer.name], layer.kind)
         for key, arr in values.items():
-            if key in fields:
+            if key in fields and (only is None or (layer.name, key) in only):
                 write_weights(getattr(target, fields[key]), arr)
     return out

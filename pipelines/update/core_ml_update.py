@@ -1,0 +1,180 @@
+"""Core ML 3's on-device update (``MLUpdateTask``) for updatable neural networks.
+
+``update_network(model, training_data, *, epochs=None, progress=None, **overrides)``
+trains only what the spec marks updatable (the ``weights``/``bias`` of layers with
+``isUpdatable`` whose ``WeightParams.isUpdatable`` is set) with the spec's
+``updateParams``: its first loss layer, its optimizer (SGD: learning rate,
+momentum, mini-batch size; Adam: learning rate, beta1, beta2, eps, mini-batch
+size), epochs, shuffle and seed. Overrides use Core ML's parameter names
+(``learningRate``, ``miniBatchSize``, ``momentum``, ``beta1``, ``beta2``, ``eps``,
+``epochs``, ``shuffle``, ``seed``) or their snake_case spellings, and must lie in the
+spec's allowed range or set. Everything else in the returned model's spec is the
+original's, byte for byte.
+
+``training_data`` maps the spec's ``trainingInput`` names to arrays with a leading
+batch axis; a classifier's target may hold the class labels themselves (or, for
+string labels, class indices). ``progress(event)`` receives an ``UpdateProgress`` at
+training begin, after each mini-batch and after each epoch; returning False or
+raising ``StopTraining`` ends training (the weights so far are kept).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import PipelineError
+from .network import build_layers, class_labels, input_blob, network_of, write_back
+from .optimizers import SGD, Adam
+from .params import resolve_parameters
+from .trainer import Trainer
+
+__all__ = ["update_network", "UpdateProgress", "StopTraining"]
+
+
+class StopTraining(Exception):
+    """Raise from a progress callback to end an update early."""
+
+
+@dataclass(frozen=True)
+class UpdateProgress:
+    """One progress event: ``event`` is "training_begin", "mini_batch_end" or "epoch_end"."""
+
+    event: str
+    epoch: int
+    mini_batch: int | None
+    loss: float | None
+
+
+def _trainable(spec, layers, where):
+    nn = network_of(spec, where=where)
+    out = {}
+    for proto, layer in zip(nn.layers, layers):
+        if not proto.isUpdatable:
+            continue
+        kind = proto.WhichOneof("layer")
+        if kind not in ("innerProduct", "convolution"):
+            raise PipelineError(f"layer {proto.name!r} is marked updatable but is a {kind}; Core ML updates only "
+                                "innerProduct and convolution layers", where=layer.where)
+        params = getattr(proto, kind)
+        names = tuple(n for n in ("weights", "bias") if n in layer.params and getattr(params, n).isUpdatable)
+        if names:
+            out[layer.name] = names
+    if not out:
+        raise PipelineError("no layer has updatable weights", where=where,
+                            hint="mark layers with isUpdatable and their WeightParams with isUpdatable")
+    return out
+
+
+def _targets(spec, values, target_name, loss_kind, n, where):
+    values = np.asarray(values)
+    if values.ndim > 1 and loss_kind == "categoricalCrossEntropyLossLayer":
+        values = values.reshape(len(values), -1)[:, 0]
+    if len(values) != n:
+        raise PipelineError(f"training input {target_name!r} has {len(values)} examples, the inputs have {n}",
+                            where=where)
+    if loss_kind == "meanSquaredErrorLossLayer":
+        return values.astype(np.float32)
+    labels = class_labels(spec)
+    int_labels = labels is not None and all(isinstance(v, (int, np.integer)) for v in labels)
+    if labels is not None and (int_labels or not np.issubdtype(values.dtype, np.number)):
+        index = {v: i for i, v in enumerate(labels)}
+        bad = [v for v in values.tolist() if v not in index]
+        if bad:
+            raise PipelineError(f"training input {target_name!r} holds {bad[0]!r}, which is not a class label; "
+                                f"labels: {labels}", where=where)
+        return np.array([index[v] for v in values.tolist()], dtype=np.int64)
+    idx = values.astype(np.int64)
+    if labels is not None and (idx.min() < 0 or idx.max() >= len(labels)):
+        raise PipelineError(f"training input {target_name!r} holds class index {int(idx.max())}, expected 0 to "
+                            f"{len(labels) - 1}", where=where)
+    return idx
+
+
+def _input_blobs(model, spec, data, where):
+    names = [f.name for f in spec.description.input]
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise PipelineError(f"training data lacks {missing[0]!r}; it needs {names}", where=where)
+    if hasattr(model, "to_blobs"):
+        return model.to_blobs({n: data[n] for n in names})
+    return {n: input_blob(spec, n, data[n], where=where) for n in names}
+
+
+def update_network(model, training_data: dict, *, epochs: int | None = None, progress=None, **overrides):
+    """Train ``model``'s updatable layers on ``training_data``; returns a new model (see the module docstring).
+
+    Parameters
+    ----------
+    model : NeuralNetworkModel, pippin.spec.Model or path
+        An updatable neural network.
+    training_data : dict of str to np.ndarray [shape=(n_samples, ...)]
+    epochs : int, optional
+        Overrides the spec's epochs.
+    progress : callable, optional
+        ``progress(UpdateProgress) -> bool | None``.
+
+    Returns
+    -------
+    model : NeuralNetworkModel
+        A new model whose spec differs from the original only in the trained weights.
+    """
+    from ..runtime import load
+
+    if not hasattr(model, "spec") or not hasattr(model, "predict_batch"):
+        model = load(model)
+    spec, where = model.spec, model.where
+    if not spec.isUpdatable:
+        raise PipelineError("the model is not updatable (isUpdatable is false)", where=where)
+    nn = network_of(spec, where=where)
+    if not len(nn.updateParams.lossLayers):
+        raise PipelineError("the updatable model declares no loss layer", where=f"{where}: updateParams.lossLayers")
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    hp = resolve_parameters(nn.updateParams, overrides, where=where)
+    loss = nn.updateParams.lossLayers[0]
+    loss_kind = loss.WhichOneof("LossLayerType")
+    loss_input, target_name = getattr(loss, loss_kind).input, getattr(loss, loss_kind).target
+    if not isinstance(training_data, dict):
+        raise PipelineError(f"training data must be a dict of arrays, got {type(training_data).__name__}",
+                            where=where)
+    if target_name not in training_data:
+        raise PipelineError(f"training data lacks the target {target_name!r}; it needs "
+                            f"{[f.name for f in spec.description.trainingInput] or [target_name]}", where=where)
+    blobs = _input_blobs(model, spec, training_data, where)
+    n = len(next(iter(blobs.values())))
+    target = _targets(spec, training_data[target_name], target_name, loss_kind, n, where)
+    layers = build_layers(spec, where=where)
+    trainable = _trainable(spec, layers, where)
+    optimizer = (SGD(learning_rate=hp["learningRate"], momentum=hp["momentum"]) if hp["optimizer"] == "sgd" else
+                 Adam(learning_rate=hp["learningRate"], beta1=hp["beta1"], beta2=hp["beta2"], eps=hp["eps"]))
+    trainer = Trainer(layers, trainable=trainable, loss_kind=loss_kind, loss_input=loss_input,
+                      optimizer=optimizer, where=where)
+    rng = np.random.default_rng(hp["seed"])
+    batch = hp["miniBatchSize"]
+
+    def tell(event, epoch, mini_batch=None, value=None):
+        if progress is None:
+            return True
+        try:
+            return progress(UpdateProgress(event, epoch, mini_batch, value)) is not False
+        except StopTraining:
+            return False
+
+    go = tell("training_begin", 0)
+    for epoch in range(hp["epochs"] if go else 0):
+        order = rng.permutation(n) if hp["shuffle"] else np.arange(n)
+        total = 0.0
+        for b, start in enumerate(range(0, n, batch)):
+            idx = order[start:start + batch]
+            value = trainer.step({k: v[idx] for k, v in blobs.items()}, target[idx])
+            total += value * len(idx)
+            if not tell("mini_batch_end", epoch, b, value):
+                go = False
+                break
+        if not go or not tell("epoch_end", epoch, None, total / n):
+            break
+    pairs = {(name, p) for name, ps in trainable.items() for p in ps}
+    new_spec = write_back(spec, layers, only=pairs)
+    return type(model)(new_spec, path=None) if hasattr(model, "to_blobs") else load(new_spec)
