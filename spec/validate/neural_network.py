@@ -39,6 +39,31 @@ def _check_shape_mapping(model, nn, kind, report):
                    "imageInputShapeMapping is not RANK5_IMAGE_MAPPING", "nn-shape-mapping")
 
 
+def _check_input_ranks(model, nn, report):
+    """Core ML 1/2 networks (rank-5 interpretation) take rank 1 or 3 arrays; Core ML 3 any rank >= 1."""
+    nd = (nn.arrayInputShapeMapping != 0 or nn.imageInputShapeMapping != 0
+          or any(layer_min_version(l)[0] >= 4 for l in nn.layers))
+    for i, feature in enumerate(model.description.input):
+        if feature.type.WhichOneof("Type") != "multiArrayType":
+            continue
+        arr = feature.type.multiArrayType
+        flex = arr.WhichOneof("ShapeFlexibility")
+        ranks = {len(arr.shape)} if len(arr.shape) else set()
+        if flex == "enumeratedShapes":
+            ranks |= {len(s.shape) for s in arr.enumeratedShapes.shapes}
+        elif flex == "shapeRange":
+            ranks.add(len(arr.shapeRange.sizeRanges))
+        if not ranks:
+            continue  # reported by the feature rules
+        if nd and min(ranks) < 1:
+            report.add(f"description.input[{i}]", f"input {feature.name!r} has rank 0, expected "
+                       "at least 1", "nn-inputs")
+        elif not nd and not ranks <= {1, 3}:
+            report.add(f"description.input[{i}]", f"input {feature.name!r} has shape "
+                       f"{list(arr.shape)}: a network with rank-5 input mapping takes rank 1 or 3 "
+                       "arrays; use EXACT_ARRAY_MAPPING (Core ML 3) for other ranks", "nn-inputs")
+
+
 def _check_graph(model, nn, kind, report) -> dict[str, list[str]]:
     """Every layer input exists when it is consumed; returns blob -> producing layer names."""
     produced: dict[str, list[str]] = {f.name: ["__input"] for f in model.description.input}
@@ -101,6 +126,7 @@ def check_neural_network(model, report: Report) -> None:
         _check_io_types(desc.output, "output", report, "neural network")
     _check_io_types(desc.input, "input", report, "neural network")
     _check_shape_mapping(model, nn, kind, report)
+    _check_input_ranks(model, nn, report)
     if not len(nn.layers):
         report.add(f"{kind}.layers", "the network has no layers, expected one or more", "nn-graph")
         return

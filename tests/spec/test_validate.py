@@ -126,6 +126,11 @@ CASES = [
     ("feature-type", "nn_plain", lambda m: (m.description.output[0].ClearField("type"),
                                             m.description.output[0].type.stringType.SetInParent()),
      "description.output[0]", "expected multiArrayType or imageType"),
+    ("nn-inputs", "nn_plain", lambda m: m.description.input[0].type.multiArrayType.shape.append(2),
+     "description.input[0]", "rank 1 or 3"),
+    ("nn-shape-mapping", "nn_plain", lambda m: (setattr(m, "specificationVersion", 4),
+                                                m.neuralNetwork.layers.add().gelu.SetInParent()),
+     "neuralNetwork.arrayInputShapeMapping", "needs Core ML 3's EXACT_ARRAY_MAPPING"),
     # classifier labels and outputs
     ("class-labels", "nn_classifier", lambda m: _nn(m).ClearField("stringClassLabels"),
      "neuralNetworkClassifier", "no class labels"),
