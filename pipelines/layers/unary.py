@@ -37,7 +37,8 @@ def unary_function(x: np.ndarray, *, op: int, alpha: float, epsilon: float, shif
 
 @register
 class Unary(Layer):
-    """``f(scale * x + shift)`` for f in SQRT, RSQRT, INVERSE, POWER, EXP, LOG, ABS, THRESHOLD."""
+    """``f(scale * x + shift)`` for f in SQRT, RSQRT, INVERSE, POWER, EXP, LOG, ABS, THRESHOLD
+    (epsilon 0 means 1e-6 and scale 0 means 1, as the spec defines)."""
 
     kind = "unary"
 
@@ -46,7 +47,9 @@ class Unary(Layer):
         p = spec.unary
         if p.type > THRESHOLD:
             raise self.error(f"unknown operation {p.type}", "type")
-        self.options = dict(op=int(p.type), alpha=p.alpha, epsilon=p.epsilon, shift=p.shift, scale=p.scale)
+        # fact: apple/coremltools:mlmodel/format/NeuralNetwork.proto (epsilon 0 means 1e-6, scale 0 means 1)
+        self.options = dict(op=int(p.type), alpha=p.alpha, epsilon=p.epsilon or 1e-6, shift=p.shift,
+                            scale=p.scale or 1.0)
 
     def forward(self, x):
         return (unary_function(x, **self.options).astype(np.float32),)
