@@ -1,0 +1,147 @@
+"""FSDD sound classifier: train on the conventional split, evaluate, report time and test accuracy.
+
+The conventional split of the Free Spoken Digit Dataset: takes 0-4 of every digit
+and speaker are the test set, takes 5-49 the training set. Pippin's run is what
+``pippin train sound`` + ``pippin evaluate`` do (features, training with early
+stopping, export, evaluation through the exported pipeline in Pippin's runtime).
+With ``--torch`` the same CNN is also trained in PyTorch CPU on the same features,
+in the same process, as the reference (time and accuracy side by side).
+
+    python benchmarks/bench_sound.py [--data ../shared/datasets/fsdd] [--epochs 20] [--torch] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pippin.audio import SoundClassifier
+from pippin.audio.classifier import evaluate_model
+from pippin.audio.features import featurize_files
+from pippin.datasets import load_fsdd
+from pippin.pipelines import load
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fsdd"
+
+
+def run_pippin(train, test, *, epochs: int, seed: int, log) -> dict:
+    t0 = time.perf_counter()
+    clf = SoundClassifier(epochs=epochs, random_state=seed, progress=False)
+    clf.train(train, on_epoch=lambda r: log(f"epoch {r['epoch']}: loss {r['loss']:.4f} "
+                                            f"train acc {r['train_accuracy']:.4f} val acc {r['val_accuracy']:.4f} "
+                                            f"({time.perf_counter() - t0:.0f} s)"))
+    t_train = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as folder:
+        path = clf.export(Path(folder) / "fsdd.mlmodel")
+        t1 = time.perf_counter()
+        report = evaluate_model(load(path), test, overlap=0.5)
+        t_eval = time.perf_counter() - t1
+    return {"train_seconds": t_train, "evaluate_seconds": t_eval, "total_seconds": t_train + t_eval,
+            "test_accuracy": report["accuracy"], "epochs_run": clf.history_["epochs_run"],
+            "best_epoch": clf.history_["best_epoch"], "n_train_windows": clf.training_summary_["n_windows"],
+            "n_test_clips": report["n_clips"]}
+
+
+def run_torch(train, test, *, epochs: int, seed: int, log) -> dict:
+    """The issue's PyTorch reference: the same CNN, Adam 3e-3 cosine, batch 32, on the same features."""
+    import torch
+    from torch import nn
+
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    feats = featurize_files(train.paths, progress=False)
+    classes = sorted(set(train.labels))
+    y = torch.tensor([classes.index(train.labels[i]) for i in feats.clip_index])
+    x = torch.from_numpy(feats.patches)
+
+    def block(c_in, c_out, pool):
+        layers = [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
+        return layers + ([nn.MaxPool2d(2)] if pool else [])
+
+    body = nn.Sequential(*block(1, 16, True), *block(16, 32, True), *block(32, 32, False))
+    head = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, len(classes)))
+
+    def forward(batch):
+        h = body(batch)
+        return head(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1))
+
+    params = list(body.parameters()) + list(head.parameters())
+    opt = torch.optim.Adam(params, lr=3e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    for epoch in range(epochs):
+        body.train()
+        head.train()
+        for idx in torch.randperm(len(y)).split(32):
+            opt.zero_grad()
+            nn.functional.cross_entropy(forward(x[idx]), y[idx]).backward()
+            opt.step()
+        sched.step()
+        log(f"torch epoch {epoch + 1} ({time.perf_counter() - t0:.0f} s)")
+    t_train = time.perf_counter() - t0
+    body.eval()
+    head.eval()
+    test_feats = featurize_files(test.paths, progress=False)
+    with torch.no_grad():
+        probs = torch.softmax(forward(torch.from_numpy(test_feats.patches)), dim=1).numpy()
+    clip_probs = np.zeros((len(test), len(classes)))
+    np.add.at(clip_probs, test_feats.clip_index, probs)
+    truth = np.array([classes.index(label) for label in test.labels])
+    return {"train_seconds": t_train, "test_accuracy": float((clip_probs.argmax(1) == truth).mean()),
+            "total_seconds": time.perf_counter() - t0}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="the FSDD folder (or its recordings/)")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--torch", action="store_true", help="also train the PyTorch reference")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    def log(line: str) -> None:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    train, test = load_fsdd(args.data, split="train"), load_fsdd(args.data, split="test")
+    result = {
+        "benchmark": "sound", "dataset": "FSDD conventional split", "n_train_files": len(train),
+        "n_test_files": len(test), "epochs": args.epochs,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average_start": os.getloadavg()},
+        "versions": {"python": sys.version.split()[0], "numpy": np.__version__},
+        "pippin": run_pippin(train, test, epochs=args.epochs, seed=args.seed, log=log),
+    }
+    if args.torch:
+        import torch
+
+        result["versions"]["torch"] = torch.__version__
+        result["torch"] = run_torch(train, test, epochs=args.epochs, seed=args.seed, log=log)
+        result["train_time_ratio_pippin_over_torch"] = (result["pippin"]["train_seconds"]
+                                                        / result["torch"]["train_seconds"])
+    result["machine"]["load_average_end"] = os.getloadavg()
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    p = result["pippin"]
+    print(f"pippin: test accuracy {p['test_accuracy']:.4f} ({p['n_test_clips']} clips); train {p['train_seconds']:.0f} s "
+          f"({p['epochs_run']} epochs, {p['n_train_windows']} windows), evaluate {p['evaluate_seconds']:.1f} s, "
+          f"total {p['total_seconds']:.0f} s")
+    if args.torch:
+        t = result["torch"]
+        print(f"torch:  test accuracy {t['test_accuracy']:.4f}; train {t['train_seconds']:.0f} s; "
+              f"pippin/torch train time {result['train_time_ratio_pippin_over_torch']:.2f}x")
+    print(f"load average {result['machine']['load_average_start'][0]:.1f} -> "
+          f"{result['machine']['load_average_end'][0]:.1f} on {os.cpu_count()} CPUs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
