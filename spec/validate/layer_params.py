@@ -22,8 +22,6 @@ _COUNTS = {
     "multiply": (1, -1, 1, 1), "split": (1, 1, 1, -1), "copy": (1, 1, 1, 1),
     "flattenTo2D": (1, 1, 1, 1), "squeeze": (1, 1, 1, 1), "expandDims": (1, 1, 1, 1),
 }
-_NONLINEARITIES_WITH_ALPHA = ("leakyReLU", "ELU", "linear", "thresholdedReLU", "scaledTanh",
-                              "sigmoidHard")
 
 
 def weight_count(weights) -> int | None:
@@ -88,6 +86,14 @@ def _inner_product(p, report):
 
 
 def _convolution(layer, p, report):
+    if p.WhichOneof("ConvolutionPaddingType") is None:
+        report.add("convolution", "no padding type set, expected valid or same", "nn-layer")
+    if p.isDeconvolution and len(layer.input) != 1:
+        report.add("input", "a deconvolution takes its weights from the model, not as a second "
+                   "input", "nn-layer")
+    if p.hasBias and len(layer.input) != 1:
+        report.add("convolution.hasBias", "a convolution with weights as an input cannot have a "
+                   "static bias", "nn-layer")
     groups = p.nGroups or 1
     if p.outputChannels <= 0 or p.kernelChannels <= 0:
         report.add("convolution", f"outputChannels {p.outputChannels} and kernelChannels "
@@ -114,6 +120,12 @@ def _batchnorm(p, report):
         _expect(getattr(p, name), p.channels, f"batchnorm.{name}", report, f"channels {p.channels}")
 
 
+def _pooling(p, report):
+    if p.WhichOneof("PoolingPaddingType") is None:
+        report.add("pooling", "no padding type set, expected valid, same or "
+                   "includeLastPixel", "nn-layer")
+
+
 def _activation(p, report):
     which = p.WhichOneof("NonlinearityType")
     if which is None:
@@ -133,3 +145,5 @@ def check_layer_params(layer, kind: str, report: Report) -> None:
         _batchnorm(params, report)
     elif kind == "activation":
         _activation(params, report)
+    elif kind == "pooling":
+        _pooling(params, report)

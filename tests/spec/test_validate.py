@@ -131,6 +131,14 @@ CASES = [
     ("nn-shape-mapping", "nn_plain", lambda m: (setattr(m, "specificationVersion", 4),
                                                 m.neuralNetwork.layers.add().gelu.SetInParent()),
      "neuralNetwork.arrayInputShapeMapping", "needs Core ML 3's EXACT_ARRAY_MAPPING"),
+    ("nn-layer", "nn_plain", lambda m: _add_conv(m).convolution.ClearField("valid"),
+     "neuralNetwork.layers[1](conv).convolution", "no padding type"),
+    ("nn-weights", "nn_plain", lambda m: _add_conv(m).convolution.weights.floatValue.pop(),
+     "neuralNetwork.layers[1](conv).convolution.weights", "1 values, expected 2"),
+    ("nn-weights", "nn_plain", lambda m: setattr(_add_conv(m).convolution, "nGroups", 3),
+     "neuralNetwork.layers[1](conv).convolution.nGroups", "not divisible by nGroups 3"),
+    ("nn-layer", "nn_plain", lambda m: _add_pool(m).pooling.ClearField("valid"),
+     "neuralNetwork.layers[1](pool).pooling", "no padding type"),
     # classifier labels and outputs
     ("class-labels", "nn_classifier", lambda m: _nn(m).ClearField("stringClassLabels"),
      "neuralNetworkClassifier", "no class labels"),
@@ -256,6 +264,31 @@ CASES = [
     ("linked-model", "linked", lambda m: setattr(m, "isUpdatable", True), "isUpdatable",
      "linkedModel cannot be updatable"),
 ]
+
+
+def _add_conv(m):
+    """A valid 1x1 convolution (1 -> 2 channels) on the plain network's input."""
+    layer = m.neuralNetwork.layers.add(name="conv", input=["x"], output=["c"])
+    conv = layer.convolution
+    conv.outputChannels, conv.kernelChannels = 2, 1
+    conv.kernelSize.extend([1, 1])
+    conv.valid.SetInParent()
+    conv.weights.floatValue.extend([1.0, -1.0])
+    return layer
+
+
+def _add_pool(m):
+    layer = m.neuralNetwork.layers.add(name="pool", input=["x"], output=["p"])
+    layer.pooling.kernelSize.extend([1, 1])
+    layer.pooling.valid.SetInParent()
+    return layer
+
+
+def test_valid_convolution_and_pooling_pass(valid_models):
+    model = valid_models["nn_plain"]()
+    _add_conv(model)
+    _add_pool(model)
+    assert spec.validate(model) == []
 
 
 def _insert_before_softmax(m, kind):
