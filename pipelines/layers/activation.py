@@ -73,9 +73,10 @@ class Activation(Layer):
         if self.which not in ACTIVATIONS:
             raise self.error(f"no nonlinearity set (got {self.which!r}); expected one of {sorted(ACTIVATIONS)}")
         q = getattr(p, self.which)
-        self.alpha, self.beta = np.float32(getattr(q, "alpha", 0.0)), np.float32(getattr(q, "beta", 0.0))
         self.per_channel = self.which in ("PReLU", "parametricSoftplus")
-        if self.per_channel:
+        if not self.per_channel:
+            self.alpha, self.beta = np.float32(getattr(q, "alpha", 0.0)), np.float32(getattr(q, "beta", 0.0))
+        else:
             where = f"{self.where}.activation.{self.which}"
             self.alpha = read_weights(q.alpha, where=f"{where}.alpha")
             self.beta = read_weights(q.beta, where=f"{where}.beta") if self.which == "parametricSoftplus" else None
