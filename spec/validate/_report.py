@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Problem", "Report", "feature_type_name", "layer_path"]
+__all__ = ["Problem", "Report", "feature_type_name", "layer_path", "article"]
 
 
 @dataclass(frozen=True)
@@ -64,3 +64,8 @@ def feature_type_name(feature_type) -> str:
 def layer_path(field: str, index: int, layer) -> str:
     """``layers[3](conv1)``: a layer's position and name."""
     return f"{field}[{index}]({layer.name})"
+
+
+def article(word: str) -> str:
+    """``"an"`` before a vowel, else ``"a"``: ``f"{article(kind)} {kind} model"``."""
+    return "an" if str(word)[:1].lower() in "aeiou" else "a"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from google.protobuf.message import Message
 
-from ._report import Problem, Report
+from ._report import Problem, Report, article
 from .interface import check_classifier_outputs, check_description, check_optional
 from .knn import check_knn
 from .neural_network import check_neural_network
@@ -40,8 +40,8 @@ def _check_model(model, report: Report, depth: int = 0) -> None:
     check_description(model, report)
     check_optional(model, report)
     if model.isUpdatable and kind is not None and kind not in _UPDATABLE_KINDS:
-        report.add("isUpdatable", f"a {kind} model cannot be updatable; only neural networks, "
-                   "k-NN classifiers and pipelines can", "updatable")
+        report.add("isUpdatable", f"{article(kind)} {kind} model cannot be updatable; only "
+                   "neural networks, k-NN classifiers and pipelines can", "updatable")
     if kind in _PIPELINES:
         if depth >= _MAX_DEPTH:
             report.add(kind, f"pipelines are nested more than {_MAX_DEPTH} deep", "pipeline-chain")

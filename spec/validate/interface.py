@@ -6,7 +6,9 @@ fact: apple/coremltools:mlmodel/src/Validation/InterfaceValidators.cpp and Valid
 
 from __future__ import annotations
 
-from ._report import Report, feature_type_name
+from collections import Counter
+
+from ._report import Report, article, feature_type_name
 
 __all__ = [
     "check_description", "check_optional", "check_classifier_outputs",
@@ -189,12 +191,14 @@ def check_description(model, report: Report) -> None:
     kind = model.WhichOneof("Type")
     if len(desc.functions) or desc.defaultFunctionName:
         if kind != "mlProgram":
-            report.add("description.functions", f"a {kind} model cannot have multiple functions",
+            report.add("description.functions",
+                       f"{article(kind)} {kind} model cannot have multiple functions",
                        "feature-type")
         return
     if not len(desc.input):
         if kind not in _EMPTY_INPUT_KINDS:
-            report.add("description.input", f"a {kind} model needs one or more inputs", "feature-count")
+            report.add("description.input", f"{article(kind)} {kind} model needs one or more inputs",
+                       "feature-count")
         elif version < 9:
             report.add("description.input", "a model without inputs needs specificationVersion >= 9, "
                        f"the model has {version}", "feature-count")
@@ -229,7 +233,7 @@ def check_optional(model, report: Report) -> None:
         for i, feature in enumerate(desc.input):
             if feature.type.isOptional:
                 report.add(f"description.input[{i}]", f"input {feature.name!r} is optional, "
-                           f"a {kind} model takes no optional inputs", "optional-input")
+                           f"{article(kind)} {kind} model takes no optional inputs", "optional-input")
     for i, feature in enumerate(desc.input):
         arr = feature.type.multiArrayType
         if feature.type.isOptional and feature.type.WhichOneof("Type") == "multiArrayType" \
@@ -252,7 +256,7 @@ def check_class_labels(params, path: str, report: Report, *, allow_empty: bool,
         report.add(f"{path}.{which}", "classifier declares class labels but lists none",
                    "class-labels")
     if unique and len(set(labels)) != len(labels):
-        dupes = sorted({x for x in labels if labels.count(x) > 1}, key=str)[:5]
+        dupes = sorted((x for x, n in Counter(labels).items() if n > 1), key=str)[:5]
         report.add(f"{path}.{which}", f"class labels repeat: {dupes}", "class-labels")
     return "int64" if which == "int64ClassLabels" else "string"
 

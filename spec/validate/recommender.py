@@ -7,6 +7,8 @@ unique ids, input/output feature names and types).
 
 from __future__ import annotations
 
+from collections import Counter
+
 from ._report import Report, feature_type_name
 
 __all__ = ["check_recommender"]
@@ -51,9 +53,8 @@ def _check_ids(rec, report):
         report.add(f"{_PATH}.{field}", f"{len(ids)} item ids, but item index {max_item} is used; "
                    f"expected at least {max_item + 1} ids", "recommender-ids")
     if len(set(ids)) != len(ids):
-        dupes = sorted({x for x in ids if ids.count(x) > 1}, key=str)[:5] if len(ids) < 5000 else []
-        report.add(f"{_PATH}.{field}", f"item ids are not unique{': ' + str(dupes) if dupes else ''}",
-                   "recommender-ids")
+        dupes = sorted((x for x, n in Counter(ids).items() if n > 1), key=str)[:5]
+        report.add(f"{_PATH}.{field}", f"item ids are not unique: {dupes}", "recommender-ids")
 
 
 def check_recommender(model, report: Report) -> None:

@@ -35,8 +35,8 @@ def _check_array(features, field, shape, report):
         report.add(path, f"{field} {feature.name!r} has shape {list(arr.shape)}, expected {shape}",
                    "sound-io")
     if arr.dataType != _FLOAT32:
-        report.add(path, f"{field} {feature.name!r} has dataType {DATA_TYPE_NAMES.get(arr.dataType, arr.dataType)}, expected FLOAT32",
-                   "sound-io")
+        got = DATA_TYPE_NAMES.get(arr.dataType, arr.dataType)
+        report.add(path, f"{field} {feature.name!r} has dataType {got}, expected FLOAT32", "sound-io")
 
 
 def check_sound(model, report: Report) -> None:

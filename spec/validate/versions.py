@@ -7,7 +7,7 @@ feature it uses.
 
 from __future__ import annotations
 
-from ._report import Report
+from ._report import Report, article
 
 __all__ = ["OS_RELEASES", "NEWEST_VERSION", "requirements", "check_versions", "layer_min_version"]
 
@@ -155,7 +155,7 @@ def _walk(model, prefix, out):
     body = getattr(model, kind)
     kind_path = _join(prefix, kind)
     if kind in _KIND_VERSIONS:
-        out.append((_KIND_VERSIONS[kind], kind_path, f"a {kind} model"))
+        out.append((_KIND_VERSIONS[kind], kind_path, f"{article(kind)} {kind} model"))
     if kind == "visionFeaturePrint" and body.HasField("objects"):
         out.append((5, kind_path, "visionFeaturePrint.objects"))
     elif kind == "visionFeaturePrint" and body.HasField("scene"):
