@@ -187,8 +187,9 @@ def describe(model, *, path: str | os.PathLike | None = None) -> dict:
     if path is not None:
         p = Path(path)
         info["file"] = str(p)
-        try:
-            info["file_size"] = p.stat().st_size
+        try:  # an .mlpackage folder counts every file inside it
+            files = [f for f in p.rglob("*") if f.is_file()] if p.is_dir() else [p]
+            info["file_size"] = sum(f.stat().st_size for f in files)
         except OSError:
             info["file_size"] = None
     info.update(_describe(model))

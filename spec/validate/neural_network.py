@@ -122,6 +122,11 @@ def check_neural_network(model, report: Report) -> None:
         elif name not in outs:
             report.add("description.predictedFeatureName", f"predictedFeatureName {name!r} is not an "
                        f"output; outputs are {sorted(outs)}", "regressor-outputs")
+        elif feature_type_name(outs[name].type) not in ("doubleType", "multiArrayType"):
+            i = list(outs).index(name)
+            report.add(f"description.output[{i}]", f"predicted output {name!r} is "
+                       f"{feature_type_name(outs[name].type)}, expected doubleType or "
+                       "multiArrayType", "regressor-outputs")
     else:
         _check_io_types(desc.output, "output", report, "neural network")
     _check_io_types(desc.input, "input", report, "neural network")

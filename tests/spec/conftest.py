@@ -103,6 +103,14 @@ def nn_plain() -> Model:
     return m
 
 
+def nn_regressor() -> Model:
+    """The plain network as a neuralNetworkRegressor predicting ``y``."""
+    m = nn_plain()
+    m.neuralNetworkRegressor.layers.extend(m.neuralNetwork.layers)
+    m.description.predictedFeatureName = "y"
+    return m
+
+
 def knn_model() -> Model:
     m = Model()
     m.specificationVersion = 4
@@ -182,6 +190,7 @@ VALID = {
     "sound": sound_model,
     "nn_classifier": nn_classifier,
     "nn_plain": nn_plain,
+    "nn_regressor": nn_regressor,
     "knn": knn_model,
     "recommender": recommender_model,
     "sound_pipeline": sound_pipeline,

@@ -105,3 +105,13 @@ def test_describe_model_without_type():
 def test_describe_rejects_other_objects():
     with pytest.raises(TypeError, match="takes a Model or a path"):
         spec.describe(42)
+
+
+def test_mlpackage_folder_size(valid_models, tmp_path):
+    inner = tmp_path / "M.mlpackage" / "Data" / "com.apple.CoreML"
+    inner.mkdir(parents=True)
+    spec.save(valid_models["sound"](), inner / "model.mlmodel")
+    (tmp_path / "M.mlpackage" / "Manifest.json").write_text("{}")
+    info = spec.describe(tmp_path / "M.mlpackage")
+    assert info["kind"] == "soundAnalysisPreprocessing"
+    assert info["file_size"] == (inner / "model.mlmodel").stat().st_size + 2

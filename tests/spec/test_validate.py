@@ -11,8 +11,8 @@ from pippin.spec import Problem
 FLOAT16, INT8, DOUBLE = 65552, 131080, 65600
 
 
-@pytest.mark.parametrize("name", ["sound", "nn_classifier", "nn_plain", "knn", "recommender",
-                                  "sound_pipeline", "linked"])
+@pytest.mark.parametrize("name", ["sound", "nn_classifier", "nn_plain", "nn_regressor", "knn",
+                                  "recommender", "sound_pipeline", "linked"])
 def test_valid_models_have_no_problems(valid_models, name):
     assert spec.validate(valid_models[name]()) == []
 
@@ -139,6 +139,10 @@ CASES = [
      "neuralNetwork.layers[1](conv).convolution.nGroups", "not divisible by nGroups 3"),
     ("nn-layer", "nn_plain", lambda m: _add_pool(m).pooling.ClearField("valid"),
      "neuralNetwork.layers[1](pool).pooling", "no padding type"),
+    ("regressor-outputs", "nn_regressor", lambda m: setattr(m.description, "predictedFeatureName", ""),
+     "description.predictedFeatureName", "no predictedFeatureName"),
+    ("regressor-outputs", "nn_regressor", lambda m: setattr(m.description, "predictedFeatureName", "q"),
+     "description.predictedFeatureName", "'q' is not an output"),
     # classifier labels and outputs
     ("class-labels", "nn_classifier", lambda m: _nn(m).ClearField("stringClassLabels"),
      "neuralNetworkClassifier", "no class labels"),
