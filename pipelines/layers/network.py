@@ -84,6 +84,16 @@ def run_layers(
         A layer reads a blob that no input or earlier layer produced.
     """
     for layer in layers:
+        if getattr(layer, "controls_flow", False):  # branch / loop: run nested networks on the namespace
+            for name in layer.inputs:
+                if name not in blobs:
+                    raise PipelineError(
+                        f"layer {layer.name!r} ({layer.kind}) reads blob {name!r}, which does not exist; "
+                        f"blobs present: {sorted(blobs)}",
+                        where=layer.where,
+                    )
+            layer.run_control(blobs, optional=optional)
+            continue
         args = []
         for name in layer.inputs:
             value = blobs.get(name)
