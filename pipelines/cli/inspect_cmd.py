@@ -15,7 +15,7 @@ from .output import Result
 def add_parser(subparsers, parents):
     parser = subparsers.add_parser(
         "inspect", parents=parents, help="show what is inside a .mlmodel file",
-        description=__doc__.split("\n\n")[0],
+        description="Show what is inside a Core ML model (.mlmodel), as a tree or as JSON.",
         epilog="exit codes: 0 = printed, 2 = the file cannot be read (one line, no traceback). "
                "With --json the describe() keys are at the top level of the one JSON object.",
     )

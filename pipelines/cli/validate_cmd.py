@@ -26,7 +26,7 @@ _EPILOG = (
 def add_parser(subparsers, parents):
     parser = subparsers.add_parser(
         "validate", parents=parents, help="check models against Core ML's rules",
-        description=__doc__.split("\n\n")[0], epilog=_EPILOG,
+        description="Check models against the rules Core ML's model compiler enforces.", epilog=_EPILOG,
     )
     parser.add_argument("models", metavar="MODEL", nargs="+", help=".mlmodel files to check")
     parser.set_defaults(handler=run)
