@@ -114,6 +114,8 @@ class NetworkBuilder:
                 f = desc.output.add()
                 f.name = name
                 f.type.multiArrayType.dataType = FeatureTypes_pb2.ArrayFeatureType.FLOAT32
+            if mode == "regressor":
+                desc.predictedFeatureName = self.output_names[0]
 
     # -- helpers ------------------------------------------------------------
     def _shape(self, blob: str) -> tuple[int, int, int]:
