@@ -72,12 +72,23 @@ class Layer:
         raise NotImplementedError
 
     def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``forward`` plus the contract every layer keeps: one array per declared output,
+        float32, with the batch size of its inputs (a layer without inputs makes one example)."""
         outputs = self.forward(*inputs)
         if not isinstance(outputs, tuple) or len(outputs) != len(self.outputs):
             raise AssertionError(
                 f"{type(self).__name__} returned {type(outputs).__name__} of "
                 f"{len(outputs) if isinstance(outputs, tuple) else '?'} outputs, expected {len(self.outputs)}"
             )
+        sizes = [a.shape[0] for a in inputs if a is not None]
+        n = max(sizes) if sizes else None
+        for name, out in zip(self.outputs, outputs):
+            if not isinstance(out, np.ndarray) or out.dtype != np.float32:
+                raise AssertionError(f"{type(self).__name__} output {name!r} is "
+                                     f"{getattr(out, 'dtype', type(out).__name__)}, expected float32")
+            if out.ndim == 0 or (n is not None and out.shape[0] != n):
+                raise AssertionError(f"{type(self).__name__} output {name!r} has shape {out.shape}, "
+                                     f"expected the batch size {n} on axis 0")
         return outputs
 
 

@@ -18,9 +18,11 @@ from .common import weights_of
 CLIP = 50.0
 
 
-def activation_function(params):
+def activation_function(params, layer=None, field="activation"):
     """A callable for one ``ActivationParams`` (scalar alpha/beta kinds)."""
     which = params.WhichOneof("NonlinearityType")
+    if which not in ACTIVATIONS or which in ("PReLU", "parametricSoftplus"):
+        raise layer.error(f"activation {which!r} is not one a recurrent layer takes", field)
     q = getattr(params, which)
     alpha, beta = np.float32(getattr(q, "alpha", 0.0)), np.float32(getattr(q, "beta", 0.0))
     fn = ACTIVATIONS[which][0]
@@ -73,7 +75,7 @@ class SimpleRecurrent(Layer):
         self.r = weights_of(self, "recursionMatrix", p.recursionMatrix, shape=(self.n_out, self.n_out))
         self.b = weights_of(self, "biasVector", p.biasVector, shape=(self.n_out,)) if p.hasBiasVector \
             else np.zeros(self.n_out, np.float32)
-        self.act = activation_function(p.activation)
+        self.act = activation_function(p.activation, self)
 
     def forward(self, x, h0=None):
         p = self.spec.simpleRecurrent
@@ -106,8 +108,8 @@ class GRU(Layer):
         else:
             self.b = [np.zeros(h, np.float32)] * 3
         acts = list(p.activations)
-        self.f = activation_function(acts[0]) if acts else (lambda v: ACTIVATIONS["sigmoid"][0](v, 0, 0))
-        self.g = activation_function(acts[1]) if len(acts) > 1 else np.tanh
+        self.f = activation_function(acts[0], self, "activations") if acts else (lambda v: ACTIVATIONS["sigmoid"][0](v, 0, 0))
+        self.g = activation_function(acts[1], self, "activations") if len(acts) > 1 else np.tanh
 
     def forward(self, x, h0=None):
         p = self.spec.gru
@@ -170,12 +172,12 @@ def lstm(xs, y, c, weights: _LSTMWeights, acts, params, *, reverse: bool):
     return np.stack(outs, axis=1), y, c
 
 
-def _lstm_acts(acts):
+def _lstm_acts(acts, layer):
     defaults = ["sigmoid", "tanh", "tanh"]
     out = []
     for i, name in enumerate(defaults):
         if i < len(acts):
-            out.append(activation_function(acts[i]))
+            out.append(activation_function(acts[i], layer, "activations"))
         else:
             out.append(lambda v, n=name: np.asarray(ACTIVATIONS[n][0](v, 0, 0), np.float32))
     return out
@@ -193,7 +195,7 @@ class UniDirectionalLSTM(Layer):
         p = spec.uniDirectionalLSTM
         self.n_in, self.n_out = int(p.inputVectorSize), int(p.outputVectorSize)
         self.weights = _LSTMWeights(self, p.weightParams, p.params, self.n_in, self.n_out, "weightParams.")
-        self.acts = _lstm_acts(list(p.activations))
+        self.acts = _lstm_acts(list(p.activations), self)
 
     def forward(self, x, h0=None, c0=None):
         p = self.spec.uniDirectionalLSTM
@@ -220,7 +222,8 @@ class BiDirectionalLSTM(Layer):
             raise self.error(f"weightParams has {len(p.weightParams)} entries, expected 2", "weightParams")
         self.weights = [_LSTMWeights(self, p.weightParams[i], p.params, self.n_in, self.n_out,
                                      f"weightParams[{i}].") for i in range(2)]
-        self.acts = [_lstm_acts(list(p.activationsForwardLSTM)), _lstm_acts(list(p.activationsBackwardLSTM))]
+        self.acts = [_lstm_acts(list(p.activationsForwardLSTM), self),
+                     _lstm_acts(list(p.activationsBackwardLSTM), self)]
 
     def forward(self, x, hf=None, cf=None, hb=None, cb=None):
         p = self.spec.biDirectionalLSTM
