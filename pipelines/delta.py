@@ -2,8 +2,11 @@
 
 ``diff(base, updated)`` walks the two specs field by field and keeps only what
 differs; ``apply(base, delta)`` replays those changes on the base and gives back
-the updated model (its serialization equals the updated file byte for byte;
-``diff`` checks this before returning); ``merge(base, deltas)`` combines several
+the updated model, and ``apply_bytes`` its file, equal to the updated file byte for byte (
+``diff`` checks this before returning; since Python's protobuf writes map
+entries, such as ``metadata.userDefined``, in an order that changes from process
+to process, the delta also records the updated file's map entry order and
+``apply_bytes`` restores it, see ``delta_wire``); ``merge(base, deltas)`` combines several
 users' deltas of one base (federated averaging).
 
 Delta file format (``.mldelta``, no pickle anywhere): a ZIP archive holding
@@ -15,7 +18,8 @@ read with ``allow_pickle=False``). The manifest is::
      "updated_sha256": "<hex digest of the updated file's bytes>",
      "n_examples": <examples the update saw; weights merge>,
      "changes": [{"path": "neuralNetworkClassifier.layers[3].innerProduct.weights.floatValue",
-                  "op": "array", "array": 0}, ...]}
+                  "op": "array", "array": 0}, ...],
+     "map_orders": {"description.metadata.userDefined": ["<hex of key record>", ...]}}
 
 ``path`` names a field from the ``Model`` root (``name[i]`` indexes a repeated
 field). ``op`` is one of: ``set`` (a scalar, JSON ``value``), ``clear`` (field
@@ -24,7 +28,7 @@ removed), ``array`` (a repeated number field replaced by ``array``), ``bytes``
 own: serialized messages concatenated in ``array`` with their byte lengths in
 ``lengths``, or numbers in ``array``), ``message`` (a whole sub-message, serialized,
 written where the base had none or a different-length list), ``map`` (a map
-field's new entries, JSON ``value``).
+field's added or changed entries, JSON ``value``, and removed keys, ``delete``).
 
 Merging: ``array`` changes present in every delta are averaged with weights
 ``n_examples`` (``float16Value`` bytes are averaged as float16); ``append``
@@ -49,9 +53,10 @@ import numpy as np
 from ..spec import Model
 from ..spec import io as spec_io
 from .delta_walk import Differ, replay, resolve
+from .delta_wire import map_orders, reorder_maps
 from .errors import PipelineError
 
-__all__ = ["Delta", "diff", "apply", "merge", "fingerprint"]
+__all__ = ["Delta", "diff", "apply", "apply_bytes", "merge", "fingerprint", "write_atomically"]
 
 FORMAT, VERSION = "pippin-delta", 1
 
@@ -93,11 +98,12 @@ class Delta:
     n_examples: int = 1
     changes: list[dict] = field(default_factory=list)
     arrays: list[np.ndarray] = field(default_factory=list)
+    map_orders: dict = field(default_factory=dict)
 
     def manifest(self) -> dict:
         return {"format": FORMAT, "version": VERSION, "base_sha256": self.base_sha256,
                 "updated_sha256": self.updated_sha256, "n_examples": int(self.n_examples),
-                "changes": self.changes}
+                "changes": self.changes, "map_orders": self.map_orders}
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the delta file atomically."""
@@ -109,18 +115,7 @@ class Delta:
                 member = io.BytesIO()
                 np.save(member, np.asarray(array), allow_pickle=False)
                 archive.writestr(f"arrays/{i}.npy", member.getvalue())
-        folder = path.parent if str(path.parent) else Path(".")
-        if not folder.is_dir():
-            raise PipelineError("folder does not exist", where=str(folder))
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(buffer.getvalue())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_atomically(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Delta":
@@ -140,7 +135,27 @@ class Delta:
             raise PipelineError(f"manifest format {manifest.get('format')!r} version {manifest.get('version')!r}, "
                                 f"expected {FORMAT!r} version {VERSION}", where=f"{where}: manifest.json")
         return cls(manifest["base_sha256"], manifest["updated_sha256"], int(manifest.get("n_examples", 1)),
-                   list(manifest["changes"]), arrays)
+                   list(manifest["changes"]), arrays, dict(manifest.get("map_orders", {})))
+
+
+def write_atomically(path: str | os.PathLike, data: bytes) -> Path:
+    """Write bytes through a temp file in the same folder and ``os.replace``. (``pippin.spec.save``
+    takes a message and re-serializes it, which would undo ``apply``'s exact map order.)"""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise PipelineError("folder does not exist", where=str(folder))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def diff(base: Any, updated: Any, *, n_examples: int | None = None) -> Delta:
@@ -170,8 +185,8 @@ def diff(base: Any, updated: Any, *, n_examples: int | None = None) -> Delta:
         seen = [int(m.description.metadata.userDefined.get("pippin.examples_seen", "0")) for m in (a, b)]
         n_examples = max(1, seen[1] - seen[0])
     delta = Delta(hashlib.sha256(base_bytes).hexdigest(), hashlib.sha256(updated_bytes).hexdigest(),
-                  int(n_examples), differ.changes, differ.arrays)
-    if apply(base_bytes, delta).SerializeToString() != updated_bytes:
+                  int(n_examples), differ.changes, differ.arrays, map_orders(updated_bytes, Model.DESCRIPTOR))
+    if apply_bytes(base_bytes, delta) != updated_bytes:
         raise PipelineError("the updated file cannot be reproduced byte for byte from the base "
                             "(it was not written by a protobuf serializer in canonical field order)",
                             hint="load and re-save the updated model with pippin, then diff again")
@@ -179,7 +194,18 @@ def diff(base: Any, updated: Any, *, n_examples: int | None = None) -> Delta:
 
 
 def apply(base: Any, delta: Delta | str | os.PathLike) -> Model:
-    """The updated model: ``base`` with ``delta``'s changes replayed.
+    """The updated model: ``base`` with ``delta``'s changes replayed (see ``apply_bytes`` for the file).
+
+    Raises
+    ------
+    PipelineError
+        ``delta`` was made for another base (its fingerprint differs).
+    """
+    return spec_io.loads(apply_bytes(base, delta), where="applied")
+
+
+def apply_bytes(base: Any, delta: Delta | str | os.PathLike) -> bytes:
+    """The updated model file's bytes, identical to the file ``delta`` was diffed from.
 
     Raises
     ------
@@ -198,7 +224,7 @@ def apply(base: Any, delta: Delta | str | os.PathLike) -> Model:
     spec = spec_io.loads(data, where="base")
     for change in delta.changes:
         replay(spec, change, delta.arrays)
-    return spec
+    return reorder_maps(spec.SerializeToString(), Model.DESCRIPTOR, delta.map_orders)
 
 
 def merge(base: Any, deltas: list[Delta | str | os.PathLike]) -> Model:
@@ -249,13 +275,14 @@ def _merge_changes(deltas: list[Delta], base: Model) -> tuple[list[dict], list[n
         elif ops == {"map"}:
             node, name = _node_field(base, path)
             before = dict(getattr(node, name))
-            merged = dict(before)
+            merged, deleted = {}, []
             for _, c in present:
                 merged.update(c["value"])
+                deleted += [k for k in c.get("delete", []) if k not in deleted]
             if "pippin.examples_seen" in merged:
                 seen = int(before.get("pippin.examples_seen", "0")) + sum(d.n_examples for d in deltas)
                 merged["pippin.examples_seen"] = str(seen)
-            out.append({"path": path, "op": "map", "value": merged})
+            out.append({"path": path, "op": "map", "value": merged, "delete": deleted})
         else:
             first = present[0][1]
             for i, c in present[1:]:

@@ -50,8 +50,11 @@ class Differ:
             if not _has(b, fd):
                 self.changes.append({"path": path, "op": "clear"})
             elif _is_map(fd):
-                if dict(getattr(a, fd.name)) != dict(getattr(b, fd.name)):
-                    self.changes.append({"path": path, "op": "map", "value": dict(getattr(b, fd.name))})
+                before, after = dict(getattr(a, fd.name)), dict(getattr(b, fd.name))
+                if before != after:  # only the entries that changed, so replay repeats the update's edits
+                    self.changes.append({"path": path, "op": "map",
+                                         "value": {k: v for k, v in after.items() if before.get(k) != v},
+                                         "delete": [k for k in before if k not in after]})
             elif _repeated(fd):
                 self.repeated(fd, getattr(a, fd.name), getattr(b, fd.name), path)
             elif fd.message_type is not None:
@@ -125,8 +128,11 @@ def replay(spec: Model, change: dict, arrays: list[np.ndarray]) -> None:
         else:
             setattr(node, name, change["value"])
     elif op == "map":
-        node.ClearField(name)
-        getattr(node, name).update(change["value"])
+        entries = getattr(node, name)
+        for key in change.get("delete", []):
+            del entries[key]
+        for key, value in change["value"].items():
+            entries[key] = value
     elif op == "bytes":
         setattr(node, name, arrays[change["array"]].astype(np.uint8).tobytes())
     elif op == "array":

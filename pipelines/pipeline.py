@@ -20,7 +20,7 @@ from .errors import PipelineError
 from .features import feature_kind
 from .runtime import RunnableModel, load, register_kind
 
-__all__ = ["PipelineModel", "pipeline_message", "load_stage"]
+__all__ = ["PipelineModel", "pipeline_message", "load_stage", "update_model"]
 
 
 def pipeline_message(spec):
@@ -31,6 +31,16 @@ def pipeline_message(spec):
     if kind in ("pipelineClassifier", "pipelineRegressor"):
         return getattr(spec, kind).pipeline
     raise PipelineError(f"model kind {kind!r} is not a pipeline")
+
+
+def update_model(model: RunnableModel, training_data: dict[str, Any], **kwargs) -> RunnableModel:
+    """``model.update(...)``; a neural network whose class has no ``update`` of its own goes
+    through ``pippin.pipelines.update.update_network`` (Core ML 3's update semantics)."""
+    if type(model).update is RunnableModel.update and model.kind.startswith("neuralNetwork"):
+        from .update import update_network
+
+        return update_network(model, training_data, **kwargs)
+    return model.update(training_data, **kwargs)
 
 
 def load_stage(stage_spec, *, parent: RunnableModel, where: str) -> RunnableModel:
@@ -149,7 +159,7 @@ class PipelineModel(RunnableModel):
                 f"{self.names[-1]!r}; it has {sorted(training_data)}",
                 where=self.where,
             )
-        updated = last.update({n: values[n] for n in wanted}, **kwargs)
+        updated = update_model(last, {n: values[n] for n in wanted}, **kwargs)
         spec = type(self.spec)()
         spec.CopyFrom(self.spec)
         pipeline_message(spec).models[-1].CopyFrom(updated.spec)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ...spec import io as spec_io
-from ..delta import Delta, apply
+from ..delta import Delta, apply_bytes, write_atomically
 from .exit_codes import HELP_EPILOG
 from .output import Result
 
@@ -22,6 +21,6 @@ def add_parser(subparsers, parents):
 
 def run(args):
     delta = Delta.load(args.delta)
-    out = spec_io.save(apply(args.base, delta), args.output)
+    out = write_atomically(args.output, apply_bytes(args.base, delta))
     payload = {"model": str(out), "sha256": delta.updated_sha256, "n_changes": len(delta.changes)}
     return Result(payload, f"applied {len(delta.changes)} changes\nwrote {out}")

@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "diff_cmd",
     "apply_cmd",
     "merge_cmd",
+    "personalize_cmd",
 )
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from ...spec import io as spec_io
 from ..errors import PipelineError
+from ..pipeline import update_model
 from ..runtime import load
 from ..training_data import load_training_data, n_examples, training_inputs
 from .exit_codes import HELP_EPILOG
@@ -149,13 +150,13 @@ def run(args):
                             hint="give an NPZ file or a CSV/Parquet table of the training inputs")
     else:
         data = load_training_data(data_path, model.spec)
-    overrides = {k: v for k, v in (("learning_rate", args.learning_rate), ("batch_size", args.batch_size))
+    overrides = {k: v for k, v in (("learning_rate", args.learning_rate), ("mini_batch_size", args.batch_size))
                  if v is not None}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     reporter = ProgressReporter(show=args.show_progress, total_epochs=args.epochs)
     try:
-        updated = model.update(data, progress=reporter, **overrides)
+        updated = update_model(model, data, progress=reporter, **overrides)
     finally:
         reporter.close()
     n = n_examples(data)

@@ -1,0 +1,319 @@
+"""Personalization: teach a trained sound classifier new sounds from a handful of recordings.
+
+The sound classifier is ``preprocessing -> NeuralNetworkClassifier``. Two ways:
+
+- **k-NN** (default, ``personalize_knn``): the network is cut at the input of its
+  last dense layer (the penultimate dense/ReLU output, the *embedding*), and the
+  model becomes ``preprocessing -> embedding network -> updatable k-NN``. The
+  k-NN index holds the embeddings of the new examples plus a memory of the old
+  classes, so old sounds keep being recognized:
+
+  1. embeddings of old-class recordings when given (``base_examples``: the
+     original training data or a sample of it), keeping only windows the original
+     classifier got right, condensed to at most ``max_per_class`` k-means
+     centroids per class;
+  2. otherwise, one synthesized prototype per old class: the embedding, at the
+     typical embedding norm of the new examples, that the original dense head
+     classifies as that class most confidently (projected gradient ascent on the
+     head's log-softmax over non-negative vectors). This keeps old classes
+     separable but is weaker than real examples.
+
+  Further examples can be appended later with ``pippin update``.
+- **dense head** (``personalize_head``): the last dense layer gets one new output
+  row per new label, initialised by weight imprinting (the new class's mean
+  embedding, scaled to the old rows' mean norm; bias the old rows' mean), and the
+  updatable dense head is then trained with Core ML 3's update semantics on the
+  new examples plus any old-class examples.
+
+Windows are 975 ms of 16 kHz audio, as the model's audio input takes; reading
+files is the caller's job (the ``pippin personalize`` command does it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..spec import Model
+from .errors import PipelineError
+from .features import feature_kind
+from .layers.weights import read_weights, write_weights
+from .knn_builder import KNearestNeighborsClassifier
+from .pipeline import pipeline_message, update_model
+from .pipeline_builder import PipelineClassifier, as_spec
+from .runtime import load
+
+__all__ = ["embedding_network", "sound_parts", "embed", "personalize_knn", "personalize_head"]
+
+EMBEDDING = "embedding"
+
+
+def sound_parts(spec: Model) -> tuple[Model, Model, str]:
+    """(preprocessing spec, classifier network spec, audio input name) of a sound classifier pipeline."""
+    kind = spec.WhichOneof("Type")
+    if kind != "pipelineClassifier":
+        raise PipelineError(f"expected a sound classifier (a pipelineClassifier), got a {kind}",
+                            hint="train one with 'pippin train sound'")
+    models = pipeline_message(spec).models
+    kinds = [m.WhichOneof("Type") for m in models]
+    if len(models) != 2 or kinds[1] != "neuralNetworkClassifier":
+        raise PipelineError(f"expected the stages preprocessing -> neuralNetworkClassifier, got {kinds}",
+                            hint="personalize works on models from 'pippin train sound'; "
+                                 "a personalized model is updated with 'pippin update'")
+    return models[0], models[1], spec.description.input[0].name
+
+
+def _last_dense(network) -> int:
+    dense = [i for i, layer in enumerate(network.layers) if layer.WhichOneof("layer") == "innerProduct"]
+    if not dense:
+        raise PipelineError("the classifier network has no dense (innerProduct) layer to cut before")
+    return dense[-1]
+
+
+def embedding_network(classifier: Model) -> tuple[Model, int]:
+    """The classifier network cut at the input of its last dense layer.
+
+    Returns
+    -------
+    spec : pippin.spec.Model
+        A plain, non-updatable ``neuralNetwork`` with the classifier's input and one
+        output ``embedding`` (FLOAT32 [n_dimensions]).
+    n_dimensions : int
+    """
+    network = classifier.neuralNetworkClassifier
+    last = network.layers[_last_dense(network)]
+    blob, n_dims = last.input[0], int(last.innerProduct.inputChannels)
+    needed, keep = {blob}, []
+    for layer in reversed(network.layers[:_last_dense(network)]):
+        if set(layer.output) & needed:
+            keep.append(layer)
+            needed.update(layer.input)
+    spec = Model()
+    spec.specificationVersion = classifier.specificationVersion
+    spec.description.input.extend(classifier.description.input)
+    out = spec.description.output.add()
+    out.name = EMBEDDING
+    out.type.multiArrayType.dataType = 65568  # FLOAT32
+    out.type.multiArrayType.shape.append(n_dims)
+    nn = spec.neuralNetwork
+    nn.arrayInputShapeMapping = network.arrayInputShapeMapping
+    nn.imageInputShapeMapping = network.imageInputShapeMapping
+    nn.preprocessing.extend(network.preprocessing)
+    for layer in reversed(keep):
+        copy = nn.layers.add()
+        copy.CopyFrom(layer)
+        copy.isUpdatable = False
+        for i, name in enumerate(copy.output):
+            if name == blob:
+                copy.output[i] = EMBEDDING
+        for i, name in enumerate(copy.input):
+            if name == blob:
+                copy.input[i] = EMBEDDING
+        kind = copy.WhichOneof("layer")
+        for field in ("weights", "bias"):
+            params = getattr(getattr(copy, kind), field, None)
+            if params is not None and hasattr(params, "isUpdatable"):
+                params.isUpdatable = False
+    spec.description.metadata.shortDescription = f"embedding: the classifier network up to {blob!r}"
+    return spec, n_dims
+
+
+def embed(spec: Model, windows: np.ndarray, *, batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings and the original classifier's class indices for audio windows.
+
+    Parameters
+    ----------
+    spec : pippin.spec.Model
+        The sound classifier.
+    windows : np.ndarray [shape=(n_windows, n_samples)]
+
+    Returns
+    -------
+    embeddings : np.ndarray [shape=(n_windows, n_dimensions)]
+    predicted : np.ndarray [shape=(n_windows,)]
+        Index (into the classifier's class labels) of the original prediction.
+    """
+    pre_spec, net_spec, audio = sound_parts(spec)
+    pre, net = load(pre_spec), load(net_spec)
+    emb_net = load(embedding_network(net_spec)[0])
+    patch = next(iter(net.input_descriptions))
+    out_e, out_p = [], []
+    for start in range(0, len(windows), batch):
+        patches = pre.predict_batch({audio: windows[start:start + batch]})[patch]
+        out_e.append(np.asarray(emb_net.predict_batch({patch: patches})[EMBEDDING], dtype=np.float32))
+        probs = net.predict_batch({patch: patches})[net.spec.description.predictedProbabilitiesName]
+        out_p.append(np.asarray(probs).argmax(axis=1))
+    n_dims = embedding_network(net_spec)[1]
+    return np.concatenate(out_e).reshape(len(windows), n_dims), np.concatenate(out_p)
+
+
+def _memory(embeddings, labels, *, max_per_class: int, seed: int):
+    """Condense each label's embeddings to at most ``max_per_class`` k-means centroids."""
+    from scipy.cluster.vq import kmeans2
+
+    points, names = [], []
+    for label in sorted(set(labels)):
+        rows = embeddings[np.asarray(labels) == label]
+        if len(rows) > max_per_class:
+            rows, _ = kmeans2(rows.astype(np.float64), max_per_class, minit="++", seed=seed)
+        points.append(np.asarray(rows, dtype=np.float32))
+        names += [label] * len(rows)
+    return np.concatenate(points), names
+
+
+def _head(net_spec: Model) -> tuple[np.ndarray, np.ndarray]:
+    layer = net_spec.neuralNetworkClassifier.layers[_last_dense(net_spec.neuralNetworkClassifier)]
+    ip, where = layer.innerProduct, f"{layer.name}.innerProduct"
+    w = np.asarray(read_weights(ip.weights, count=ip.outputChannels * ip.inputChannels, where=where + ".weights"),
+                   np.float64)
+    b = (np.asarray(read_weights(ip.bias, count=ip.outputChannels, where=where + ".bias"), np.float64)
+         if ip.hasBias else np.zeros(ip.outputChannels))
+    return w.reshape(ip.outputChannels, ip.inputChannels), b
+
+
+def prototypes(net_spec: Model, *, norm: float, steps: int = 200) -> np.ndarray:
+    """One synthesized embedding per old class: non-negative, of the given norm, most confidently that class.
+
+    Returns
+    -------
+    prototypes : np.ndarray [shape=(n_classes, n_dimensions)]
+    """
+    w, b = _head(net_spec)
+    out = []
+    for c in range(len(w)):
+        e = np.maximum(w[c], 0) + 1e-3
+        e *= norm / np.linalg.norm(e)
+        for _ in range(steps):
+            z = w @ e + b
+            p = np.exp(z - z.max())
+            p /= p.sum()
+            e = np.maximum(e + 0.05 * norm / (np.linalg.norm(w[c]) + 1e-9) * (w[c] - p @ w), 0)
+            e *= norm / max(np.linalg.norm(e), 1e-12)
+        out.append(e)
+    return np.asarray(out, dtype=np.float32)
+
+
+def personalize_knn(spec: Any, examples: tuple[np.ndarray, list], *, base_examples=None, k: int = 3,
+                    weighting: str = "inverse_distance", max_per_class: int = 100, seed: int = 0) -> Model:
+    """A personalized model: preprocessing -> embedding network -> updatable k-NN.
+
+    Parameters
+    ----------
+    spec : spec, RunnableModel or path
+        A sound classifier (``preprocessing -> NeuralNetworkClassifier``).
+    examples : (np.ndarray [shape=(n_windows, n_samples)], list[str] [shape=(n_windows,)])
+        Windows of the user's recordings and their labels (new labels or old ones).
+    base_examples : same form, optional
+        Windows of old-class recordings; windows whose label the model does not know are ignored.
+    k, weighting : k-NN settings (see ``KNearestNeighborsClassifier``).
+    max_per_class : int > 0
+        Cap on remembered old-class embeddings per class (k-means centroids).
+
+    Returns
+    -------
+    spec : pippin.spec.Model
+        An updatable PipelineClassifier with stages ``preprocessing``, ``embedding``, ``knn``.
+    """
+    spec = as_spec(spec)
+    pre_spec, net_spec, audio = sound_parts(spec)
+    old = [str(x) for x in load(net_spec).class_labels]
+    windows, labels = examples
+    new_emb, _ = embed(spec, np.asarray(windows, dtype=np.float32))
+    points, names = [new_emb], [str(x) for x in labels]
+    if base_examples is not None and len(base_examples[0]):
+        keep = np.isin(np.asarray(base_examples[1], dtype=object).astype(str), old)
+        base_emb, predicted = embed(spec, np.asarray(base_examples[0], dtype=np.float32)[keep])
+        base_labels = np.asarray(base_examples[1], dtype=object).astype(str)[keep]
+        right = np.asarray(old, dtype=object)[predicted] == base_labels
+        memory, memory_names = _memory(base_emb[right], list(base_labels[right]), max_per_class=max_per_class,
+                                       seed=seed)
+        source = f"{int(right.sum())} old-class windows ({len(memory)} remembered)"
+    else:
+        norm = float(np.median(np.linalg.norm(new_emb, axis=1))) or 1.0
+        memory, memory_names = prototypes(net_spec, norm=norm), old
+        source = "synthesized prototypes of the old classes"
+    points.append(memory)
+    names += memory_names
+    embed_spec, n_dims = embedding_network(net_spec)
+    label_name = spec.description.predictedFeatureName
+    knn = KNearestNeighborsClassifier(
+        n_dimensions=n_dims, default_label=old[0], k=k, weighting=weighting, input_name=EMBEDDING,
+        label_name=label_name, probabilities_name=spec.description.predictedProbabilitiesName, updatable=True)
+    knn.add_samples(np.concatenate(points), names)
+    pipe = PipelineClassifier([("preprocessing", pre_spec), ("embedding", embed_spec), ("knn", knn.to_spec())])
+    out = pipe.make_updatable(training_inputs=[audio, label_name]).to_spec()
+    _carry_metadata(spec, out, labels=sorted(set(names)), note=f"k-NN personalization; memory: {source}")
+    return out
+
+
+def _carry_metadata(original: Model, spec: Model, *, labels: list[str], note: str) -> None:
+    import json
+
+    spec.description.metadata.CopyFrom(original.description.metadata)
+    meta = spec.description.metadata.userDefined
+    meta["labels"] = json.dumps(labels)
+    meta["personalized"] = note
+    spec.description.metadata.shortDescription = (original.description.metadata.shortDescription
+                                                  + " (personalized)").strip()
+
+
+def _imprint(embeddings: np.ndarray, w: np.ndarray, b: np.ndarray, *, margin: float = 2.0) -> np.ndarray:
+    """A new class's dense-layer row: the direction of its mean embedding, scaled so that its
+    logit on its own examples exceeds the best old logit by ``margin`` on average (bias: the
+    old biases' mean)."""
+    mean = embeddings.mean(axis=0)
+    direction = mean / max(np.linalg.norm(mean), 1e-12)
+    best_old = (embeddings @ w.T + b).max(axis=1).mean()
+    along = float((embeddings @ direction).mean())
+    return direction * (best_old + margin - b.mean()) / max(along, 1e-6)
+
+
+def personalize_head(spec: Any, examples: tuple[np.ndarray, list], *, base_examples=None, epochs: int | None = None,
+                     progress=None, **overrides) -> Model:
+    """A personalized model whose dense head has one more output per new label, then updated.
+
+    New rows are imprinted from the new examples' mean embeddings (see ``_imprint``); the updatable dense
+    head is then trained (Core ML 3 update: the spec's loss and optimizer, ``epochs``
+    and ``overrides`` as in ``update``) on the examples plus ``base_examples``.
+    ``progress`` receives the update's events (with the loss).
+    """
+    spec = as_spec(spec)
+    pre_spec, net_spec, audio = sound_parts(spec)
+    network = net_spec.neuralNetworkClassifier
+    if network.WhichOneof("ClassLabels") != "stringClassLabels":
+        raise PipelineError("the dense-head personalization needs string class labels")
+    old = list(network.stringClassLabels.vector)
+    windows, labels = np.asarray(examples[0], dtype=np.float32), [str(x) for x in examples[1]]
+    new = sorted(set(labels) - set(old))
+    emb, _ = embed(spec, windows)
+    w, b = _head(net_spec)
+    rows = [_imprint(emb[np.asarray(labels) == label], w, b) for label in new]
+    grown = as_spec(net_spec)
+    ip = grown.neuralNetworkClassifier.layers[_last_dense(network)].innerProduct
+    ip.outputChannels = len(old) + len(new)
+    write_weights(ip.weights, np.concatenate([w] + [r[None] for r in rows]))
+    if ip.hasBias:
+        write_weights(ip.bias, np.concatenate([b, np.full(len(new), b.mean())]))
+    grown.neuralNetworkClassifier.stringClassLabels.vector.extend(new)
+    label_name = spec.description.predictedFeatureName
+    pipe = PipelineClassifier([("preprocessing", pre_spec), ("classifier", grown)])
+    out = pipe.make_updatable(training_inputs=[audio, label_name]).to_spec()
+    if base_examples is not None and len(base_examples[0]):
+        keep = np.isin(np.asarray(base_examples[1], dtype=object).astype(str), old)
+        windows = np.concatenate([windows, np.asarray(base_examples[0], dtype=np.float32)[keep]])
+        labels = labels + list(np.asarray(base_examples[1], dtype=object).astype(str)[keep])
+    model = load(out)
+    if epochs != 0:
+        model = update_model(model, {audio: windows, label_name: np.asarray(labels, dtype=object)},
+                             epochs=epochs, progress=progress, **overrides)
+    final = model.spec
+    _carry_metadata(spec, final, labels=old + new, note=f"dense head grown by {new} and updated")
+    return final
+
+
+def feature_dimensions(description) -> int:
+    """Number of values in a multiArray feature (1 for scalars)."""
+    if feature_kind(description) != "multiArrayType":
+        return 1
+    return int(np.prod(list(description.type.multiArrayType.shape) or [1]))
