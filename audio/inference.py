@@ -13,10 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import soundfile
 
 from .errors import AudioError
-from .frontend import PATCH_SAMPLES, SAMPLE_RATE
-from .io import read_windows
+from .frontend import PATCH_SAMPLES, SAMPLE_RATE, window_starts
+from .io import iter_windows, read_windows
 
 __all__ = ["audio_input_name", "classify_files"]
 
@@ -33,17 +34,58 @@ def audio_input_name(model) -> str:
                      f"its inputs are {sorted(model.input_descriptions)}", where=getattr(model, "where", None))
 
 
+_STREAM_SECONDS = 60.0  # files longer than this are streamed batch by batch instead of read whole
+_FILES_AHEAD = 32  # files read ahead on the thread pool
+
+
 def _read(path: Path, overlap: float):
+    """A short file's windows, ``None`` for a long file (streamed later), or the AudioError."""
     try:
+        info = soundfile.info(str(path))
+        if info.samplerate > 0 and info.frames / info.samplerate > _STREAM_SECONDS:
+            return None
         return read_windows(path, overlap=overlap, warn_short=False)
     except AudioError as exc:
         return exc
+    except (soundfile.LibsndfileError, RuntimeError) as exc:
+        return AudioError(f"cannot decode audio ({exc})", where=str(path))
     except OSError as exc:
         return AudioError(f"cannot read file ({exc.strerror or exc})", where=str(path))
 
 
+class _Batcher:
+    """Collects windows of several files into one ``predict_batch`` call, then splits the probabilities."""
+
+    def __init__(self, model, input_name: str, probs_name: str):
+        self.model, self.input_name, self.probs_name = model, input_name, probs_name
+        self.pending: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self.size = 0
+        self.done: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+
+    def add(self, key: int, starts: np.ndarray, windows: np.ndarray) -> None:
+        self.pending.append((key, starts, windows))
+        self.size += len(windows)
+        if self.size >= _BATCH_WINDOWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        windows = np.concatenate([w for _, _, w in self.pending])
+        probabilities = np.asarray(self.model.predict_batch({self.input_name: windows})[self.probs_name],
+                                   dtype=np.float64)
+        at = 0
+        for key, starts, w in self.pending:
+            self.done.setdefault(key, []).append((starts, probabilities[at:at + len(w)]))
+            at += len(w)
+        self.pending, self.size = [], 0
+
+
 def classify_files(model, paths, *, overlap: float = 0.5, progress: bool = False) -> tuple[list[dict], list[dict]]:
     """Per-file and per-window predictions of a loaded sound classifier.
+
+    Short files are read ahead on a thread pool; files over a minute are streamed
+    in batches of windows, so memory stays bounded whatever the file length.
 
     Parameters
     ----------
@@ -64,44 +106,49 @@ def classify_files(model, paths, *, overlap: float = 0.5, progress: bool = False
     skipped : list of {"path", "reason"}
         Files that could not be read.
     """
-    input_name = audio_input_name(model)
+    window_starts(0, overlap=overlap)  # validates overlap before any work
+    batcher = _Batcher(model, audio_input_name(model), model.spec.description.predictedProbabilitiesName)
     labels = [str(x) for x in model.class_labels]
-    probs_name = model.spec.description.predictedProbabilitiesName
     paths = [Path(p) for p in paths]
+    failed: dict[int, AudioError] = {}
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(paths), desc="predict", unit="file", leave=False)
-    results, skipped, pending = [], [], []
-
-    def flush():
-        if not pending:
-            return
-        windows = np.concatenate([w for _, _, w in pending])
-        probabilities = np.asarray(model.predict_batch({input_name: windows})[probs_name], dtype=np.float64)
-        at = 0
-        for path, starts, w in pending:
-            results.append(_clip_result(path, starts, probabilities[at:at + len(w)], labels))
-            at += len(w)
-        pending.clear()
-
     try:
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            for path, read in zip(paths, pool.map(lambda p: _read(p, overlap), paths)):
-                if isinstance(read, AudioError):
-                    skipped.append({"path": str(path), "reason": read.message})
-                else:
-                    pending.append((path, read[0], read[1]))
-                    if sum(len(w) for _, _, w in pending) >= _BATCH_WINDOWS:
-                        flush()
-                if bar is not None:
-                    bar.update(1)
-            flush()
+            for first in range(0, len(paths), _FILES_AHEAD):
+                chunk = paths[first:first + _FILES_AHEAD]
+                for key, read in enumerate(pool.map(lambda p: _read(p, overlap), chunk), start=first):
+                    if read is None:
+                        _stream(batcher, key, paths[key], overlap, failed)
+                    elif isinstance(read, AudioError):
+                        failed[key] = read
+                    else:
+                        batcher.add(key, *read)
+                    if bar is not None:
+                        bar.update(1)
+            batcher.flush()
     finally:
         if bar is not None:
             bar.close()
+    results = [
+        _clip_result(paths[key], np.concatenate([s for s, _ in parts]), np.concatenate([p for _, p in parts]), labels)
+        for key, parts in sorted(batcher.done.items())
+    ]
+    skipped = [{"path": str(paths[key]), "reason": exc.message} for key, exc in sorted(failed.items())]
     return results, skipped
+
+
+def _stream(batcher: _Batcher, key: int, path: Path, overlap: float, failed: dict) -> None:
+    try:
+        for starts, windows in iter_windows(path, overlap=overlap, warn_short=False):
+            batcher.add(key, starts, windows)
+    except AudioError as exc:
+        batcher.flush()
+        batcher.done.pop(key, None)
+        failed[key] = exc
 
 
 def _clip_result(path: Path, starts: np.ndarray, probabilities: np.ndarray, labels: list[str]) -> dict:

@@ -143,3 +143,18 @@ def test_not_fitted_and_params_round_trip(tmp_path):
         clf.export(tmp_path / "m.mlmodel")
     assert SoundClassifier(**clf.get_params()).get_params() == clf.get_params()
     assert clf.set_params(epochs=7).epochs == 7
+
+
+def test_long_files_stream_with_the_same_result(trained, demo, monkeypatch):
+    import pippin.audio.inference as inference
+
+    clf = trained[0]
+    files = [demo.paths[0], demo.paths[5]]
+    whole = clf.predict(files)
+    monkeypatch.setattr(inference, "_STREAM_SECONDS", 0.5)  # every demo clip (1.5 s) now streams
+    monkeypatch.setattr(inference, "_BATCH_WINDOWS", 2)
+    streamed = clf.predict(files)
+    for a, b in zip(whole, streamed):
+        assert a["label"] == b["label"] and len(a["windows"]) == len(b["windows"]) == 3
+        assert [w["start"] for w in a["windows"]] == [w["start"] for w in b["windows"]]
+        assert a["probability"] == pytest.approx(b["probability"], rel=1e-5)
