@@ -261,12 +261,15 @@ def check_class_labels(params, path: str, report: Report, *, allow_empty: bool,
     return "int64" if which == "int64ClassLabels" else "string"
 
 
-def check_classifier_outputs(model, label_kind: str | None, report: Report) -> None:
+def check_classifier_outputs(model, label_kind: str | None, report: Report, *,
+                             require_name: bool = True) -> None:
     """``predictedFeatureName`` names an output of the label type; probabilities a dictionary."""
     desc = model.description
     outputs = {f.name: (i, f) for i, f in enumerate(desc.output)}
     name = desc.predictedFeatureName
-    if not name:
+    if not name and not require_name:
+        pass
+    elif not name:
         report.add("description.predictedFeatureName", "classifier has no predictedFeatureName",
                    "classifier-outputs")
     elif name not in outputs:

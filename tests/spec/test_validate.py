@@ -102,6 +102,8 @@ CASES = [
      "pipelineClassifier.pipeline.models[0].isUpdatable", "only the last stage"),
     ("pipeline-updatable", "sound_pipeline", lambda m: setattr(m, "isUpdatable", False),
      "pipelineClassifier.pipeline.models[1].isUpdatable", "inside a pipeline that is not"),
+    ("classifier-outputs", "sound_pipeline", lambda m: setattr(m.description, "predictedFeatureName", "x"),
+     "description.predictedFeatureName", "'x' is not an output"),
     ("pipeline-names", "sound_pipeline", lambda m: m.pipelineClassifier.pipeline.names.append("x"),
      "pipelineClassifier.pipeline.names", "3 stage names for 2 stages"),
     # neural network graph
@@ -344,3 +346,10 @@ def test_validate_accepts_a_coremltools_message(coremltools_models):
 def test_validate_rejects_non_models():
     with pytest.raises(TypeError, match="takes a Model"):
         spec.validate("model.mlmodel")
+
+
+def test_pipeline_classifier_may_omit_predicted_names(valid_models):
+    model = valid_models["sound_pipeline"]()
+    model.description.ClearField("predictedFeatureName")
+    model.description.ClearField("predictedProbabilitiesName")
+    assert spec.validate(model) == []
