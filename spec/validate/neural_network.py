@@ -75,7 +75,7 @@ def _check_graph(model, nn, kind, report) -> dict[str, list[str]]:
             report.add(path, f"layer {layer.name!r} has no layer type set", "nn-layer")
         if not layer.name:
             report.add(path, "layer has an empty name", "nn-layer")
-        elif layer.name in names:
+        elif layer.name in names and model.isUpdatable:  # Core ML checks this for updatable models
             report.add(path, f"layer name {layer.name!r} is also used by layers[{names[layer.name]}]",
                        "nn-layer")
         names.setdefault(layer.name, i)
