@@ -70,15 +70,18 @@ def _push(hv, hj, size, cap, v, j):
 
 
 @njit(parallel=True, nogil=True, cache=True)
-def _score_topk(h_ptr, h_items, h_vals, s_ptr, s_items, s_vals, shift,
+def _score_topk(h_ptr, h_items, h_vals, s_ptr, s_items, s_vals, shift, rank, label,
                 x_ptr, x_items, r_ptr, r_items, has_restrict, k, out_j, out_v):
+    # Scores accumulate in a relabelled item space (``rank``: item -> slot, ``label``:
+    # slot -> item, popular items first, so hot accumulator entries share cache
+    # lines); ties and outputs use the item index itself.
     n_users = h_ptr.shape[0] - 1
     n_items = shift.shape[0]
     n_chunks = min(n_users, 256)
     for chunk in prange(n_chunks):
         acc = np.zeros(n_items, dtype=np.float64)
         state = np.zeros(n_items, dtype=np.uint8)  # 1 touched, 2 excluded, 4 allowed
-        touched = np.empty(n_items, dtype=np.int64)
+        touched = np.empty(n_items, dtype=np.int32)
         hv = np.empty(k, dtype=np.float64)
         hj = np.empty(k, dtype=np.int64)
         for u in range(chunk, n_users, n_chunks):
@@ -94,24 +97,25 @@ def _score_topk(h_ptr, h_items, h_vals, s_ptr, s_items, s_vals, shift,
                         n_touched += 1
                     acc[j] += s_vals[q] * w
             for p in range(x_ptr[u], x_ptr[u + 1]):
-                state[x_items[p]] |= 2
+                state[rank[x_items[p]]] |= 2
             restricted = has_restrict[u]
             for p in range(r_ptr[u], r_ptr[u + 1]):
-                state[r_items[p]] |= 4
+                state[rank[r_items[p]]] |= 4
             size = 0
             for t in range(n_touched):
                 j = touched[t]
                 if state[j] & 2 == 0 and (not restricted or state[j] & 4):
-                    size = _push(hv, hj, size, k, acc[j], j)
-            # untouched candidates score 0; walk them in index order only while they can enter
+                    size = _push(hv, hj, size, k, acc[j], label[j])
+            # untouched candidates score 0; walk them in item order only while they can enter
             if size < k or hv[0] <= 0.0:
                 n_walk = r_ptr[u + 1] - r_ptr[u] if restricted else n_items
                 for t in range(n_walk):
-                    j = r_items[r_ptr[u] + t] if restricted else t
-                    if size == k and (hv[0] > 0.0 or (hv[0] == 0.0 and hj[0] < j)):
+                    item = r_items[r_ptr[u] + t] if restricted else t
+                    if size == k and (hv[0] > 0.0 or (hv[0] == 0.0 and hj[0] < item)):
                         break
+                    j = rank[item]
                     if state[j] & 3 == 0 and (not restricted or state[j] & 4):
-                        size = _push(hv, hj, size, k, 0.0, j)
+                        size = _push(hv, hj, size, k, 0.0, item)
                         state[j] |= 1  # a repeated restrict entry must not enter twice
                         touched[n_touched] = j
                         n_touched += 1
@@ -128,9 +132,9 @@ def _score_topk(h_ptr, h_items, h_vals, s_ptr, s_items, s_vals, shift,
                 acc[touched[t]] = 0.0
                 state[touched[t]] = 0
             for p in range(x_ptr[u], x_ptr[u + 1]):
-                state[x_items[p]] = 0
+                state[rank[x_items[p]]] = 0
             for p in range(r_ptr[u], r_ptr[u + 1]):
-                state[r_items[p]] = 0
+                state[rank[r_items[p]]] = 0
 
 
 def _csr_parts(m: sp.csr_matrix | None, n_rows: int):
@@ -174,10 +178,14 @@ def recommend_topk(histories: sp.csr_matrix, similarity: sp.csr_matrix, shift: n
         has_restrict = np.full(n_users, restrict is not None)
     x_ptr, x_items = _csr_parts(exclude, n_users)
     r_ptr, r_items = _csr_parts(restrict, n_users)
+    n_items = similarity.shape[0]
+    label = np.argsort(-np.bincount(similarity.indices, minlength=n_items), kind="stable")
+    rank = np.empty(n_items, dtype=np.int64)
+    rank[label] = np.arange(n_items)
     _score_topk(histories.indptr.astype(np.int64), histories.indices.astype(np.int64),
                 histories.data.astype(np.float64), similarity.indptr.astype(np.int64),
-                similarity.indices.astype(np.int64), similarity.data.astype(np.float64),
-                np.asarray(shift, dtype=np.float64), x_ptr, x_items, r_ptr, r_items,
+                rank[similarity.indices].astype(np.int32), similarity.data.astype(np.float64),
+                np.asarray(shift, dtype=np.float64), rank, label.astype(np.int64), x_ptr, x_items, r_ptr, r_items,
                 np.asarray(has_restrict, dtype=np.bool_), int(k), out_j, out_v)
     return out_j, out_v
 

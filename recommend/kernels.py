@@ -84,13 +84,15 @@ def _heap_sort_desc(hv, hj, size):
 
 
 @njit(parallel=True, nogil=True, cache=True)
-def topk_block(items, col_ptr, col_users, col_vals, row_ptr, row_items, row_vals,
-               mode, sa, sb, n_users, top_k, threshold, out_j, out_v, out_n):
+def topk_block(items, col_ptr, col_users, col_vals, row_ptr, row_items, row_vals, unweighted,
+               mode, sa, sb, label, n_users, top_k, threshold, out_j, out_v, out_n):
     """Fill ``out_*[r]`` with the ``top_k`` most similar items of ``items[r]``.
 
     ``col_*`` is the CSC (item -> users, values ``a``) and ``row_*`` the CSR
-    (user -> items, values ``b``) of the interaction matrix; the diagonal is skipped,
-    similarities below ``threshold`` are dropped, rows come out best first.
+    (user -> items, values ``b``) of the interaction matrix; with ``unweighted``
+    every value is 1 and is not read. Neighbours are reported (and ties broken) by
+    ``label[j]``; the diagonal is skipped, similarities below ``threshold`` are
+    dropped, rows come out best first.
     """
     n_items = sa.shape[0]
     n_rows = items.shape[0]
@@ -104,16 +106,27 @@ def topk_block(items, col_ptr, col_users, col_vals, row_ptr, row_items, row_vals
         for r in range(chunk, n_rows, n_chunks):  # interleaved rows balance popular items
             i = items[r]
             n_touched = 0
-            for p in range(col_ptr[i], col_ptr[i + 1]):
-                u = col_users[p]
-                a = col_vals[p]
-                for q in range(row_ptr[u], row_ptr[u + 1]):
-                    j = row_items[q]
-                    if not seen[j]:
-                        seen[j] = True
-                        touched[n_touched] = j
-                        n_touched += 1
-                    acc[j] += a * row_vals[q]
+            if unweighted:  # 0/1 data: count, without streaming the values
+                for p in range(col_ptr[i], col_ptr[i + 1]):
+                    u = col_users[p]
+                    for q in range(row_ptr[u], row_ptr[u + 1]):
+                        j = row_items[q]
+                        if not seen[j]:
+                            seen[j] = True
+                            touched[n_touched] = j
+                            n_touched += 1
+                        acc[j] += 1
+            else:
+                for p in range(col_ptr[i], col_ptr[i + 1]):
+                    u = col_users[p]
+                    a = col_vals[p]
+                    for q in range(row_ptr[u], row_ptr[u + 1]):
+                        j = row_items[q]
+                        if not seen[j]:
+                            seen[j] = True
+                            touched[n_touched] = j
+                            n_touched += 1
+                        acc[j] += a * row_vals[q]
             size = 0
             for t in range(n_touched):
                 j = touched[t]
@@ -129,7 +142,7 @@ def topk_block(items, col_ptr, col_users, col_vals, row_ptr, row_items, row_vals
                 else:
                     s = (c / n_users - sa[i] * sa[j]) / (sb[i] * sb[j])
                 if s >= threshold:
-                    size = _heap_push(hv, hj, size, top_k, s, j)
+                    size = _heap_push(hv, hj, size, top_k, s, label[j])
             _heap_sort_desc(hv, hj, size)
             out_n[r] = size
             for t in range(size):

@@ -188,10 +188,17 @@ def item_similarity(X: sp.csr_matrix, *, similarity: str = "jaccard", top_k: int
     weighting = SIMILARITIES[similarity](X)
     k = n_items - 1 if top_k is None else min(int(top_k), max(n_items - 1, 1))
     k = max(k, 1)
+    # Relabel items by descending popularity so the accumulator's hot entries share
+    # cache lines; neighbours are still reported (and ties broken) by original index.
+    order = np.argsort(-np.bincount(X.indices, minlength=n_items), kind="stable").astype(np.int32)
+    rank = np.empty(n_items, dtype=np.int64)
+    rank[order] = np.arange(n_items)
     W = sp.csr_matrix(weighting.weights, dtype=np.float32)
+    W = sp.csr_matrix((W.data, rank[W.indices].astype(np.int32), W.indptr), shape=W.shape)
     W.sort_indices()
     Wc = W.tocsc()
-    block = block_size or max(64, min(n_items, _BLOCK_ENTRIES // k, -(-n_items // 20)))
+    unweighted = bool(W.nnz) and bool(np.all(W.data == 1.0))
+    block = block_size or max(1, min(n_items, _BLOCK_ENTRIES // k, max(2048, -(-n_items // 20))))
     starts = range(0, n_items, block)
     if progress:
         from tqdm.auto import tqdm
@@ -199,15 +206,15 @@ def item_similarity(X: sp.csr_matrix, *, similarity: str = "jaccard", top_k: int
         starts = tqdm(starts, desc=f"{similarity} similarity", unit="block", leave=False)
     indptr = np.zeros(n_items + 1, dtype=np.int64)
     parts_j, parts_v = [], []
-    sa = np.ascontiguousarray(weighting.sa, dtype=np.float64)
-    sb = np.ascontiguousarray(weighting.sb, dtype=np.float64)
+    sa = np.ascontiguousarray(weighting.sa[order], dtype=np.float64)
+    sb = np.ascontiguousarray(weighting.sb[order], dtype=np.float64)
     for start in starts:
         items = np.arange(start, min(start + block, n_items), dtype=np.int32)
         out_j = np.empty((len(items), k), dtype=np.int32)
         out_v = np.empty((len(items), k), dtype=np.float64)
         out_n = np.zeros(len(items), dtype=np.int64)
-        kernels.topk_block(items, Wc.indptr, Wc.indices, Wc.data, W.indptr, W.indices, W.data,
-                           weighting.mode, sa, sb, float(n_users), k, float(threshold), out_j, out_v, out_n)
+        kernels.topk_block(items, Wc.indptr, Wc.indices, Wc.data, W.indptr, W.indices, W.data, unweighted,
+                           weighting.mode, sa, sb, order, float(n_users), k, float(threshold), out_j, out_v, out_n)
         keep = np.arange(k)[np.newaxis, :] < out_n[:, np.newaxis]
         parts_j.append(out_j[keep])
         parts_v.append(out_v[keep])
@@ -215,6 +222,6 @@ def item_similarity(X: sp.csr_matrix, *, similarity: str = "jaccard", top_k: int
     np.cumsum(indptr, out=indptr)
     data = np.concatenate(parts_v) if parts_v else np.zeros(0)
     indices = np.concatenate(parts_j) if parts_j else np.zeros(0, dtype=np.int32)
-    S = sp.csr_matrix((data, indices, indptr), shape=(n_items, n_items))
+    S = sp.csr_matrix((data, indices, indptr), shape=(n_items, n_items))[rank]  # rows back in item order
     logger.info("%s similarity: %d items, %d neighbour pairs", similarity, n_items, S.nnz)
     return S, np.asarray(weighting.shift, dtype=np.float64)
