@@ -29,7 +29,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "dense", "conv", "pooling", "batchnorm", "activation", "softmax", "flatten", "concat",
     # inference-only families
     "arith", "unary", "normalization", "reduce", "shape", "slicing", "gather", "generate",
-    "combine", "matmul", "resize", "recurrent", "control", "volumetric",
+    "combine", "matmul", "resize", "recurrent", "control", "volumetric", "detection",
 )
 
 for _name in FAMILY_MODULES:
