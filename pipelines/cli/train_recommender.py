@@ -19,7 +19,10 @@ def add_parser(subparsers, parents):
         "recommender", parents=parents, help="item-similarity recommender from an interaction table",
         description=__doc__.split("\n\n")[0], epilog=HELP_EPILOG,
     )
-    parser.add_argument("table", metavar="TABLE", help="interactions: .csv, .tsv or .parquet")
+    parser.add_argument("table", metavar="TABLE", nargs="?", help="interactions: .csv, .tsv or .parquet")
+    parser.add_argument("--demo", action="store_true",
+                        help="train on pippin's generated demo interactions instead of TABLE "
+                             "(columns user_id, item_id, rating)")
     parser.add_argument("-o", "--output", required=True, metavar="MODEL", help="the .mlmodel to write")
     parser.add_argument("--user-col", default="user_id", help="user column (default: user_id)")
     parser.add_argument("--item-col", default="item_id", help="item column (default: item_id)")
@@ -48,10 +51,19 @@ def _top_k(value: str):
 def run(args) -> Result:
     from ...recommend import ItemSimilarityRecommender
 
+    from ...spec.errors import PippinError
+
+    if (args.table is None) == (not args.demo):
+        raise PippinError("give an interaction TABLE or --demo (not both)", where="pippin train recommender")
+    table = args.table
+    if args.demo:
+        from ...datasets import make_demo_interactions
+
+        table = make_demo_interactions()[["user_id", "item_id", "rating"]]
     start = time.perf_counter()
     model = ItemSimilarityRecommender(similarity=args.similarity, top_k=_top_k(args.top_k),
                                       threshold=args.threshold, progress=args.show_progress)
-    model.fit(args.table, user=args.user_col, item=args.item_col, rating=args.rating_col)
+    model.fit(table, user=args.user_col, item=args.item_col, rating=args.rating_col)
     path = model.export(args.output)
     seconds = time.perf_counter() - start
     payload = {

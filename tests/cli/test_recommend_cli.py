@@ -80,3 +80,13 @@ def test_errors_are_one_line(tables, capsys):
     code, _, err = _run(capsys, "train", "recommender", str(folder / "train.csv"), "-o", str(folder / "x.mlmodel"),
                         "--top-k", "many")
     assert code == 2 and "--top-k" in err
+
+
+def test_demo_first_run(tmp_path, capsys):
+    model = str(tmp_path / "demo.mlmodel")
+    code, out, _ = _run(capsys, "train", "recommender", "--demo", "-o", model, "--rating-col", "rating", "--json")
+    assert code == 0 and json.loads(out)["users"] == 500
+    code, out, _ = _run(capsys, "recommend", model, "--items", "item-001,item-002", "--k", "3", "--json")
+    assert code == 0 and len(json.loads(out)["items"]) == 3
+    code, _, err = _run(capsys, "train", "recommender", "-o", model)
+    assert code == 2 and "TABLE or --demo" in err
