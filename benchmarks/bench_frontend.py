@@ -77,15 +77,20 @@ def _torch_setup():
     return torch, run
 
 
-def _measure(fn, repeats: int) -> tuple[float, float]:
-    fn()  # warm-up
-    walls, cpus = [], []
+def _measure(fns: dict, repeats: int) -> dict:
+    """Median (wall, CPU) seconds per function; runs are interleaved round-robin so that every
+    contender sees the same background load (this machine is shared)."""
+    for fn in fns.values():
+        fn()  # warm-up
+    walls = {name: [] for name in fns}
+    cpus = {name: [] for name in fns}
     for _ in range(repeats):
-        w0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        walls.append(time.perf_counter() - w0)
-        cpus.append(time.process_time() - c0)
-    return statistics.median(walls), statistics.median(cpus)
+        for name, fn in fns.items():
+            w0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            walls[name].append(time.perf_counter() - w0)
+            cpus[name].append(time.process_time() - c0)
+    return {name: (statistics.median(walls[name]), statistics.median(cpus[name])) for name in fns}
 
 
 def main(argv=None) -> int:
@@ -106,11 +111,11 @@ def main(argv=None) -> int:
     rows = []
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        timings = {
-            "pippin": _measure(lambda: vggish_log_mel(windows, workers=threads), args.repeats),
-            "librosa": _measure(lambda: librosa_log_mel(windows, threads, one), args.repeats),
-            "torch": _measure(lambda: torch_run(windows), args.repeats),
-        }
+        timings = _measure({
+            "pippin": lambda: vggish_log_mel(windows, workers=threads),
+            "librosa": lambda: librosa_log_mel(windows, threads, one),
+            "torch": lambda: torch_run(windows),
+        }, args.repeats)
         row = {"threads": threads}
         for name, (wall, cpu) in timings.items():
             row[f"{name}_audio_s_per_s"] = audio_seconds / wall
