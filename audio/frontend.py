@@ -136,11 +136,17 @@ def _log_mel_frames(frames: np.ndarray, buffer: np.ndarray, out: np.ndarray) -> 
     np.log(out, out=out)
 
 
-def _clip_frames(clip: np.ndarray) -> np.ndarray:
-    """The 96 overlapping 400-sample frames of one contiguous 15,600-sample window, as a view."""
-    step = clip.strides[0]
+def _frames_of_clips(clips: np.ndarray) -> np.ndarray:
+    """The 96 overlapping 400-sample frames of each contiguous 15,600-sample window, as one view.
+
+    Returns
+    -------
+    frames : np.ndarray [shape=(n_clips, 96, 400)], read-only view of ``clips``
+    """
+    row, step = clips.strides
     return np.lib.stride_tricks.as_strided(
-        clip, shape=(PATCH_FRAMES, FRAME_LENGTH), strides=(HOP_LENGTH * step, step), writeable=False,
+        clips, shape=(clips.shape[0], PATCH_FRAMES, FRAME_LENGTH), strides=(row, HOP_LENGTH * step, step),
+        writeable=False,
     )
 
 
@@ -151,8 +157,9 @@ def _patches_of_range(clips: np.ndarray, out: np.ndarray) -> None:
     buffer (96 x 512 floats) stays in cache, and the per-call overhead is small.
     """
     buffer = np.zeros((PATCH_FRAMES, FFT_LENGTH), dtype=np.float32)
+    frames = _frames_of_clips(clips)
     for index in range(clips.shape[0]):
-        _log_mel_frames(_clip_frames(clips[index]), buffer, out[index, 0])
+        _log_mel_frames(frames[index], buffer, out[index, 0])
 
 
 _blas_controller = None
