@@ -1,8 +1,9 @@
 """Recurrent layers: simpleRecurrent, gru, uniDirectionalLSTM, biDirectionalLSTM.
 
 Inputs ``[x, h0 (, c0)]`` and outputs ``[y, h (, c)]`` as NeuralNetwork.proto defines
-them; x is ``[N, Seq, inputVectorSize, 1, 1]`` (our batch first), y is
-``[N, Seq or 1, outputVectorSize, 1, 1]``. Missing initial states are zeros. The time
+them; x is ``[N, Seq, inputVectorSize, 1, 1]`` (our batch first; under the ND mapping a
+rank-5 example ``[Seq, 1, inputVectorSize, 1, 1]``), y is ``[N, Seq or 1, outputVectorSize, 1, 1]``
+(the same layout as x). Missing initial states are zeros. The time
 loop is inherent to recurrence; every step is vectorized over the batch. Gate
 pre-activations are clipped to [-50, 50] as the spec says.
 """
@@ -42,8 +43,13 @@ def _state(blob, n: int, size: int) -> np.ndarray:
 
 
 def _out(y: np.ndarray, like: np.ndarray) -> np.ndarray:
-    """[N, S, H] back to the input's rank ([N, S, H, 1, 1] for rank 5)."""
-    return y.reshape(y.shape + (1,) * (like.ndim - 3))
+    """[N, S, H] back to the input's layout: its sequence axis (1) and vector axis (-3)
+    replaced ([N, S, H, 1, 1] under rank-5; [N, S, 1, H, 1, 1] for a rank-5 example under ND)."""
+    if like.ndim < 4:
+        return y
+    shape = list(like.shape)
+    shape[1], shape[-3] = y.shape[1], y.shape[2]
+    return y.reshape(shape)
 
 
 def _gate_weights(layer, p, names, n_out, n_in, *, kind_prefix=""):
