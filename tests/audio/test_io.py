@@ -33,12 +33,12 @@ def test_stereo_is_averaged_to_mono(tmp_path):
     np.testing.assert_allclose(wave, stereo.mean(axis=1), atol=1e-7)
 
 
-@pytest.mark.parametrize(("rate", "fmt"), [(8000, "wav"), (44100, "flac"), (22050, "ogg")])
+@pytest.mark.parametrize(("rate", "fmt"), [(8000, "wav"), (44100, "flac"), (22050, "ogg"), (22050, "mp3")])
 def test_any_rate_is_resampled_to_16k(tmp_path, rate, fmt):
     t = np.arange(int(rate * 1.5)) / rate
     tone = 0.5 * np.sin(2 * np.pi * 440 * t)
     wave = read_audio(_write(tmp_path / f"t.{fmt}", tone, rate))
-    assert abs(len(wave) - 24000) <= 2
+    assert abs(len(wave) - 24000) <= (1200 if fmt == "mp3" else 2)  # mp3 frames pad the end
     spectrum = np.abs(np.fft.rfft(wave[2000:18000]))
     assert abs(np.argmax(spectrum) * 16000 / 16000 - 440) <= 2  # 1 Hz bins over 16000 samples
 
