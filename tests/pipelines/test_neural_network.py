@@ -149,3 +149,60 @@ def test_load_from_file(tmp_path):
     model = pp.load(path)
     assert type(model).__name__ == "NeuralNetworkModel" and len(model.layers) == 2
     assert model.predict({"x": np.ones(4, np.float32)})["label"] in ("a", "b")
+
+
+@pytest.mark.parametrize("n_bits,mode", [(16, "_linear_quantization"), (8, "_linear_quantization"),
+                                         (4, "_lookup_table_quantization_linear")])
+def test_quantized_and_float16_networks_match_dequantized(n_bits, mode):
+    from coremltools.models.neural_network import quantization_utils
+
+    builder = rank5_builder({"x": (3, 6, 6)})
+    builder.add_convolution("conv", kernel_channels=3, output_channels=4, height=3, width=3, stride_height=1,
+                            stride_width=1, border_mode="same", groups=1,
+                            W=RNG.standard_normal((3, 3, 3, 4)).astype(np.float32), b=RNG.standard_normal(4),
+                            has_bias=True, input_name="x", output_name="h")
+    builder.add_flatten("flat", 0, "h", "f")
+    builder.add_inner_product("fc", W=RNG.standard_normal((5, 144)).astype(np.float32), b=None,
+                              input_channels=144, output_channels=5, has_bias=False, input_name="f", output_name="y")
+    import coremltools as ct
+
+    quantized = ct.proto.Model_pb2.Model.FromString(builder.spec.SerializeToString())
+    quantization_utils._quantize_spec_weights(quantized, n_bits, mode)
+    from pippin.pipelines.layers.weights import storage_kind
+
+    weights = quantized.neuralNetwork.layers[0].convolution.weights
+    assert storage_kind(weights) == ("float16" if n_bits == 16 else "quantized")
+    dequantized = ct.proto.Model_pb2.Model.FromString(quantized.SerializeToString())
+    if n_bits == 16:  # decode the half floats with NumPy
+        for layer in dequantized.neuralNetwork.layers:
+            params = getattr(layer, layer.WhichOneof("layer"))
+            for field in ("weights", "bias"):
+                if hasattr(params, field) and getattr(params, field).float16Value:
+                    wp = getattr(params, field)
+                    values = np.frombuffer(wp.float16Value, "<f2").astype(np.float32)
+                    wp.ClearField("float16Value")
+                    wp.floatValue.extend(values)
+    else:
+        quantization_utils._dequantize_nn_spec(dequantized.neuralNetwork)
+    assert len(dequantized.neuralNetwork.layers[0].convolution.weights.floatValue) == 108
+    x = RNG.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    got = load(quantized).predict_batch({"x": x})["y"]
+    want = load(dequantized).predict_batch({"x": x})["y"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_mean_image_and_rank4_image_mapping():
+    builder = NeuralNetworkBuilder([("img", datatypes.Array(3, 2, 2))], [("y", None)])
+    builder.add_activation("id", "LINEAR", "img", "y", params=[1.0, 0.0])
+    spec = builder.spec
+    inp = spec.description.input[0]
+    inp.type.imageType.width, inp.type.imageType.height, inp.type.imageType.colorSpace = 2, 2, 20
+    mean = RNG.uniform(0, 50, 12).astype(np.float32)
+    pre = spec.neuralNetwork.preprocessing.add()
+    pre.meanImage.meanImage.extend(mean)
+    spec.neuralNetwork.imageInputShapeMapping = 1  # rank 4: [N, C, H, W]
+    image = RNG.integers(0, 256, size=(3, 2, 2, 3), dtype=np.uint8)
+    model = load(spec)
+    blobs = model.to_blobs({"img": image})
+    assert blobs["img"].shape == (3, 3, 2, 2)
+    np.testing.assert_allclose(blobs["img"], image.transpose(0, 3, 1, 2) - mean.reshape(3, 2, 2), rtol=1e-6)
