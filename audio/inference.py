@@ -107,8 +107,15 @@ def classify_files(model, paths, *, overlap: float = 0.5, progress: bool = False
         Files that could not be read.
     """
     window_starts(0, overlap=overlap)  # validates overlap before any work
-    batcher = _Batcher(model, audio_input_name(model), model.spec.description.predictedProbabilitiesName)
-    labels = [str(x) for x in model.class_labels]
+    input_name = audio_input_name(model)
+    class_labels = getattr(model, "class_labels", None)
+    probs_name = model.spec.description.predictedProbabilitiesName
+    if class_labels is None or not probs_name:
+        raise AudioError(f"model is a {model.kind} without class probabilities, not a sound classifier",
+                         where=getattr(model, "where", None),
+                         hint="use a model made by 'pippin train sound'")
+    labels = [str(x) for x in class_labels]
+    batcher = _Batcher(model, input_name, probs_name)
     paths = [Path(p) for p in paths]
     failed: dict[int, AudioError] = {}
     bar = None

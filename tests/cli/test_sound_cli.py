@@ -104,3 +104,16 @@ def test_evaluate_table_and_validate(model_path, demo_dir, tmp_path, capsys):
 def test_errors_are_one_line(tmp_path, capsys):
     code, _, err = _run(capsys, "train", "sound", str(tmp_path / "missing"), "-o", str(tmp_path / "m.mlmodel"))
     assert code == 2 and err.strip().count("\n") == 0 and "missing" in err
+
+
+def test_predict_with_a_model_that_is_not_a_classifier(tmp_path, capsys):
+    from pippin.audio.preprocessing_spec import preprocessing_spec
+    from pippin.spec import save
+
+    save(preprocessing_spec(), tmp_path / "pre.mlmodel")
+    wav = tmp_path / "a.wav"
+    import soundfile
+
+    soundfile.write(str(wav), np.zeros(16000), 16000)
+    code, _, err = _run(capsys, "predict", str(tmp_path / "pre.mlmodel"), str(wav))
+    assert code == 2 and "not a sound classifier" in err and "pre.mlmodel" in err
