@@ -3,7 +3,8 @@
 The sound classifier is ``preprocessing -> NeuralNetworkClassifier``. Two ways:
 
 - **k-NN** (default, ``personalize_knn``): the network is cut at the input of its
-  last dense layer (the penultimate dense/ReLU output, the *embedding*), and the
+  last dense layer (the penultimate dense/ReLU output), L2-normalized (the
+  *embedding*; the k-NN's distance is then ``2 - 2 cos``), and the
   model becomes ``preprocessing -> embedding network -> updatable k-NN``. The
   k-NN index holds the embeddings of the new examples plus a memory of the old
   classes, so old sounds keep being recognized:
@@ -71,8 +72,17 @@ def _last_dense(network) -> int:
     return dense[-1]
 
 
-def embedding_network(classifier: Model) -> tuple[Model, int]:
+def embedding_network(classifier: Model, *, normalize: bool = True) -> tuple[Model, int]:
     """The classifier network cut at the input of its last dense layer.
+
+    Parameters
+    ----------
+    classifier : pippin.spec.Model
+        A ``neuralNetworkClassifier``.
+    normalize : bool
+        End with an ``l2normalize`` layer, so that the k-NN's squared distances
+        between embeddings are ``2 - 2 cos``: few-shot examples of a new sound are then
+        compared by direction, not by loudness-driven magnitude.
 
     Returns
     -------
@@ -100,26 +110,33 @@ def embedding_network(classifier: Model) -> tuple[Model, int]:
     nn.arrayInputShapeMapping = network.arrayInputShapeMapping
     nn.imageInputShapeMapping = network.imageInputShapeMapping
     nn.preprocessing.extend(network.preprocessing)
+    final = EMBEDDING + "_raw" if normalize else EMBEDDING
     for layer in reversed(keep):
         copy = nn.layers.add()
         copy.CopyFrom(layer)
         copy.isUpdatable = False
         for i, name in enumerate(copy.output):
             if name == blob:
-                copy.output[i] = EMBEDDING
+                copy.output[i] = final
         for i, name in enumerate(copy.input):
             if name == blob:
-                copy.input[i] = EMBEDDING
+                copy.input[i] = final
         kind = copy.WhichOneof("layer")
         for field in ("weights", "bias"):
             params = getattr(getattr(copy, kind), field, None)
             if params is not None and hasattr(params, "isUpdatable"):
                 params.isUpdatable = False
-    spec.description.metadata.shortDescription = f"embedding: the classifier network up to {blob!r}"
+    if normalize:
+        norm = nn.layers.add()
+        norm.name, norm.l2normalize.epsilon = "embedding_l2", 1e-6
+        norm.input.append(final)
+        norm.output.append(EMBEDDING)
+    spec.description.metadata.shortDescription = (f"embedding: the classifier network up to {blob!r}"
+                                                  + (", L2-normalized" if normalize else ""))
     return spec, n_dims
 
 
-def embed(spec: Model, windows: np.ndarray, *, batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def embed(spec: Model, windows: np.ndarray, *, normalize: bool = True, batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings and the original classifier's class indices for audio windows.
 
     Parameters
@@ -136,7 +153,7 @@ def embed(spec: Model, windows: np.ndarray, *, batch: int = 512) -> tuple[np.nda
     """
     pre_spec, net_spec, audio = sound_parts(spec)
     pre, net = load(pre_spec), load(net_spec)
-    emb_net = load(embedding_network(net_spec)[0])
+    emb_net = load(embedding_network(net_spec, normalize=normalize)[0])
     patch = next(iter(net.input_descriptions))
     out_e, out_p = [], []
     for start in range(0, len(windows), batch):
@@ -230,8 +247,9 @@ def personalize_knn(spec: Any, examples: tuple[np.ndarray, list], *, base_exampl
                                        seed=seed)
         source = f"{int(right.sum())} old-class windows ({len(memory)} remembered)"
     else:
-        norm = float(np.median(np.linalg.norm(new_emb, axis=1))) or 1.0
-        memory, memory_names = prototypes(net_spec, norm=norm), old
+        raw, _ = embed(spec, np.asarray(windows, dtype=np.float32), normalize=False)
+        memory = prototypes(net_spec, norm=float(np.median(np.linalg.norm(raw, axis=1))) or 1.0)
+        memory, memory_names = memory / np.maximum(np.linalg.norm(memory, axis=1, keepdims=True), 1e-6), old
         source = "synthesized prototypes of the old classes"
     points.append(memory)
     names += memory_names
@@ -286,7 +304,7 @@ def personalize_head(spec: Any, examples: tuple[np.ndarray, list], *, base_examp
     old = list(network.stringClassLabels.vector)
     windows, labels = np.asarray(examples[0], dtype=np.float32), [str(x) for x in examples[1]]
     new = sorted(set(labels) - set(old))
-    emb, _ = embed(spec, windows)
+    emb, _ = embed(spec, windows, normalize=False)
     w, b = _head(net_spec)
     rows = [_imprint(emb[np.asarray(labels) == label], w, b) for label in new]
     grown = as_spec(net_spec)

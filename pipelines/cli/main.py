@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "apply_cmd",
     "merge_cmd",
     "personalize_cmd",
+    "demo_cmd",
 )
 
 

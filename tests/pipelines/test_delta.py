@@ -104,3 +104,24 @@ def test_a_corrupt_delta_file_is_named(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(PipelineError, match="not a pippin delta file"):
         Delta.load(bad)
+
+
+def test_apply_restores_map_entry_order_written_by_another_process(tmp_path):
+    """Python protobuf writes map entries in a per-process order; apply must still match the file."""
+    from pippin.pipelines.delta_wire import map_orders, reorder_maps
+    from pippin.spec import Model
+
+    spec = dense_spec()
+    for i in range(8):
+        spec.description.metadata.userDefined[f"key{i}"] = f"value{i}"
+    base = spec_io.save(spec, tmp_path / "base.mlmodel")
+    data = perturbed(spec, 1).SerializeToString()
+    keys = map_orders(data, Model.DESCRIPTOR)["description.metadata.userDefined"]
+    shuffled = reorder_maps(data, Model.DESCRIPTOR, {"description.metadata.userDefined": keys[::-1]})
+    assert shuffled != data and spec_io.loads(shuffled) == spec_io.loads(data)
+    updated = tmp_path / "updated.mlmodel"
+    updated.write_bytes(shuffled)
+    delta = diff(base, updated)
+    from pippin.pipelines.delta import apply_bytes
+
+    assert apply_bytes(base, delta) == shuffled
