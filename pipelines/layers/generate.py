@@ -29,7 +29,9 @@ class LoadConstant(Layer):
         if len(shape) != 3:
             raise self.error(f"shape {list(shape)} must be [C, H, W]", "shape")
         value = weights_of(self, "data", spec.loadConstant.data, shape=shape)
-        self.value = value[np.newaxis, np.newaxis] if not context.exact_shapes else value[np.newaxis]
+        # Core ML's blob is [1, 1, C, H, W]: under rank-5 that is our [N=1, S=1, C, H, W]; under the
+        # ND mapping the example itself has that rank-5 shape
+        self.value = value.reshape((1, 1) + shape if not context.exact_shapes else (1, 1, 1) + shape)
 
     def forward(self):
         return (self.value.copy(),)
