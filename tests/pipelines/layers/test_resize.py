@@ -78,3 +78,19 @@ def test_sequence_repeat():
     b.add_sequence_repeat("s", 3, "x", "y")
     (y,) = run(b, {"x": X})
     close(y, np.tile(X[:, None], (1, 3, 1, 1, 1)))
+
+
+def test_upsample_bilinear_default_grid_and_fractional():
+    torch = pytest.importorskip("torch")
+    b = rank5_builder({"x": (3, 4, 5)}, outputs=("d", "f"))
+    b.add_upsample("d", 2, 3, "x", "d", mode="BILINEAR")  # linearUpsampleMode DEFAULT
+    b.add_upsample("f", 1.5, 2.5, "x", "f", mode="BILINEAR", linear_upsample_mode="ALIGN_CORNERS_FALSE")
+    d, f = run(b, {"x": X}, outputs=("d", "f"))
+
+    def grid(size, n):  # DEFAULT: spacing = (X - X / N) / (N - 1), clipped to [0, X - 1]
+        return np.clip(np.arange(n) * (size - size / n) / (n - 1), 0, size - 1)
+
+    close(d[:, 0], _bilinear_reference(X.astype(np.float64), grid(4, 8), grid(5, 15)))
+    ref = torch.nn.functional.interpolate(torch.from_numpy(X.astype(np.float64)), size=(6, 12), mode="bilinear",
+                                          align_corners=False)
+    close(f[:, 0], ref.numpy())
