@@ -206,3 +206,37 @@ def test_mean_image_and_rank4_image_mapping():
     blobs = model.to_blobs({"img": image})
     assert blobs["img"].shape == (3, 3, 2, 2)
     np.testing.assert_allclose(blobs["img"], image.transpose(0, 3, 1, 2) - mean.reshape(3, 2, 2), rtol=1e-6)
+
+
+def test_regressor_double_output_and_optional_state_input():
+    w = RNG.standard_normal((1, 3)).astype(np.float32)
+    builder = NeuralNetworkBuilder([("x", datatypes.Array(3))], [("y", datatypes.Array(1))], mode="regressor")
+    builder.add_inner_product("fc", W=w, b=np.array([0.5]), input_channels=3, output_channels=1, has_bias=True,
+                              input_name="x", output_name="y")
+    spec = builder.spec
+    out = spec.description.output[0]
+    out.type.ClearField("multiArrayType")
+    out.type.doubleType.SetInParent()
+    model = load(spec)
+    assert model.kind == "neuralNetworkRegressor"
+    x = RNG.standard_normal((4, 3)).astype(np.float32)
+    y = model.predict_batch({"x": x})["y"]
+    assert y.dtype == np.float64 and y.shape == (4,)
+    np.testing.assert_allclose(y, (x @ w.T)[:, 0] + 0.5, rtol=1e-5)
+    assert isinstance(model.predict({"x": x[0]})["y"], float)
+
+
+def test_optional_rnn_state_defaults_to_zeros():
+    builder = NeuralNetworkBuilder([("x", datatypes.Array(2)), ("h0", datatypes.Array(3))],
+                                   [("y", None), ("h", None)])
+    r, w = RNG.standard_normal((3, 3)).astype(np.float32), RNG.standard_normal((3, 2)).astype(np.float32)
+    builder.add_simple_rnn("rnn", W_h=r, W_x=w, b=None, hidden_size=3, input_size=2, activation="TANH",
+                           input_names=["x", "h0"], output_names=["y", "h"])
+    spec = builder.spec
+    spec.description.input[1].type.isOptional = True
+    model = load(spec)
+    x = RNG.standard_normal((2, 2)).astype(np.float32)
+    without = model.predict_batch({"x": x})["y"]
+    with_zeros = model.predict_batch({"x": x, "h0": np.zeros((2, 3), np.float32)})["y"]
+    np.testing.assert_allclose(without, with_zeros)
+    np.testing.assert_allclose(without.reshape(2, 3), np.tanh(x.astype(np.float64) @ w.T), rtol=1e-5)
