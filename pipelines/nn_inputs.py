@@ -124,7 +124,6 @@ def images_to_blob(description: Any, value: Any, *, rank4: bool, where: str) -> 
     """
     image_type = description.type.imageType
     name = description.name
-    gray = image_type.colorSpace in (GRAYSCALE, GRAYSCALE_FLOAT16)
     if isinstance(value, np.ndarray) and value.dtype != object:
         if value.ndim not in (3, 4):
             raise PipelineError(
@@ -136,30 +135,39 @@ def images_to_blob(description: Any, value: Any, *, rank4: bool, where: str) -> 
         items = list(value)
     else:
         items = [value]
-    out = []
-    for image in items:
-        image = _one_image(image, name=name, where=where).astype(np.float32)
-        if gray and image.shape[2] == 3:
-            # fact: ITU-R BT.601 luma weights (the usual RGB -> gray conversion)
-            image = (image @ np.array([0.299, 0.587, 0.114], np.float32))[:, :, np.newaxis]
-        elif not gray and image.shape[2] == 1:
-            image = np.repeat(image, 3, axis=2)
-        size = _allowed_size(image_type, image.shape[0], image.shape[1])
-        if size is None:
-            raise PipelineError(
-                f"image input {name!r} is {image.shape[1]}x{image.shape[0]} (width x height), "
-                f"expected {image_type.width}x{image_type.height}",
-                where=where, hint="resize the image; the model declares no flexible sizes",
-            )
-        if size != image.shape[:2]:
-            image = _resize(image, *size)
-        if image_type.colorSpace == BGR:
-            image = image[:, :, ::-1]
-        out.append(np.transpose(image, (2, 0, 1)))
-    if len({item.shape for item in out}) > 1:
+    images = [_one_image(item, name=name, where=where) for item in items]
+    # one vectorized conversion when every image has the same shape (the usual batch)
+    groups = [np.stack(images)] if len({im.shape for im in images}) == 1 else [im[np.newaxis] for im in images]
+    out = [_convert(group, image_type, name=name, where=where) for group in groups]
+    if len({item.shape[1:] for item in out}) > 1:
         raise PipelineError(f"image input {name!r} holds images of different sizes in one batch", where=where)
-    blob = np.ascontiguousarray(np.stack(out), dtype=np.float32)
+    blob = np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
     return blob if rank4 else blob[:, np.newaxis]
+
+
+def _convert(images: np.ndarray, image_type: Any, *, name: str, where: str) -> np.ndarray:
+    """Images of one size [shape=(k, H, W, 1 or 3)] -> float32 [shape=(k, C, H', W')] in the
+    declared color space and an allowed size."""
+    images = images.astype(np.float32)
+    gray = image_type.colorSpace in (GRAYSCALE, GRAYSCALE_FLOAT16)
+    if gray and images.shape[-1] == 3:
+        # fact: ITU-R BT.601 luma weights (the usual RGB -> gray conversion)
+        images = (images @ np.array([0.299, 0.587, 0.114], np.float32))[..., np.newaxis]
+    elif not gray and images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    height, width = images.shape[1:3]
+    size = _allowed_size(image_type, height, width)
+    if size is None:
+        raise PipelineError(
+            f"image input {name!r} is {width}x{height} (width x height), "
+            f"expected {image_type.width}x{image_type.height}",
+            where=where, hint="resize the image; the model declares no flexible sizes",
+        )
+    if size != (height, width):
+        images = np.stack([_resize(image, *size) for image in images])
+    if image_type.colorSpace == BGR:
+        images = images[..., ::-1]
+    return np.transpose(images, (0, 3, 1, 2))
 
 
 def preprocess(blob: np.ndarray, preprocessing: Any, *, color_space: int, where: str) -> np.ndarray:
