@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _kernels
 from .base import Layer, register
 from .weights import read_weights
 
@@ -119,5 +120,6 @@ class Activation(Layer):
     def backward(self, cache, gy, *, need_input_grads: bool = True):
         x, y, a, b = cache
         if self.which == "ReLU":
-            return (np.where(y > 0, gy, np.float32(0)),), {}
+            fast = _kernels.relu_grad(gy, y)
+            return (np.where(y > 0, gy, np.float32(0)) if fast is None else fast,), {}
         return ((gy * self.grad(x, y, a, b)).astype(np.float32),), {}

@@ -19,15 +19,25 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _kernels
 from .base import Layer, register
 from .weights import read_weights
 
 __all__ = ["Batchnorm"]
 
 
-def _per_channel_2d(x4):
-    """``[N, C, H, W]`` as ``[C, N * H * W]`` (a view when the memory is channel-major)."""
-    return x4.transpose(1, 0, 2, 3).reshape(x4.shape[1], -1)
+def _channel_last_2d(x4):
+    """``[N, C, H, W]`` as ``[N * H * W, C]`` (a view when the memory is channel-last, as convolutions write it)."""
+    return x4.transpose(0, 2, 3, 1).reshape(-1, x4.shape[1])
+
+
+def _channel_sums(a, b=None):
+    """Per-channel ``sum(a)`` (or ``sum(a * b)``) of ``[M, C]`` arrays, in float64 across row chunks."""
+    m, c = a.shape
+    k = next(k for k in (64, 48, 32, 16, 8, 4, 2, 1) if m % k == 0 and m >= k)
+    a3 = a.reshape(k, m // k, c)
+    part = np.einsum("kmc->kc", a3) if b is None else np.einsum("kmc,kmc->kc", a3, b.reshape(k, m // k, c))
+    return part.sum(axis=0, dtype=np.float64)
 
 
 @register
@@ -65,10 +75,14 @@ class Batchnorm(Layer):
 
     def _stats(self, x4):
         """Mean and biased variance over the batch and (H, W), in one pass per moment."""
-        x2 = _per_channel_2d(x4)
-        m = x2.shape[1]
-        mean = x2.sum(axis=1, dtype=np.float64) / m  # float64: sums of up to millions of values
-        sq = np.einsum("cm,cm->c", x2, x2, dtype=np.float64) / m
+        x2 = _channel_last_2d(x4)
+        m = x2.shape[0]
+        if _kernels.channel_last(x4) is not None:
+            total, total_sq = _kernels.channel_sums(x2, x2)
+            mean, sq = total / m, total_sq / m
+        else:
+            mean = _channel_sums(x2) / m
+            sq = _channel_sums(x2, x2) / m
         return mean, np.maximum(sq - mean * mean, 0.0), m
 
     def forward(self, x):
@@ -83,7 +97,18 @@ class Batchnorm(Layer):
             shift = (self.params["beta"][:, None, None] - mean * scale).astype(np.float32)
         else:
             scale, shift = self._affine(self.buffers["mean"], self.buffers["variance"])
-        return ((x4 * scale + shift).reshape(x.shape),)
+        return (self._apply(x4, scale, shift).reshape(x.shape),)
+
+    @staticmethod
+    def _apply(x4, scale, shift):
+        """``x4 * scale + shift`` per channel (keeps ``x4``'s memory order)."""
+        cl = _kernels.channel_last(x4)
+        if cl is None:
+            y = x4 * scale
+            y += shift
+            return y
+        y2 = _kernels.affine(cl.reshape(-1, x4.shape[1]), scale.reshape(-1), shift.reshape(-1))
+        return y2.reshape(cl.shape).transpose(0, 3, 1, 2)
 
     def _affine(self, mean, var):
         inv = 1.0 / np.sqrt(np.asarray(var, dtype=np.float64) + self.epsilon)
@@ -99,14 +124,11 @@ class Batchnorm(Layer):
                 raise self.error("training through a batchnorm with computeMeanVar is not supported",
                                  "computeMeanVar")
             scale, shift = self._affine(self.buffers["mean"], self.buffers["variance"])
-            y = x4 * scale
-            y += shift
-            return (y.reshape(x.shape),), (None, scale, None, None, x.shape)
+            return (self._apply(x4, scale, shift).reshape(x.shape),), (None, scale, None, None, x.shape)
         mean, var, m = self._stats(x4)
         inv = 1.0 / np.sqrt(var + float(self.epsilon))
         scale, shift = self._affine(mean, var)
-        y = x4 * scale
-        y += shift
+        y = self._apply(x4, scale, shift)
         if self.buffers:
             mom = self.momentum
             self.buffers["mean"] = ((1 - mom) * self.buffers["mean"] + mom * mean).astype(np.float32)
@@ -117,13 +139,16 @@ class Batchnorm(Layer):
     def backward(self, cache, gy, *, need_input_grads: bool = True):
         x4, scale, mean, inv, x_shape = cache
         g4 = gy.reshape((-1,) + gy.shape[-3:])
-        g2 = _per_channel_2d(g4)
-        sum_g = g2.sum(axis=1, dtype=np.float64)
         if x4 is None:  # stored statistics: an affine map
             return (None if not need_input_grads else (g4 * scale).reshape(x_shape),), {}
-        x2 = _per_channel_2d(x4)
-        m = x2.shape[1]
-        sum_gx = np.einsum("cm,cm->c", g2, x2, dtype=np.float64)
+        fast = _kernels.channel_last(g4) is not None and _kernels.channel_last(x4) is not None
+        g2 = _channel_last_2d(g4)
+        x2 = _channel_last_2d(x4)
+        m = x2.shape[0]
+        if fast:
+            sum_g, sum_gx = _kernels.channel_sums(g2, x2)
+        else:
+            sum_g, sum_gx = _channel_sums(g2), _channel_sums(g2, x2)
         grad_gamma = (sum_gx - mean * sum_g) * inv  # sum(g * xhat)
         grads = {"gamma": grad_gamma.astype(np.float32), "beta": sum_g.astype(np.float32)}
         if not need_input_grads:
@@ -133,6 +158,9 @@ class Batchnorm(Layer):
         a = gamma * inv
         b = -gamma * inv * inv * grad_gamma / m
         c = -a * sum_g / m - b * mean
+        if fast:
+            gx2 = _kernels.bn_input_grad(g2, x2, a, b, c)
+            return (gx2.reshape(g4.shape[0], g4.shape[2], g4.shape[3], -1).transpose(0, 3, 1, 2).reshape(x_shape),), grads
         gx = g4 * a.astype(np.float32)[:, None, None]
         gx += x4 * b.astype(np.float32)[:, None, None]
         gx += c.astype(np.float32)[:, None, None]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from . import _kernels
 from .base import Layer, register
 from .weights import read_weights
 
@@ -84,6 +85,9 @@ def _col2im(cols, x_shape, kernel, stride, dilation, pads, out_hw):
     h_out, w_out = out_hw
     buf = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype=np.float32)
     cols = cols.reshape(n, h_out, w_out, kh, kw, c)
+    if cols.flags.c_contiguous:
+        _kernels.col2im_nhwc(cols, buf, stride[0], stride[1], dilation[0], dilation[1])
+        return buf[:, pt:pt + h, pl:pl + w].transpose(0, 3, 1, 2)
     for i in range(kh):  # loops over kernel taps only; each adds a whole batch
         r0 = i * dilation[0]
         rows = slice(r0, r0 + stride[0] * (h_out - 1) + 1, stride[0])
@@ -260,7 +264,7 @@ class Convolution(Layer):
 
     def forward(self, x):
         y, _ = self._forward(np.asarray(x, dtype=np.float32))
-        return (np.ascontiguousarray(y),)
+        return (y,)  # a channel-last buffer seen as [..., C, H, W]; the next layers keep that order
 
     def _forward(self, x):
         x4 = self._to_4d(x)

@@ -27,7 +27,7 @@ Signature (a contract other modules rely on)::
   returned (with validation, always the best epoch's weights).
 - ``random_state``: seeds the shuffling; the same seed gives the same bytes.
 - ``progress``: called after each epoch with a dict (``epoch``, ``loss``,
-  ``accuracy``, ``val_loss``, ``val_accuracy``, ``learning_rate``); returning
+  ``accuracy`` (running accuracy over the epoch's mini-batches, while training), ``val_loss``, ``val_accuracy``, ``learning_rate``); returning
   False stops training.
 
 ``history`` keys: ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``,
@@ -45,7 +45,7 @@ from ...spec import Model
 from ..errors import PipelineError
 from .network import build_layers, class_labels, input_blob, network_of, write_back
 from .optimizers import make_optimizer
-from .trainer import Trainer
+from .trainer import Trainer, n_correct
 
 __all__ = ["fit_network"]
 
@@ -134,6 +134,7 @@ def fit_network(spec: Model, inputs, targets, *, epochs: int, batch_size: int, o
     if validation is not None:
         vb = _blobs(spec, validation[0], where)
         val = (vb, _targets(spec, validation[1], loss_kind, len(next(iter(vb.values()))), where))
+    classify = loss_kind == "categoricalCrossEntropyLossLayer"
     rng = np.random.default_rng(random_state)
     history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "learning_rate": [],
                "best_epoch": None, "epochs_run": 0}
@@ -146,10 +147,11 @@ def fit_network(spec: Model, inputs, targets, *, epochs: int, batch_size: int, o
             idx = order[start:start + batch_size]
             batch = {k: v[idx] for k, v in blobs.items()}
             total += trainer.step(batch, target[idx], learning_rate=lr) * len(idx)
+            if classify:
+                correct += n_correct(trainer.last_output, target[idx])
         history["loss"].append(total / n)
         history["learning_rate"].append(lr)
-        train_eval = trainer.evaluate(blobs, target) if loss_kind == "categoricalCrossEntropyLossLayer" else None
-        history["accuracy"].append(train_eval[1] if train_eval else None)
+        history["accuracy"].append(correct / n if classify else None)
         history["epochs_run"] = epoch + 1
         stop = False
         if val is not None:

@@ -7,7 +7,13 @@ import numpy as np
 from .engine import Graph
 from .losses import cross_entropy, mean_squared_error
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "n_correct"]
+
+
+def n_correct(probs: np.ndarray, target: np.ndarray) -> int:
+    """How many rows of ``probs`` (channel axis as in ``losses``) have their maximum at ``target``."""
+    p2 = np.moveaxis(probs, -3, -1).reshape(len(target), -1) if probs.ndim >= 4 else probs.reshape(len(target), -1)
+    return int((p2.argmax(axis=1) == target).sum())
 
 
 class Trainer:
@@ -50,6 +56,7 @@ class Trainer:
         """One forward/backward pass and optimizer step on one mini-batch; returns its loss."""
         values, caches = self.graph.forward(blobs, train=True)
         output = values[self.loss_input]
+        self.last_output = output
         loss, grad = self.loss(output, target)
         if self.fuse_softmax:
             pgrads = self.graph.backward(values, caches, {}, softmax_ce={self.loss_input: target})
@@ -76,7 +83,6 @@ class Trainer:
             loss, _ = self.loss(out, t)
             total += loss * len(t)
             if self.loss_kind == "categoricalCrossEntropyLossLayer":
-                p2 = np.moveaxis(out, -3, -1).reshape(len(t), -1) if out.ndim >= 4 else out.reshape(len(t), -1)
-                correct += int((p2.argmax(axis=1) == t).sum())
+                correct += n_correct(out, t)
         acc = correct / n if self.loss_kind == "categoricalCrossEntropyLossLayer" and n else None
         return total / max(n, 1), acc
