@@ -38,7 +38,6 @@ import numpy as np
 
 from ..spec import Model
 from .errors import PipelineError
-from .features import feature_kind
 from .layers.weights import read_weights, write_weights
 from .knn_builder import KNearestNeighborsClassifier
 from .pipeline import pipeline_message, update_model
@@ -329,9 +328,3 @@ def personalize_head(spec: Any, examples: tuple[np.ndarray, list], *, base_examp
     _carry_metadata(spec, final, labels=old + new, note=f"dense head grown by {new} and updated")
     return final
 
-
-def feature_dimensions(description) -> int:
-    """Number of values in a multiArray feature (1 for scalars)."""
-    if feature_kind(description) != "multiArrayType":
-        return 1
-    return int(np.prod(list(description.type.multiArrayType.shape) or [1]))

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from .errors import PipelineError
 from .features import feature_kind
 from .runtime import RunnableModel, load, register_kind
