@@ -28,7 +28,7 @@ class _Variadic(Layer):
     use_alpha = False
 
     def forward(self, *inputs):
-        alpha = getattr(getattr(self.spec, self.kind), "alpha", 0.0) if self.use_alpha else None
+        alpha = getattr(self.p, "alpha", 0.0) if self.use_alpha else None
         if len(inputs) == 1 and alpha is None:
             return (to_float(inputs[0]).copy(),)
         return (to_float(_reduce_inputs(self.op, [to_float(x) for x in inputs], alpha)),)
@@ -136,7 +136,7 @@ class Dot(Layer):
     kind = "dot"
 
     def forward(self, a, b):
-        return (dot_product(a, b, cosine=self.spec.dot.cosineSimilarity),)
+        return (dot_product(a, b, cosine=self.p.cosineSimilarity),)
 
 
 class _Binary(Layer):
@@ -179,7 +179,7 @@ class _Compare(Layer):
 
     def forward(self, a, b=None):
         if b is None:
-            b = np.float32(getattr(self.spec, self.kind).alpha)
+            b = np.float32(self.p.alpha)
         else:
             a, b = align(a, b)
         return (self.op(a, b).astype(np.float32),)

@@ -9,6 +9,7 @@ dtype, raising ``SpecError`` for missing or ill-sized ones) and then only calls
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -16,6 +17,27 @@ import numpy as np
 from ...spec.errors import SpecError
 
 LAYERS: dict[str, type["Layer"]] = {}
+
+_SKIPPED_MESSAGES = ("WeightParams", "NeuralNetwork")
+
+
+def plain_params(message: Any) -> SimpleNamespace:
+    """A proto message as nested ``SimpleNamespace``/tuple/scalar values (enums as ints).
+
+    ``WeightParams`` and nested ``NeuralNetwork`` fields become None: layers read those
+    themselves, once, at load.
+    """
+    values = {}
+    for field in message.DESCRIPTOR.fields:
+        value = getattr(message, field.name)
+        is_message = field.type == field.TYPE_MESSAGE
+        if is_message and field.message_type.name in _SKIPPED_MESSAGES:
+            values[field.name] = None
+        elif field.is_repeated:
+            values[field.name] = tuple(plain_params(v) for v in value) if is_message else tuple(value)
+        else:
+            values[field.name] = plain_params(value) if is_message else value
+    return SimpleNamespace(**values)
 
 
 def register(cls: type["Layer"]) -> type["Layer"]:
@@ -52,6 +74,10 @@ class Layer:
 
     def __init__(self, spec: Any, context: "LayerContext"):
         self.spec = spec
+        #: the layer's own parameters as plain Python values (read once here, so ``forward``
+        #: never touches protobuf); weights and nested networks are left out (None)
+        which = spec.WhichOneof("layer") if hasattr(spec, "WhichOneof") else None
+        self.p = plain_params(getattr(spec, which)) if which and which == self.kind else None
         self.name = spec.name
         self.inputs = list(spec.input)
         self.outputs = list(spec.output)

@@ -29,7 +29,7 @@ class SplitND(Layer):
     kind = "splitND"
 
     def forward(self, x):
-        p = self.spec.splitND
+        p = self.p
         axis = nd_axis(p.axis, x.ndim)
         if len(p.splitSizes):
             bounds = np.cumsum([int(s) for s in p.splitSizes])[:-1]
@@ -47,7 +47,7 @@ class ConcatND(Layer):
     kind = "concatND"
 
     def forward(self, *inputs):
-        p = self.spec.concatND
+        p = self.p
         axis = nd_axis(p.axis, inputs[0].ndim)
         if p.interleave:
             stacked = np.stack(inputs, axis=axis + 1)
@@ -64,7 +64,7 @@ class Stack(Layer):
     kind = "stack"
 
     def forward(self, *inputs):
-        axis = nd_axis(self.spec.stack.axis, inputs[0].ndim + 1)
+        axis = nd_axis(self.p.axis, inputs[0].ndim + 1)
         return (np.stack(inputs, axis=axis),)
 
 
@@ -76,7 +76,7 @@ class Tile(Layer):
 
     def forward(self, x, reps=None):
         values = [int(round(float(v))) for v in np.asarray(reps).reshape(x.shape[0], -1)[0]] \
-            if reps is not None else [int(r) for r in self.spec.tile.reps]
+            if reps is not None else [int(r) for r in self.p.reps]
         values = [1] * (x.ndim - 1 - len(values)) + values
         return (np.tile(x, [1] + values),)
 
@@ -115,7 +115,7 @@ class ConstantPad(Layer):
     kind = "constantPad"
 
     def forward(self, x, amounts=None):
-        p = self.spec.constantPad
+        p = self.p
         values = [int(round(float(v))) for v in np.asarray(amounts).reshape(x.shape[0], -1)[0]] \
             if amounts is not None else [int(v) for v in p.padAmounts]
         rank = x.ndim - 1

@@ -126,7 +126,7 @@ class Loop(Layer):
         if self.inputs:
             value = blobs[self.inputs[0]]
             return np.rint(value.reshape(value.shape[0], -1)[:, 0]).astype(int)
-        limit = int(self.spec.loop.maxLoopIterations)
+        limit = int(self.p.maxLoopIterations)
         return None if (limit == 0 and self.condition is not None) else np.array([limit])
 
     def _run(self, blobs: dict, limit: int | None, optional) -> dict:

@@ -47,7 +47,7 @@ class NonMaximumSuppression(Layer):
     kind = "NonMaximumSuppression"
 
     def forward(self, boxes, scores, iou=None, score=None, max_boxes=None):
-        p = self.spec.NonMaximumSuppression
+        p = self.p
         first = lambda blob, default: float(np.asarray(blob).reshape(-1)[0]) if blob is not None else default  # noqa: E731
         iou_t, score_t = first(iou, p.iouThreshold), first(score, p.scoreThreshold)
         limit = int(first(max_boxes, p.maxBoxes))

@@ -44,7 +44,7 @@ class Gather(Layer):
     kind = "gather"
 
     def forward(self, data, indices):
-        return (gather(data, indices, axis=nd_axis(self.spec.gather.axis, data.ndim)),)
+        return (gather(data, indices, axis=nd_axis(self.p.axis, data.ndim)),)
 
 
 def _nd_index(data: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -70,7 +70,7 @@ class GatherAlongAxis(Layer):
     kind = "gatherAlongAxis"
 
     def forward(self, data, indices):
-        axis = nd_axis(self.spec.gatherAlongAxis.axis, data.ndim)
+        axis = nd_axis(self.p.axis, data.ndim)
         return (np.take_along_axis(data, _indices(indices, data.shape[axis]), axis=axis),)
 
 
@@ -95,8 +95,8 @@ class Scatter(Layer):
     kind = "scatter"
 
     def forward(self, container, indices, updates):
-        axis = nd_axis(self.spec.scatter.axis, container.ndim)
-        mode = _check_mode(self, self.spec.scatter.mode)
+        axis = nd_axis(self.p.axis, container.ndim)
+        mode = _check_mode(self, self.p.mode)
         out = np.array(container, dtype=np.float32)
         idx = _indices(indices, container.shape[axis])
         k, p = idx.ndim - 1, axis - 1
@@ -115,7 +115,7 @@ class ScatterND(Layer):
 
     def forward(self, container, indices, updates):
         out = np.array(container, dtype=np.float32)
-        return (_scatter_at(out, _nd_index(out, indices), updates, _check_mode(self, self.spec.scatterND.mode)),)
+        return (_scatter_at(out, _nd_index(out, indices), updates, _check_mode(self, self.p.mode)),)
 
 
 @register
@@ -125,11 +125,11 @@ class ScatterAlongAxis(Layer):
     kind = "scatterAlongAxis"
 
     def forward(self, container, indices, updates):
-        axis = nd_axis(self.spec.scatterAlongAxis.axis, container.ndim)
+        axis = nd_axis(self.p.axis, container.ndim)
         out = np.array(container, dtype=np.float32)
         grids = list(np.indices(updates.shape, sparse=True))
         grids[axis] = _indices(indices, container.shape[axis])
-        return (_scatter_at(out, tuple(grids), updates, _check_mode(self, self.spec.scatterAlongAxis.mode)),)
+        return (_scatter_at(out, tuple(grids), updates, _check_mode(self, self.p.mode)),)
 
 
 @register
@@ -187,7 +187,7 @@ class OneHot(Layer):
     kind = "oneHot"
 
     def forward(self, x, size=None):
-        p = self.spec.oneHot
+        p = self.p
         depth = int(np.asarray(size).reshape(-1)[0]) if size is not None else int(p.oneHotVectorSize)
         axis = nd_axis(p.axis, x.ndim + 1)
         idx = np.rint(x).astype(np.int64)
@@ -237,7 +237,7 @@ class MatrixBandPart(Layer):
     kind = "matrixBandPart"
 
     def forward(self, x):
-        p = self.spec.matrixBandPart
+        p = self.p
         return (band_part(x, lower=int(p.numLower), upper=int(p.numUpper)),)
 
 
@@ -248,7 +248,7 @@ class LowerTriangular(Layer):
     kind = "lowerTriangular"
 
     def forward(self, x):
-        return (np.tril(x, int(self.spec.lowerTriangular.k)),)
+        return (np.tril(x, int(self.p.k)),)
 
 
 @register
@@ -258,4 +258,4 @@ class UpperTriangular(Layer):
     kind = "upperTriangular"
 
     def forward(self, x):
-        return (np.triu(x, int(self.spec.upperTriangular.k)),)
+        return (np.triu(x, int(self.p.k)),)

@@ -59,7 +59,7 @@ class FillLike(Layer):
     kind = "fillLike"
 
     def forward(self, x):
-        return (np.full(x.shape, self.spec.fillLike.value, dtype=np.float32),)
+        return (np.full(x.shape, self.p.value, dtype=np.float32),)
 
 
 @register
@@ -69,8 +69,8 @@ class FillStatic(Layer):
     kind = "fillStatic"
 
     def forward(self):
-        shape = tuple(int(d) for d in self.spec.fillStatic.targetShape)
-        return (np.full((1,) + shape, self.spec.fillStatic.value, dtype=np.float32),)
+        shape = tuple(int(d) for d in self.p.targetShape)
+        return (np.full((1,) + shape, self.p.value, dtype=np.float32),)
 
 
 @register
@@ -80,7 +80,7 @@ class FillDynamic(Layer):
     kind = "fillDynamic"
 
     def forward(self, shape):
-        return (np.full((shape.shape[0],) + shape_from_blob(shape), self.spec.fillDynamic.value, dtype=np.float32),)
+        return (np.full((shape.shape[0],) + shape_from_blob(shape), self.p.value, dtype=np.float32),)
 
 
 def _broadcast(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -106,7 +106,7 @@ class BroadcastToStatic(Layer):
     kind = "broadcastToStatic"
 
     def forward(self, x):
-        return (_broadcast(x, tuple(int(d) for d in self.spec.broadcastToStatic.targetShape)),)
+        return (_broadcast(x, tuple(int(d) for d in self.p.targetShape)),)
 
 
 @register
@@ -130,7 +130,7 @@ class RangeStatic(Layer):
     kind = "rangeStatic"
 
     def forward(self, *unused):
-        p = self.spec.rangeStatic
+        p = self.p
         return (np.arange(p.startValue, p.endValue, p.stepSizeValue, dtype=np.float32)[np.newaxis],)
 
 
@@ -141,7 +141,7 @@ class RangeDynamic(Layer):
     kind = "rangeDynamic"
 
     def forward(self, end, start=None, step=None):
-        p = self.spec.rangeDynamic
+        p = self.p
         lo = _scalar(start) if start is not None else p.startValue
         delta = _scalar(step) if step is not None else p.stepSizeValue
         values = np.arange(lo, _scalar(end), delta, dtype=np.float32)
@@ -150,7 +150,7 @@ class RangeDynamic(Layer):
 
 def _seeded(layer) -> np.random.Generator:
     """The generator of one run: re-seeded for ``seed >= 0``, else the layer's own unseeded one."""
-    seed = int(getattr(layer.spec, layer.kind).seed)
+    seed = int(layer.p.seed)
     if seed >= 0:
         return np.random.default_rng(seed)
     if not hasattr(layer, "_rng"):
@@ -165,7 +165,7 @@ class _Random(Layer):
         raise NotImplementedError
 
     def forward(self, *inputs):
-        p = getattr(self.spec, self.kind)
+        p = self.p
         if self.kind.endswith("Like"):
             shape = inputs[0].shape
         elif self.kind.endswith("Static"):
@@ -182,12 +182,12 @@ def _random_kinds(prefix, draw, doc):
 
 
 _random_kinds("randomNormal", lambda self, rng, shape: rng.normal(
-    getattr(self.spec, self.kind).mean, getattr(self.spec, self.kind).stdDev, shape),
+    self.p.mean, self.p.stdDev, shape),
     "Samples of a normal distribution (``mean``, ``stdDev``), seeded with ``seed``.")
 _random_kinds("randomUniform", lambda self, rng, shape: rng.uniform(
-    getattr(self.spec, self.kind).minVal, getattr(self.spec, self.kind).maxVal, shape),
+    self.p.minVal, self.p.maxVal, shape),
     "Samples of a uniform distribution on [minVal, maxVal), seeded with ``seed``.")
-_random_kinds("randomBernoulli", lambda self, rng, shape: rng.random(shape) < getattr(self.spec, self.kind).prob,
+_random_kinds("randomBernoulli", lambda self, rng, shape: rng.random(shape) < self.p.prob,
               "1.0 with probability ``prob``, else 0.0, seeded with ``seed``.")
 
 
@@ -212,6 +212,6 @@ class CategoricalDistribution(Layer):
     kind = "categoricalDistribution"
 
     def forward(self, x):
-        p = self.spec.categoricalDistribution
+        p = self.p
         return (categorical_samples(x, rng=_seeded(self), n_samples=int(p.numSamples), is_logits=p.isLogits,
                                     eps=p.eps or 1e-10, temperature=p.temperature or 1.0),)

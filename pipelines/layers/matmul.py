@@ -28,7 +28,7 @@ class BatchedMatmul(Layer):
                 self.bias = weights_of(self, "bias", p.bias, shape=(x2,))
 
     def forward(self, a, b=None):
-        p = self.spec.batchedMatmul
+        p = self.p
         if b is None:
             y = a @ self.weights
             return (y + self.bias if self.bias is not None else y,)

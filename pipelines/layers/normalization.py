@@ -30,7 +30,7 @@ class MeanVarianceNormalize(Layer):
     kind = "mvn"
 
     def forward(self, x):
-        p = self.spec.mvn
+        p = self.p
         return (mean_variance_normalize(x, across_channels=p.acrossChannels,
                                         normalize_variance=p.normalizeVariance, epsilon=p.epsilon),)
 
@@ -49,7 +49,7 @@ class L2Normalize(Layer):
     kind = "l2normalize"
 
     def forward(self, x):
-        return (l2_normalize(x, epsilon=self.spec.l2normalize.epsilon),)
+        return (l2_normalize(x, epsilon=self.p.epsilon),)
 
 
 def local_response_normalize(x: np.ndarray, *, alpha: float, beta: float, local_size: int, k: float) -> np.ndarray:
@@ -75,7 +75,7 @@ class LocalResponseNormalize(Layer):
     kind = "lrn"
 
     def forward(self, x):
-        p = self.spec.lrn
+        p = self.p
         return (local_response_normalize(x, alpha=p.alpha, beta=p.beta, local_size=int(p.localSize), k=p.k),)
 
 
@@ -120,4 +120,4 @@ class SoftmaxND(Layer):
     kind = "softmaxND"
 
     def forward(self, x):
-        return (softmax(x, axis=nd_axis(self.spec.softmaxND.axis, x.ndim)),)
+        return (softmax(x, axis=nd_axis(self.p.axis, x.ndim)),)

@@ -84,7 +84,7 @@ class SimpleRecurrent(Layer):
         self.act = activation_function(p.activation, self)
 
     def forward(self, x, h0=None):
-        p = self.spec.simpleRecurrent
+        p = self.p
         xs = _sequence(x, self.n_in)
         ys, h = simple_rnn(xs, _state(h0, xs.shape[0], self.n_out), self.w, self.r, self.b, self.act,
                            reverse=p.reverseInput)
@@ -118,7 +118,7 @@ class GRU(Layer):
         self.g = activation_function(acts[1], self, "activations") if len(acts) > 1 else np.tanh
 
     def forward(self, x, h0=None):
-        p = self.spec.gru
+        p = self.p
         xs = _sequence(x, self.n_in)
         y = _state(h0, xs.shape[0], self.n_out)
         pre = [xs @ w.T + b for w, b in zip(self.w, self.b)]
@@ -204,7 +204,7 @@ class UniDirectionalLSTM(Layer):
         self.acts = _lstm_acts(list(p.activations), self)
 
     def forward(self, x, h0=None, c0=None):
-        p = self.spec.uniDirectionalLSTM
+        p = self.p
         xs = _sequence(x, self.n_in)
         n = xs.shape[0]
         ys, y, c = lstm(xs, _state(h0, n, self.n_out), _state(c0, n, self.n_out), self.weights, self.acts,
@@ -232,7 +232,7 @@ class BiDirectionalLSTM(Layer):
                      _lstm_acts(list(p.activationsBackwardLSTM), self)]
 
     def forward(self, x, hf=None, cf=None, hb=None, cb=None):
-        p = self.spec.biDirectionalLSTM
+        p = self.p
         xs = _sequence(x, self.n_in)
         n = xs.shape[0]
         yf_seq, yf, cf = lstm(xs, _state(hf, n, self.n_out), _state(cf, n, self.n_out), self.weights[0],

@@ -32,7 +32,7 @@ class _ReduceND(Layer):
     op = "Sum"
 
     def forward(self, x):
-        p = getattr(self.spec, self.kind)
+        p = self.p
         if p.reduceAll or not len(p.axes):
             axes = tuple(range(1, x.ndim))
         else:
@@ -82,7 +82,7 @@ class _ArgReduce(Layer):
     func = staticmethod(np.argmax)
 
     def forward(self, x):
-        p = getattr(self.spec, self.kind)
+        p = self.p
         axis = nd_axis(p.axis, x.ndim)
         y = self.func(x, axis=axis)
         if not p.removeDim or x.ndim == 2:  # a rank-1 example keeps its one axis
@@ -119,7 +119,7 @@ class TopK(Layer):
     kind = "topK"
 
     def forward(self, x, k=None):
-        p = self.spec.topK
+        p = self.p
         k = int(np.asarray(k).reshape(-1)[0]) if k is not None else int(p.K)
         axis = nd_axis(p.axis, x.ndim)
         return top_k(x, k=k, axis=axis, bottom=p.useBottomK)
@@ -132,7 +132,7 @@ class ArgSort(Layer):
     kind = "argSort"
 
     def forward(self, x):
-        p = self.spec.argSort
+        p = self.p
         axis = nd_axis(p.axis, x.ndim)
         order = np.argsort(-x if p.descending else x, axis=axis, kind="stable")
         return (order.astype(np.float32),)
@@ -157,6 +157,6 @@ class CumSum(Layer):
     kind = "cumSum"
 
     def forward(self, x, axis=None):
-        p = self.spec.cumSum
+        p = self.p
         axis = int(np.asarray(axis).reshape(-1)[0]) if axis is not None else int(p.axis)
         return (cumulative_sum(x, axis=nd_axis(axis, x.ndim), exclusive=p.excludeFinalSum, reverse=p.reverse),)

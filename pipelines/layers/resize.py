@@ -90,7 +90,7 @@ class ResizeBilinear(Layer):
     kind = "resizeBilinear"
 
     def forward(self, x):
-        p = self.spec.resizeBilinear
+        p = self.p
         out_h, out_w = (int(p.targetSize[0]), int(p.targetSize[1])) if len(p.targetSize) == 2 else (1, 1)
         mode = int(p.mode.samplingMethod)
         return (bilinear(x, sampling_grid(x.shape[-2], out_h, mode=mode), sampling_grid(x.shape[-1], out_w, mode=mode)),)
@@ -129,7 +129,7 @@ class CropResize(Layer):
     kind = "cropResize"
 
     def forward(self, x, boxes):
-        p = self.spec.cropResize
+        p = self.p
         out_h, out_w = (int(p.targetSize[0]), int(p.targetSize[1])) if len(p.targetSize) == 2 else (1, 1)
         mode, box_mode = int(p.mode.samplingMethod), int(p.boxIndicesMode.boxMode)
         h, w = x.shape[-2:]
@@ -155,7 +155,7 @@ class SequenceRepeat(Layer):
     kind = "sequenceRepeat"
 
     def forward(self, x):
-        reps = int(self.spec.sequenceRepeat.nRepetitions) or 1
+        reps = int(self.p.nRepetitions) or 1
         tiles = [1] * x.ndim
         tiles[x.ndim - 4] = reps
         return (np.tile(x, tiles),)

@@ -54,7 +54,7 @@ class ReshapeStatic(Layer):
     kind = "reshapeStatic"
 
     def forward(self, x):
-        return (_reshape_examples(x, self.spec.reshapeStatic.targetShape),)
+        return (_reshape_examples(x, self.p.targetShape),)
 
 
 @register
@@ -85,7 +85,7 @@ class RankPreservingReshape(Layer):
 
     def forward(self, x):
         target = [x.shape[i + 1] if int(d) == 0 else int(d)
-                  for i, d in enumerate(self.spec.rankPreservingReshape.targetShape)]
+                  for i, d in enumerate(self.p.targetShape)]
         return (_reshape_examples(x, target),)
 
 
@@ -97,7 +97,7 @@ class FlattenTo2D(Layer):
 
     def forward(self, x):
         rank = x.ndim - 1
-        axis = int(self.spec.flattenTo2D.axis)
+        axis = int(self.p.axis)
         axis = axis + rank if axis < 0 else axis
         shape = x.shape[1:]
         return (x.reshape(x.shape[0], int(np.prod(shape[:axis])), int(np.prod(shape[axis:]))),)
@@ -129,7 +129,7 @@ class Transpose(Layer):
     kind = "transpose"
 
     def forward(self, x):
-        perm = (0,) + tuple(nd_axis(a, x.ndim) for a in self.spec.transpose.axes)
+        perm = (0,) + tuple(nd_axis(a, x.ndim) for a in self.p.axes)
         return (np.ascontiguousarray(np.transpose(x, perm)),)
 
 
@@ -140,7 +140,7 @@ class Squeeze(Layer):
     kind = "squeeze"
 
     def forward(self, x):
-        p = self.spec.squeeze
+        p = self.p
         if p.squeezeAll:
             axes = tuple(i for i in range(1, x.ndim) if x.shape[i] == 1)
         else:
@@ -159,7 +159,7 @@ class ExpandDims(Layer):
     kind = "expandDims"
 
     def forward(self, x):
-        axes = [int(a) for a in self.spec.expandDims.axes]
+        axes = [int(a) for a in self.p.axes]
         out_rank = x.ndim - 1 + len(axes)
         positions = sorted(a if a >= 0 else out_rank + a for a in axes)
         return (np.expand_dims(x, tuple(p + 1 for p in positions)),)

@@ -55,7 +55,7 @@ class SliceStatic(Layer):
     kind = "sliceStatic"
 
     def forward(self, x):
-        p = self.spec.sliceStatic
+        p = self.p
         return (strided_slice(x, begin=list(p.beginIds), end=list(p.endIds), strides=list(p.strides),
                               begin_masks=list(p.beginMasks), end_masks=list(p.endMasks),
                               squeeze_masks=list(p.squeezeMasks)),)
@@ -73,7 +73,7 @@ class SliceDynamic(Layer):
     kind = "sliceDynamic"
 
     def forward(self, x, begin, *rest):
-        p = self.spec.sliceDynamic
+        p = self.p
         values = [list(p.endIds), list(p.strides), list(p.beginMasks), list(p.endMasks), list(p.squeezeMasks)]
         for i, blob in enumerate(rest):
             values[i] = _row(blob)
@@ -89,7 +89,7 @@ class SliceBySize(Layer):
     kind = "sliceBySize"
 
     def forward(self, x, begin):
-        p = self.spec.sliceBySize
+        p = self.p
         axis = nd_axis(p.axis, x.ndim)
         start = _row(begin)[0]
         index = [slice(None)] * x.ndim
@@ -104,7 +104,7 @@ class Crop(Layer):
     kind = "crop"
 
     def forward(self, x, reference=None):
-        p = self.spec.crop
+        p = self.p
         h, w = x.shape[-2:]
         if reference is None:
             amounts = p.cropAmounts.borderAmounts
@@ -126,7 +126,7 @@ class Reverse(Layer):
     kind = "reverse"
 
     def forward(self, x):
-        flags = list(self.spec.reverse.reverseDim)
+        flags = list(self.p.reverseDim)
         axes = tuple(i + 1 for i, flag in enumerate(flags) if flag)
         return (np.flip(x, axis=axes).copy() if axes else x.copy(),)
 
@@ -157,7 +157,7 @@ class ReverseSeq(Layer):
     kind = "reverseSeq"
 
     def forward(self, x, lengths):
-        p = self.spec.reverseSeq
+        p = self.p
         batch_axis, seq_axis = nd_axis(p.batchAxis, x.ndim), nd_axis(p.sequenceAxis, x.ndim)
         lens = np.asarray(lengths).reshape(x.shape[0], -1)
         return (reverse_sequences(x, lens, batch_axis=batch_axis, seq_axis=seq_axis),)
@@ -170,7 +170,7 @@ class SlidingWindows(Layer):
     kind = "slidingWindows"
 
     def forward(self, x):
-        p = self.spec.slidingWindows
+        p = self.p
         axis = nd_axis(p.axis, x.ndim)
         windows = np.lib.stride_tricks.sliding_window_view(x, int(p.windowSize), axis=axis)
         index = [slice(None)] * windows.ndim

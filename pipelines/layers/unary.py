@@ -62,7 +62,7 @@ class Clip(Layer):
     kind = "clip"
 
     def forward(self, x):
-        return (np.clip(x, np.float32(self.spec.clip.minVal), np.float32(self.spec.clip.maxVal)),)
+        return (np.clip(x, np.float32(self.p.minVal), np.float32(self.p.maxVal)),)
 
 
 def gelu(x: np.ndarray, *, mode: int) -> np.ndarray:
@@ -82,7 +82,7 @@ class Gelu(Layer):
     kind = "gelu"
 
     def forward(self, x):
-        return (gelu(x, mode=int(self.spec.gelu.mode)).astype(np.float32),)
+        return (gelu(x, mode=int(self.p.mode)).astype(np.float32),)
 
 
 @register
@@ -92,7 +92,7 @@ class ClampedReLU(Layer):
     kind = "clampedReLU"
 
     def forward(self, x):
-        p = self.spec.clampedReLU
+        p = self.p
         return (np.minimum(np.float32(p.beta), np.where(x >= 0, x, np.float32(p.alpha) * x)).astype(np.float32),)
 
 

@@ -94,7 +94,7 @@ class Convolution3D(Layer):
         self.dilations = tuple(max(int(d), 1) for d in (p.dilationDepth, p.dilationHeight, p.dilationWidth))
 
     def forward(self, x):
-        p = self.spec.convolution3d
+        p = self.p
         if p.isDeconvolution:
             if p.paddingType == SAME:
                 sizes = [(n - 1) * s + d * (k - 1) + 1 for n, s, k, d in
@@ -119,7 +119,7 @@ class Pooling3D(Layer):
     kind = "pooling3d"
 
     def forward(self, x):
-        p = self.spec.pooling3d
+        p = self.p
         kernels = (int(p.kernelDepth), int(p.kernelHeight), int(p.kernelWidth))
         strides = tuple(max(int(s), 1) for s in (p.strideDepth, p.strideHeight, p.strideWidth))
         pads = _pads(p, x.shape[-3:], kernels, strides, (1, 1, 1))
@@ -143,6 +143,6 @@ class GlobalPooling3D(Layer):
 
     def forward(self, x):
         axes = (-3, -2, -1)
-        if self.spec.globalPooling3d.type == 0:
+        if self.p.type == 0:
             return (x.max(axis=axes, keepdims=True),)
         return (x.mean(axis=axes, keepdims=True, dtype=np.float64).astype(np.float32),)
