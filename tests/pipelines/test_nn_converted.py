@@ -81,3 +81,48 @@ def test_converted_model_matches_pytorch(make, shape):
     with torch.no_grad():
         want = np.stack([net(torch.from_numpy(b[None])).numpy() for b in batch])
     np.testing.assert_allclose(np.asarray(got).reshape(want.shape), want, rtol=1e-4, atol=1e-5)
+
+
+class _Op(torch.nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+F = torch.nn.functional
+OPS = {  # torch op mixes whose Core ML conversion uses the ND layers (argSort, topK, cumSum, oneHot, ...)
+    "sort_gather_topk": (lambda x: torch.topk(x, 3, dim=-1).values
+                         + torch.gather(x, 2, torch.argsort(x, dim=-1)[..., :2]).sum(-1, keepdim=True), (1, 4, 6)),
+    "cumsum_where_mask": (lambda x: torch.where(x > 0, torch.cumsum(x, dim=1), x * 2).masked_fill(x < -1, -1.0),
+                          (1, 4, 6)),
+    "expand_repeat_split_stack": (lambda x: torch.stack(torch.split(x[:, :1].expand(1, 4, 6) + x.repeat(1, 1, 1), 2,
+                                                                    dim=1), dim=0).sum(0), (1, 4, 6)),
+    "tril_triu_flip": (lambda x: torch.flip(torch.tril(x), dims=[-1]) + torch.triu(x, 1), (1, 5, 5)),
+    "pow_floordiv_rem": (lambda x: torch.pow(x.abs() + 1, 1.5) + torch.floor_divide(x * 5, 2)
+                         + torch.remainder(x * 5, 2), (1, 4, 6)),
+    "einsum_bmm": (lambda x: torch.einsum("bij,bkj->bik", x, x) @ x, (1, 4, 6)),
+    "argmax_onehot_erf": (lambda x: F.one_hot(torch.argmax(x, dim=-1), 6).float() * torch.erf(x), (1, 4, 6)),
+    "groupnorm_var": (lambda x: F.group_norm(x, 2) + x.var(dim=-1, keepdim=True), (1, 4, 3, 3)),
+    "logsumexp_norm_logsoftmax": (lambda x: torch.logsumexp(x, dim=-1, keepdim=True) + torch.norm(x, dim=1, keepdim=True)
+                                  + F.log_softmax(x, dim=-1), (1, 4, 6)),
+    "pixel_shuffle_nearest": (lambda x: F.interpolate(F.pixel_shuffle(x, 2), scale_factor=2, mode="nearest"),
+                              (1, 8, 3, 3)),
+    "conv1d_pool1d": (lambda x: F.avg_pool1d(F.conv1d(x, torch.ones(2, 3, 3), padding=1), 2), (1, 3, 8)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_converted_op_mix_matches_pytorch(name):
+    fn, shape = OPS[name]
+    net = _Op(fn).eval()
+    traced = torch.jit.trace(net, torch.randn(*shape))
+    spec = ct.convert(traced, inputs=[ct.TensorType(name="x", shape=shape)], convert_to="neuralnetwork").get_spec()
+    model = pp.load(loads(spec.SerializeToString()))
+    batch = np.random.default_rng(2).standard_normal((3,) + shape[1:]).astype(np.float32)
+    got = np.asarray(model.predict_batch({"x": batch[:, None]})[spec.description.output[0].name])
+    with torch.no_grad():
+        want = np.stack([net(torch.from_numpy(b[None])).numpy() for b in batch])
+    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-4, atol=1e-5)
