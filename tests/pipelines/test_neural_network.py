@@ -240,3 +240,15 @@ def test_optional_rnn_state_defaults_to_zeros():
     with_zeros = model.predict_batch({"x": x, "h0": np.zeros((2, 3), np.float32)})["y"]
     np.testing.assert_allclose(without, with_zeros)
     np.testing.assert_allclose(without.reshape(2, 3), np.tanh(x.astype(np.float64) @ w.T), rtol=1e-5)
+
+
+def test_batch_equals_loop_over_examples_and_examples_differ():
+    builder, w, b = _classifier(["a", "b", "c"])
+    model = load(builder)
+    x = RNG.standard_normal((5, 4)).astype(np.float32)
+    batch = model.predict_batch({"x": x})
+    singles = [model.predict({"x": row}) for row in x]
+    np.testing.assert_allclose(batch["probs"],
+                               [[s["probs"][k] for k in "abc"] for s in singles], rtol=1e-6)
+    assert list(batch["label"]) == [s["label"] for s in singles]
+    assert len({tuple(np.round(row, 6)) for row in batch["probs"]}) == 5
