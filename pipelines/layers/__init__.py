@@ -17,7 +17,6 @@ Every blob is a NumPy array whose axis 0 is the batch: the examples of one
 """
 
 import importlib as _importlib
-import importlib.util as _importlib_util
 
 from .base import LAYERS, Layer, LayerContext, register
 
@@ -33,7 +32,4 @@ FAMILY_MODULES: tuple[str, ...] = (
 )
 
 for _name in FAMILY_MODULES:
-    # a family whose file is not written yet is left out (the project is built in parallel);
-    # any error inside an existing family module propagates
-    if _importlib_util.find_spec(f"{__name__}.{_name}") is not None:
-        _importlib.import_module(f"{__name__}.{_name}")
+    _importlib.import_module(f"{__name__}.{_name}")
