@@ -65,3 +65,28 @@ def test_update_refuses_a_non_updatable_model(tmp_path, capsys):
     np.savez(data, features=np.zeros((1, 2)), label=np.array(["a"]))
     code, out = run_json(capsys, ["update", str(path), str(data), "-o", str(tmp_path / "o.mlmodel")])
     assert code == 2 and "not updatable" in out["error"]["message"]
+
+
+def test_update_trains_an_updatable_network_classifier_from_a_table(tmp_path, capsys):
+    from pippin.pipelines.builder import NetworkBuilder
+
+    b = NetworkBuilder(inputs=[("x", (4,))], outputs=["probs"], mode="classifier", class_labels=["lo", "hi"], seed=1)
+    b.add_dense("fc", "x", "logits", n_out=2)
+    b.add_softmax("sm", "logits", "probs")
+    b.make_updatable(["fc"])
+    b.set_loss("categorical_cross_entropy")
+    b.set_optimizer("sgd", learning_rate=0.5, batch_size=8)
+    b.set_epochs(2)
+    from pippin.spec import io as spec_io
+
+    model_path = spec_io.save(b.spec, tmp_path / "net.mlmodel")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    labels = np.where(x[:, 0] + x[:, 1] > 0, "hi", "lo")
+    data = tmp_path / "train.csv"
+    pd.DataFrame({f"x_{i}": x[:, i] for i in range(4)} | {"classLabel": labels}).to_csv(data, index=False)
+    out = tmp_path / "trained.mlmodel"
+    code, report = run_json(capsys, ["update", str(model_path), str(data), "-o", str(out), "--epochs", "6"])
+    assert code == 0 and len(report["losses"]) == 6 and report["losses"][-1] < report["losses"][0]
+    accuracy = np.mean(load(out).predict_batch({"x": x})["classLabel"] == labels)
+    assert accuracy > 0.85
