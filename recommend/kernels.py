@@ -106,13 +106,12 @@ def topk_block(items, col_ptr, col_users, col_vals, row_ptr, row_items, row_vals
         for r in range(chunk, n_rows, n_chunks):  # interleaved rows balance popular items
             i = items[r]
             n_touched = 0
-            if unweighted:  # 0/1 data: count, without streaming the values
+            if unweighted:  # 0/1 data: count without streaming the values; a 0 count marks "untouched"
                 for p in range(col_ptr[i], col_ptr[i + 1]):
                     u = col_users[p]
                     for q in range(row_ptr[u], row_ptr[u + 1]):
                         j = row_items[q]
-                        if not seen[j]:
-                            seen[j] = True
+                        if acc[j] == 0:
                             touched[n_touched] = j
                             n_touched += 1
                         acc[j] += 1
