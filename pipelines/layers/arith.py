@@ -148,7 +148,8 @@ class _Binary(Layer):
 
 
 def _make_binary(kind_name, func, doc):
-    cls = type(kind_name[0].upper() + kind_name[1:], (_Binary,), {"kind": kind_name, "op": staticmethod(func), "__doc__": doc})
+    attrs = {"kind": kind_name, "op": staticmethod(func), "__doc__": doc}
+    cls = type(kind_name[0].upper() + kind_name[1:], (_Binary,), attrs)
     return register(cls)
 
 

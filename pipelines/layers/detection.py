@@ -48,7 +48,9 @@ class NonMaximumSuppression(Layer):
 
     def forward(self, boxes, scores, iou=None, score=None, max_boxes=None):
         p = self.p
-        first = lambda blob, default: float(np.asarray(blob).reshape(-1)[0]) if blob is not None else default  # noqa: E731
+        def first(blob, default):
+            return float(np.asarray(blob).reshape(-1)[0]) if blob is not None else default
+
         iou_t, score_t = first(iou, p.iouThreshold), first(score, p.scoreThreshold)
         limit = int(first(max_boxes, p.maxBoxes))
         lead = boxes.shape[:-2]

@@ -39,7 +39,8 @@ def gather(data: np.ndarray, indices: np.ndarray, *, axis: int) -> np.ndarray:
 
 @register
 class Gather(Layer):
-    """``output[..., i, ...] = data[..., indices[i], ...]`` along ``axis``; output rank = data.rank - 1 + indices.rank."""
+    """``output[..., i, ...] = data[..., indices[i], ...]`` along ``axis``;
+    output rank = data.rank - 1 + indices.rank."""
 
     kind = "gather"
 

@@ -114,7 +114,8 @@ class GRU(Layer):
         else:
             self.b = [np.zeros(h, np.float32)] * 3
         acts = list(p.activations)
-        self.f = activation_function(acts[0], self, "activations") if acts else (lambda v: ACTIVATIONS["sigmoid"][0](v, 0, 0))
+        sigmoid = ACTIVATIONS["sigmoid"][0]
+        self.f = activation_function(acts[0], self, "activations") if acts else (lambda v: sigmoid(v, 0, 0))
         self.g = activation_function(acts[1], self, "activations") if len(acts) > 1 else np.tanh
 
     def forward(self, x, h0=None):

@@ -93,7 +93,8 @@ class ResizeBilinear(Layer):
         p = self.p
         out_h, out_w = (int(p.targetSize[0]), int(p.targetSize[1])) if len(p.targetSize) == 2 else (1, 1)
         mode = int(p.mode.samplingMethod)
-        return (bilinear(x, sampling_grid(x.shape[-2], out_h, mode=mode), sampling_grid(x.shape[-1], out_w, mode=mode)),)
+        grid_h, grid_w = sampling_grid(x.shape[-2], out_h, mode=mode), sampling_grid(x.shape[-1], out_w, mode=mode)
+        return (bilinear(x, grid_h, grid_w),)
 
 
 def _box_grid(start: float, end: float, n: int, *, mode: int) -> np.ndarray:
@@ -143,7 +144,8 @@ class CropResize(Layer):
                 h0, h1, w0, w1 = _corners(roi[-4:] * scale, box_mode)
                 if p.normalizedCoordinates:
                     h0, h1, w0, w1 = h0 * (h - 1), h1 * (h - 1), w0 * (w - 1), w1 * (w - 1)
-                crops.append(bilinear(feature, _box_grid(h0, h1, out_h, mode=mode), _box_grid(w0, w1, out_w, mode=mode)))
+                grid_h, grid_w = _box_grid(h0, h1, out_h, mode=mode), _box_grid(w0, w1, out_w, mode=mode)
+                crops.append(bilinear(feature, grid_h, grid_w))
             outputs.append(np.stack(crops))
         return (np.stack(outputs).astype(np.float32),)
 

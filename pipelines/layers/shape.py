@@ -40,7 +40,10 @@ class Reshape(Layer):
     def forward(self, x):
         n = x.shape[0]
         seq = x.shape[1] if x.ndim == 5 and len(self.target) == 3 else None
-        target = ([seq] + self.target) if seq is not None else (self.target if len(self.target) == 4 else [1] + self.target)
+        if seq is not None:
+            target = [seq] + self.target
+        else:
+            target = self.target if len(self.target) == 4 else [1] + self.target
         if self.channel_last:
             hwc = np.moveaxis(x, -3, -1).reshape(n, target[0], target[2], target[3], target[1])
             return (np.ascontiguousarray(np.moveaxis(hwc, -1, -3)),)

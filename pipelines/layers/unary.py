@@ -101,7 +101,8 @@ def _elementwise(kind_name: str, func, doc: str) -> None:
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             return (np.asarray(func(x), dtype=np.float32),)
 
-    register(type(kind_name[0].upper() + kind_name[1:], (Layer,), {"kind": kind_name, "forward": forward, "__doc__": doc}))
+    attrs = {"kind": kind_name, "forward": forward, "__doc__": doc}
+    register(type(kind_name[0].upper() + kind_name[1:], (Layer,), attrs))
 
 
 for _kind, _func in [

@@ -106,7 +106,8 @@ def _dequantize(
             return out.reshape(-1)
         out = values.reshape(n, -1) * scale.reshape(-1, 1) + bias.reshape(-1, 1)
         return out.reshape(-1)
-    raise SpecError("quantized weights have no linearQuantization or lookupTableQuantization", where=f"{where}.quantization")
+    raise SpecError("quantized weights have no linearQuantization or lookupTableQuantization",
+                    where=f"{where}.quantization")
 
 
 def weight_count(weight_params: Any) -> int | None:
@@ -182,7 +183,8 @@ def read_weights(
         q = np.frombuffer(weight_params.int8RawValue, dtype=np.int8)
         if weight_params.HasField("quantization"):
             values = _dequantize(
-                q, weight_params.quantization, n_channels=n_channels, where=where, shape=shape, channel_axis=channel_axis
+                q, weight_params.quantization, n_channels=n_channels, where=where, shape=shape,
+                channel_axis=channel_axis,
             )
         else:
             values = q.astype(np.float32)
@@ -194,7 +196,8 @@ def read_weights(
             count = len(weight_params.rawValue) * 8 // n_bits
         q = _unpack_bits(weight_params.rawValue, n_bits=n_bits, count=count, where=where)
         values = _dequantize(
-                q, weight_params.quantization, n_channels=n_channels, where=where, shape=shape, channel_axis=channel_axis
+                q, weight_params.quantization, n_channels=n_channels, where=where, shape=shape,
+                channel_axis=channel_axis,
             )
     else:
         values = np.zeros(0, dtype=np.float32)
