@@ -124,14 +124,29 @@ def window_starts(n_samples: int, *, overlap: float = 0.5, window: int = PATCH_S
     return np.arange(n_windows, dtype=np.int64) * hop
 
 
-def _log_mel_frames(frames: np.ndarray, buffer: np.ndarray, out: np.ndarray) -> None:
-    """Write the log-mel of ``frames`` [shape=(n_frames, 400)] into ``out`` [shape=(n_frames, 64)].
+@lru_cache(maxsize=1)
+def _mel_band_bins() -> tuple[slice, np.ndarray]:
+    """The FFT bins some mel band weighs (4..240 at 16 kHz), and the filter bank's rows for them.
 
-    ``buffer`` [shape=(n_frames, 512)] is reused scratch whose last 112 columns stay zero.
+    Bins outside get weight 0 in every band, so skipping their magnitudes changes nothing.
     """
-    np.multiply(frames, periodic_hann(FRAME_LENGTH), out=buffer[:, :FRAME_LENGTH])
-    magnitude = np.abs(scipy.fft.rfft(buffer, axis=-1, workers=1))
-    np.matmul(magnitude, mel_matrix(), out=out)
+    weights = mel_matrix()
+    used = np.flatnonzero(weights.any(axis=1))
+    bins = slice(int(used[0]), int(used[-1]) + 1)
+    return bins, _read_only(np.ascontiguousarray(weights[bins]))
+
+
+def _log_mel_group(frames: np.ndarray, buffer: np.ndarray, magnitude: np.ndarray, out: np.ndarray) -> None:
+    """Write the log-mel of a few clips' ``frames`` [shape=(k, 96, 400)] into ``out`` [shape=(k * 96, 64)].
+
+    ``buffer`` [shape=(k, 96, 512)] is reused scratch whose last 112 columns stay zero;
+    ``magnitude`` [shape=(k * 96, n_used_bins)] is reused scratch.
+    """
+    bins, weights = _mel_band_bins()
+    np.multiply(frames, periodic_hann(FRAME_LENGTH), out=buffer[:, :, :FRAME_LENGTH])
+    spectrum = scipy.fft.rfft(buffer.reshape(-1, FFT_LENGTH), axis=-1, workers=1)
+    np.abs(spectrum[:, bins], out=magnitude)
+    np.matmul(magnitude, weights, out=out)
     out += np.float32(LOG_OFFSET)
     np.log(out, out=out)
 
@@ -150,16 +165,22 @@ def _frames_of_clips(clips: np.ndarray) -> np.ndarray:
     )
 
 
-def _patches_of_range(clips: np.ndarray, out: np.ndarray) -> None:
-    """[n, 15600] -> out [n, 1, 96, 64], one clip at a time through one reused buffer.
+# Clips per FFT call: a few clips amortize the per-call overhead while the buffers stay in
+# cache; measured here 1 clip 6.9k, 4 clips 7.7k, 8 clips 7.9k audio s/s, one giant batch 2-8x slower.
+_GROUP = 4
 
-    One clip per FFT call was measured faster than stacking many clips: the
-    buffer (96 x 512 floats) stays in cache, and the per-call overhead is small.
-    """
-    buffer = np.zeros((PATCH_FRAMES, FFT_LENGTH), dtype=np.float32)
+
+def _patches_of_range(clips: np.ndarray, out: np.ndarray) -> None:
+    """[n, 15600] -> out [n, 1, 96, 64], a few clips at a time through reused buffers."""
+    bins, _ = _mel_band_bins()
+    buffer = np.zeros((_GROUP, PATCH_FRAMES, FFT_LENGTH), dtype=np.float32)
+    magnitude = np.empty((_GROUP * PATCH_FRAMES, bins.stop - bins.start), dtype=np.float32)
     frames = _frames_of_clips(clips)
-    for index in range(clips.shape[0]):
-        _log_mel_frames(frames[index], buffer, out[index, 0])
+    flat_out = out.reshape(-1, N_MELS)
+    for first in range(0, clips.shape[0], _GROUP):
+        k = min(_GROUP, clips.shape[0] - first)
+        rows = slice(first * PATCH_FRAMES, (first + k) * PATCH_FRAMES)
+        _log_mel_group(frames[first:first + k], buffer[:k], magnitude[:k * PATCH_FRAMES], flat_out[rows])
 
 
 _blas_controller = None
