@@ -286,13 +286,31 @@ def _imprint(embeddings: np.ndarray, w: np.ndarray, b: np.ndarray, *, margin: fl
     return direction * (best_old + margin - b.mean()) / max(along, 1e-6)
 
 
+def _balanced(windows, labels, base_examples, *, old, max_per_class: int, seed: int):
+    """User windows repeated up to ``max_per_class`` per label, plus at most that many per old class."""
+    rng = np.random.default_rng(seed)
+    base_labels = np.asarray(base_examples[1], dtype=object).astype(str)
+    base_windows = np.asarray(base_examples[0], dtype=np.float32)
+    picks = [rng.permutation(np.flatnonzero(base_labels == c))[:max_per_class] for c in old]
+    target = max([len(p) for p in picks] + [1])
+    mine = np.asarray(labels, dtype=object)
+    repeats = [np.resize(np.flatnonzero(mine == c), max(target, np.sum(mine == c))) for c in sorted(set(labels))]
+    own = np.concatenate(repeats)
+    base = np.concatenate(picks) if picks else np.zeros(0, dtype=np.int64)
+    return (np.concatenate([windows[own], base_windows[base]]),
+            list(mine[own].astype(str)) + list(base_labels[base]))
+
+
 def personalize_head(spec: Any, examples: tuple[np.ndarray, list], *, base_examples=None, epochs: int | None = None,
-                     progress=None, **overrides) -> Model:
+                     progress=None, max_per_class: int = 100, seed: int = 0, **overrides) -> Model:
     """A personalized model whose dense head has one more output per new label, then updated.
 
     New rows are imprinted from the new examples' mean embeddings (see ``_imprint``); the updatable dense
     head is then trained (Core ML 3 update: the spec's loss and optimizer, ``epochs``
-    and ``overrides`` as in ``update``) on the examples plus ``base_examples``.
+    and ``overrides`` as in ``update``) on the examples plus ``base_examples``, class-balanced:
+    at most ``max_per_class`` windows of each old class (a seeded random subset), and each
+    user label's windows repeated up to that count, so a handful of recordings is not
+    outweighed by the old training data.
     ``progress`` receives the update's events (with the loss).
     """
     spec = as_spec(spec)
@@ -317,9 +335,7 @@ def personalize_head(spec: Any, examples: tuple[np.ndarray, list], *, base_examp
     pipe = PipelineClassifier([("preprocessing", pre_spec), ("classifier", grown)])
     out = pipe.make_updatable(training_inputs=[audio, label_name]).to_spec()
     if base_examples is not None and len(base_examples[0]):
-        keep = np.isin(np.asarray(base_examples[1], dtype=object).astype(str), old)
-        windows = np.concatenate([windows, np.asarray(base_examples[0], dtype=np.float32)[keep]])
-        labels = labels + list(np.asarray(base_examples[1], dtype=object).astype(str)[keep])
+        windows, labels = _balanced(windows, labels, base_examples, old=old, max_per_class=max_per_class, seed=seed)
     model = load(out)
     if epochs != 0:
         model = update_model(model, {audio: windows, label_name: np.asarray(labels, dtype=object)},

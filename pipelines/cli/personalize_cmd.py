@@ -38,7 +38,8 @@ def add_parser(subparsers, parents):
     knn = parser.add_argument_group("k-NN (default)")
     knn.add_argument("--neighbors", type=int, default=3, help="k (default: 3)")
     knn.add_argument("--weighting", choices=("inverse_distance", "uniform"), default="inverse_distance")
-    knn.add_argument("--max-per-class", type=int, default=100, help="old-class embeddings kept per class (default: 100)")
+    parser.add_argument("--max-per-class", type=int, default=100,
+                        help="old-class memory per class: k-NN centroids, or --head training windows (default: 100)")
     head = parser.add_argument_group("--head")
     head.add_argument("--epochs", type=int, default=None, help="update epochs (default: the model's own)")
     head.add_argument("--learning-rate", type=float, default=None, help="override the learning rate")
@@ -97,7 +98,7 @@ def run(args):
         reporter = ProgressReporter(show=args.show_progress, total_epochs=args.epochs)
         try:
             out_spec = personalize_head(spec, (windows, labels), base_examples=base, epochs=args.epochs,
-                                        progress=reporter, **overrides)
+                                        progress=reporter, max_per_class=args.max_per_class, **overrides)
         finally:
             reporter.close()
         payload["losses"] = reporter.epoch_losses
