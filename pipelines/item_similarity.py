@@ -137,10 +137,15 @@ def _score_topk(h_ptr, h_items, h_vals, s_ptr, s_items, s_vals, shift, rank, lab
                 state[rank[r_items[p]]] = 0
 
 
+def _index(a: np.ndarray) -> np.ndarray:
+    """Index arrays pass through without a copy when they are int32 (scipy's usual choice)."""
+    return a if a.dtype == np.int32 else a.astype(np.int64, copy=False)
+
+
 def _csr_parts(m: sp.csr_matrix | None, n_rows: int):
     if m is None:
-        return np.zeros(n_rows + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    return m.indptr.astype(np.int64), m.indices.astype(np.int64)
+        return np.zeros(n_rows + 1, dtype=np.int32), np.zeros(0, dtype=np.int32)
+    return _index(m.indptr), _index(m.indices)
 
 
 def recommend_topk(histories: sp.csr_matrix, similarity: sp.csr_matrix, shift: np.ndarray, *, k: int,
@@ -182,9 +187,9 @@ def recommend_topk(histories: sp.csr_matrix, similarity: sp.csr_matrix, shift: n
     label = np.argsort(-np.bincount(similarity.indices, minlength=n_items), kind="stable")
     rank = np.empty(n_items, dtype=np.int64)
     rank[label] = np.arange(n_items)
-    _score_topk(histories.indptr.astype(np.int64), histories.indices.astype(np.int64),
-                histories.data.astype(np.float64), similarity.indptr.astype(np.int64),
-                rank[similarity.indices].astype(np.int32), similarity.data.astype(np.float64),
+    _score_topk(_index(histories.indptr), _index(histories.indices),
+                histories.data.astype(np.float64, copy=False), _index(similarity.indptr),
+                rank[similarity.indices].astype(np.int32), similarity.data.astype(np.float64, copy=False),
                 np.asarray(shift, dtype=np.float64), rank, label.astype(np.int64), x_ptr, x_items, r_ptr, r_items,
                 np.asarray(has_restrict, dtype=np.bool_), int(k), out_j, out_v)
     return out_j, out_v

@@ -151,10 +151,8 @@ class ItemSimilarityRecommender:
         if not isinstance(k, (int, np.integer)) or k < 0:
             raise RecommendError(f"k={k!r}; expected an integer >= 0", where="k")
         excl = self._item_mask(exclude, name="exclude", n_rows=n)
-        if exclude_seen:
-            seen = histories.copy()
-            seen.data = np.ones_like(seen.data)
-            excl = seen if excl is None else ((seen + excl) > 0).astype(np.float64).tocsr()
+        if exclude_seen:  # only the pattern of an exclusion matrix is read: no copy of the histories
+            excl = histories if excl is None else ((abs(histories) + excl) > 0).astype(np.float64).tocsr()
         restrict = self._item_mask(restrict_to, name="restrict_to", n_rows=n)
         return recommend_topk(histories, self.similarity_, self.shift_, k=int(k),
                               exclude=excl, restrict=restrict)
