@@ -11,8 +11,10 @@ The sound classifier is ``preprocessing -> NeuralNetworkClassifier``. Two ways:
 
   1. embeddings of old-class recordings when given (``base_examples``: the
      original training data or a sample of it), keeping only windows the original
-     classifier got right, condensed to at most ``max_per_class`` k-means
-     centroids per class;
+     classifier got right, condensed to at most ``max_per_class`` (20) k-means
+     centroids per class (fewer, denser-than-data centroids keep the old classes
+     and leave the few new examples room: on FSDD, 20 rather than 100 kept the old
+     digits' accuracy and more than doubled the new ones');
   2. otherwise, one synthesized prototype per old class: the embedding, at the
      typical embedding norm of the new examples, that the original dense head
      classifies as that class most confidently (projected gradient ascent on the
@@ -211,7 +213,7 @@ def prototypes(net_spec: Model, *, norm: float, steps: int = 200) -> np.ndarray:
 
 
 def personalize_knn(spec: Any, examples: tuple[np.ndarray, list], *, base_examples=None, k: int = 3,
-                    weighting: str = "inverse_distance", max_per_class: int = 100, seed: int = 0) -> Model:
+                    weighting: str = "inverse_distance", max_per_class: int = 20, seed: int = 0) -> Model:
     """A personalized model: preprocessing -> embedding network -> updatable k-NN.
 
     Parameters

@@ -38,8 +38,9 @@ def add_parser(subparsers, parents):
     knn = parser.add_argument_group("k-NN (default)")
     knn.add_argument("--neighbors", type=int, default=3, help="k (default: 3)")
     knn.add_argument("--weighting", choices=("inverse_distance", "uniform"), default="inverse_distance")
-    parser.add_argument("--max-per-class", type=int, default=100,
-                        help="old-class memory per class: k-NN centroids, or --head training windows (default: 100)")
+    parser.add_argument("--max-per-class", type=int, default=None,
+                        help="old-class memory per class: k-NN centroids (default: 20), or --head training windows "
+                             "(default: 100)")
     head = parser.add_argument_group("--head")
     head.add_argument("--epochs", type=int, default=None, help="update epochs (default: the model's own)")
     head.add_argument("--learning-rate", type=float, default=None, help="override the learning rate")
@@ -98,13 +99,13 @@ def run(args):
         reporter = ProgressReporter(show=args.show_progress, total_epochs=args.epochs)
         try:
             out_spec = personalize_head(spec, (windows, labels), base_examples=base, epochs=args.epochs,
-                                        progress=reporter, max_per_class=args.max_per_class, **overrides)
+                                        progress=reporter, max_per_class=args.max_per_class or 100, **overrides)
         finally:
             reporter.close()
         payload["losses"] = reporter.epoch_losses
     else:
         out_spec = personalize_knn(spec, (windows, labels), base_examples=base, k=args.neighbors,
-                                   weighting=args.weighting, max_per_class=args.max_per_class)
+                                   weighting=args.weighting, max_per_class=args.max_per_class or 20)
         payload["memory"] = out_spec.description.metadata.userDefined["personalized"]
     out = spec_io.save(out_spec, args.output)
     payload["model"] = str(out)

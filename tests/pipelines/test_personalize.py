@@ -14,7 +14,7 @@ from pippin.pipelines.personalize import embedding_network, personalize_head, pe
 from pippin.spec import io as spec_io
 
 OLD, NEW = ("tone", "noise", "hum"), ("chirp", "clicks")
-N_TRAIN, N_CLIPS = 6, 9  # old kinds: clips 0-5 train, 6-8 test; new kinds: clips 0-4 teach, 5-8 test
+N_TRAIN, N_CLIPS = 10, 14  # old kinds: clips 0-9 train, 10-13 test; new kinds: clips 0-4 teach, 5-13 test
 
 
 @pytest.fixture(scope="module")
