@@ -80,6 +80,11 @@ def test_k_input_overrides_and_is_checked(data):
         want, probs = reference_knn(samples, labels, queries, k=k, inverse=False)
         assert list(got["label"]) == want
         np.testing.assert_allclose(got["labelProbs"], probs)
+    mixed = np.where(np.arange(len(queries)) % 2 == 0, 1, 9)
+    got = model.predict_batch({"features": queries, "k": mixed})
+    for k in (1, 9):
+        want, _ = reference_knn(samples, labels, queries[mixed == k], k=k, inverse=False)
+        assert list(got["label"][mixed == k]) == want
     with pytest.raises(PipelineError, match="numberOfNeighbors 10 is outside"):
         model.predict({"features": queries[0], "k": 10})
 
