@@ -32,11 +32,13 @@ from pippin.pipelines import load
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fsdd"
 
 
-def run_pippin(train, test, *, epochs: int, seed: int, log) -> dict:
+def run_pippin(train, test, *, epochs: int, seed: int, log, validation_fraction: float = 0.1,
+               patience: int = 5) -> dict:
     t0 = time.perf_counter()
-    clf = SoundClassifier(epochs=epochs, random_state=seed, progress=False)
+    clf = SoundClassifier(epochs=epochs, random_state=seed, progress=False, validation_fraction=validation_fraction,
+                          early_stopping_patience=patience)
     clf.train(train, on_epoch=lambda r: log(f"epoch {r['epoch']}: loss {r['loss']:.4f} "
-                                            f"train acc {r['train_accuracy']:.4f} val acc {r['val_accuracy']:.4f} "
+                                            f"train acc {r['train_accuracy']:.4f} val acc {r['val_accuracy'] or 0:.4f} "
                                             f"({time.perf_counter() - t0:.0f} s)"))
     t_train = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as folder:
@@ -103,6 +105,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="the FSDD folder (or its recordings/)")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--validation-fraction", type=float, default=0.1)
+    parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--torch", action="store_true", help="also train the PyTorch reference")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -117,7 +121,9 @@ def main(argv=None) -> int:
         "n_test_files": len(test), "epochs": args.epochs,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average_start": os.getloadavg()},
         "versions": {"python": sys.version.split()[0], "numpy": np.__version__},
-        "pippin": run_pippin(train, test, epochs=args.epochs, seed=args.seed, log=log),
+        "validation_fraction": args.validation_fraction, "patience": args.patience,
+        "pippin": run_pippin(train, test, epochs=args.epochs, seed=args.seed, log=log,
+                             validation_fraction=args.validation_fraction, patience=args.patience),
     }
     if args.torch:
         import torch
