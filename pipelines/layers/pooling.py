@@ -14,7 +14,6 @@ pixels inside the padded image, or only by the real pixels when
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from . import _kernels
 from .base import Layer, register
