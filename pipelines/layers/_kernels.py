@@ -18,7 +18,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["channel_last", "channel_sums", "affine", "bn_input_grad", "relu_grad", "col2im_nhwc",
+__all__ = ["channel_last", "channel_sums", "affine", "bn_input_grad", "relu", "relu_grad", "col2im_nhwc",
            "maxpool2_train", "maxpool2_grad"]
 
 
@@ -91,9 +91,20 @@ def _relu_grad(g, y, out):
         out[i] = g[i] if y[i] > 0 else np.float32(0)
 
 
-def relu_grad(g: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+@numba.njit(cache=True)
+def _relu(x, out):
+    for i in range(x.size):
+        out[i] = x[i] if x[i] > 0 else np.float32(0)
+
+
+def relu(x: np.ndarray) -> np.ndarray | None:
+    """``max(x, 0)`` in ``x``'s own dense memory order, or None for other arrays."""
+    return relu_grad(x, x, _unary=True)
+
+
+def relu_grad(g: np.ndarray, y: np.ndarray, *, _unary: bool = False) -> np.ndarray | None:
     """``g * (y > 0)`` when both are float32 in the same dense memory order; else None."""
-    if g.dtype != np.float32 or y.dtype != np.float32 or g.shape != y.shape:
+    if g.dtype != np.float32 or y.dtype != np.float32 or g.shape != y.shape or g.size == 0:
         return None
     squeezed = tuple(d for d in g.shape if d != 1)  # unit axes carry arbitrary strides
     gv, yv = g.reshape(squeezed), y.reshape(squeezed)
@@ -104,7 +115,10 @@ def relu_grad(g: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     if not (gp.flags.c_contiguous and yp.flags.c_contiguous):
         return None
     out = np.empty_like(gp)
-    _relu_grad(gp.reshape(-1), yp.reshape(-1), out.reshape(-1))
+    if _unary:
+        _relu(gp.reshape(-1), out.reshape(-1))
+    else:
+        _relu_grad(gp.reshape(-1), yp.reshape(-1), out.reshape(-1))
     return out.transpose(np.argsort(perm)).reshape(g.shape)
 
 
