@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .errors import DatasetError
 
 __all__ = ["AUDIO_EXTENSIONS", "SoundDataset", "load_sound_dataset", "load_sound_folder", "load_sound_table",
@@ -64,7 +66,7 @@ class SoundDataset:
 
 def _is_mask(keep, n: int) -> bool:
     keep = list(keep)
-    return len(keep) == n and all(isinstance(k, bool) for k in keep)
+    return len(keep) == n and all(isinstance(k, (bool, np.bool_)) for k in keep)
 
 
 def load_sound_folder(folder: str | os.PathLike) -> SoundDataset:

@@ -181,3 +181,13 @@ class NeuralNetworkModel(RunnableModel):
         if self.is_classifier and name in result:
             result[name] = {label: float(p) for label, p in zip(self.class_labels.tolist(), result[name])}
         return result
+
+    def update(self, training_data: dict[str, Any], *, epochs: int | None = None, progress=None,
+               **parameter_overrides) -> "NeuralNetworkModel":
+        """Train the layers the spec marks updatable, with Core ML 3's semantics; returns a new model.
+
+        See ``pippin.pipelines.update.update_network`` for the arguments.
+        """
+        from .update import update_network  # the update engine builds on this module
+
+        return update_network(self, training_data, epochs=epochs, progress=progress, **parameter_overrides)

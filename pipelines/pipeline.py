@@ -32,12 +32,7 @@ def pipeline_message(spec):
 
 
 def update_model(model: RunnableModel, training_data: dict[str, Any], **kwargs) -> RunnableModel:
-    """``model.update(...)``; a neural network whose class has no ``update`` of its own goes
-    through ``pippin.pipelines.update.update_network`` (Core ML 3's update semantics)."""
-    if type(model).update is RunnableModel.update and model.kind.startswith("neuralNetwork"):
-        from .update import update_network
-
-        return update_network(model, training_data, **kwargs)
+    """``model.update(...)``: every updatable kind implements ``update`` itself."""
     return model.update(training_data, **kwargs)
 
 

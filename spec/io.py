@@ -74,7 +74,9 @@ def dumps(model: Message) -> bytes:
     """Serialize a ``Model`` (ours, or any message with the same wire format)."""
     if not isinstance(model, Message):
         raise TypeError(f"dumps() takes a protobuf Model, not {type(model).__name__}")
-    return model.SerializeToString()
+    # deterministic: map entries (metadata.userDefined, ...) in key order, so the
+    # same model gives the same bytes in every process
+    return model.SerializeToString(deterministic=True)
 
 
 def save(model: Message, path: str | os.PathLike) -> Path:

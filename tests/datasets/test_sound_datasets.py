@@ -81,3 +81,12 @@ def test_demo_sounds_are_seeded_and_distinct(tmp_path):
     clips = [soundfile.read(str(p))[0] for p in data.paths]
     assert all(len(c) == 16000 for c in clips)
     assert not np.allclose(clips[0], clips[2])
+
+
+def test_subset_takes_a_numpy_boolean_mask():
+    import numpy as np
+    from pippin.datasets.sound import SoundDataset
+
+    data = SoundDataset(["a.wav", "b.wav", "c.wav"], ["x", "y", "x"], "t")
+    assert [p.name for p in data.subset(np.array([True, False, True])).paths] == ["a.wav", "c.wav"]
+    assert [p.name for p in data.subset([2]).paths] == ["c.wav"]
