@@ -42,7 +42,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +54,8 @@ from ..spec import io as spec_io
 from .delta_walk import Differ, replay, resolve
 from .delta_wire import map_orders, reorder_maps
 from .errors import PipelineError
+
+write_atomically = spec_io.write_atomically
 
 __all__ = ["Delta", "diff", "apply", "apply_bytes", "merge", "fingerprint", "write_atomically"]
 
@@ -138,24 +139,6 @@ class Delta:
                    list(manifest["changes"]), arrays, dict(manifest.get("map_orders", {})))
 
 
-def write_atomically(path: str | os.PathLike, data: bytes) -> Path:
-    """Write bytes through a temp file in the same folder and ``os.replace``. (``pippin.spec.save``
-    takes a message and re-serializes it, which would undo ``apply``'s exact map order.)"""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise PipelineError("folder does not exist", where=str(folder))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def diff(base: Any, updated: Any, *, n_examples: int | None = None) -> Delta:

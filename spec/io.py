@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError, Message
 from ._proto.Model_pb2 import Model
 from .errors import SpecError
 
-__all__ = ["load", "save", "loads", "dumps"]
+__all__ = ["load", "save", "loads", "dumps", "write_atomically"]
 
 
 def loads(data: bytes, *, where: str = "<bytes>") -> Model:
@@ -85,8 +85,15 @@ def save(model: Message, path: str | os.PathLike) -> Path:
     A coremltools ``Model_pb2.Model`` is accepted too: it is written through its
     own serializer, and the bytes are the same format.
     """
+    return write_atomically(path, dumps(model))
+
+
+def write_atomically(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` through a temp file in the same folder, fsync, then ``os.replace``.
+
+    An interrupted write leaves the old file (or none) in place, never half a file.
+    """
     path = Path(path)
-    data = dumps(model)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise SpecError("folder does not exist", where=str(folder))
@@ -98,9 +105,6 @@ def save(model: Message, path: str | os.PathLike) -> Path:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        Path(tmp).unlink(missing_ok=True)
         raise
     return path
