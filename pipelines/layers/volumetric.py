@@ -56,7 +56,7 @@ def deconv3d(x: np.ndarray, w: np.ndarray, *, strides, dilations, pads, groups: 
     dilated[(Ellipsis, slice(None)) + tuple(slice(None, None, s) for s in strides)] = x
     kernels = w.shape[2:]
     full_pad = [(dl * (k - 1), dl * (k - 1)) for k, dl in zip(kernels, dilations)]
-    c_in, c_out = c // groups, w.shape[1]
+    c_in = c // groups
     flipped = w[:, :, ::-1, ::-1, ::-1]
     conv_w = np.concatenate([flipped[g * c_in:(g + 1) * c_in].transpose(1, 0, 2, 3, 4) for g in range(groups)])
     full = conv3d(dilated, np.ascontiguousarray(conv_w), strides=(1, 1, 1), dilations=dilations, pads=full_pad,

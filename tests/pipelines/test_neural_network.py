@@ -12,7 +12,6 @@ sys.path.insert(0, str(Path(__file__).parent / "layers"))
 from nn_helpers import NeuralNetworkBuilder, datatypes, load, nd_builder, rank5_builder  # noqa: E402
 
 from pippin.pipelines import PipelineError  # noqa: E402
-from pippin.spec import loads  # noqa: E402
 
 RNG = np.random.default_rng(3)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nn_helpers import NeuralNetworkBuilder, close, datatypes, load, nd_builder
+from nn_helpers import NeuralNetworkBuilder, close, load, nd_builder
 
 
 def _sub():
