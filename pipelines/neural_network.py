@@ -44,6 +44,8 @@ class NeuralNetworkModel(RunnableModel):
         A classifier's labels (str objects or int64), in probability column order.
     """
 
+    _split_ok: bool | None = None  # whether predict_batch may run the batch in parts (see run_layers_split)
+
     def __init__(self, spec: Model, *, path: Path | None = None):
         super().__init__(spec, path=path)
         self.network = getattr(spec, self.kind)
@@ -172,7 +174,16 @@ class NeuralNetworkModel(RunnableModel):
 
     # -- RunnableModel ------------------------------------------------------
     def _predict_batch(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        return self.from_blobs(self.run_layers(self.to_blobs(inputs)))
+        blobs = self.to_blobs(inputs)
+        if self._split_ok is None:
+            self._split_ok = _network.splittable(self.layers)
+        if not self._split_ok:
+            return self.from_blobs(self.run_layers(blobs))
+        keep = set(self.output_descriptions)
+        if self.is_classifier:
+            keep.add(self.probability_blob)
+        optional = {name for name, d in self.input_descriptions.items() if d.type.isOptional and name not in blobs}
+        return self.from_blobs(_network.run_layers_split(self.layers, dict(blobs), keep=keep, optional=optional))
 
     def predict(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """Predict one example; a classifier's probabilities come back as ``{label: probability}``."""
