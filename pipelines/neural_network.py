@@ -19,6 +19,7 @@ from .errors import PipelineError
 from .features import feature_kind
 from .layers import Layer
 from .layers import network as _network
+from .layers.fused import fuse_for_inference
 from .nn_inputs import array_to_blob, blob_to_output, images_to_blob, preprocess
 from .runtime import RunnableModel, register_kind
 
@@ -183,7 +184,8 @@ class NeuralNetworkModel(RunnableModel):
         if self.is_classifier:
             keep.add(self.probability_blob)
         optional = {name for name, d in self.input_descriptions.items() if d.type.isOptional and name not in blobs}
-        return self.from_blobs(_network.run_layers_split(self.layers, dict(blobs), keep=keep, optional=optional))
+        layers = fuse_for_inference(self.layers, keep)
+        return self.from_blobs(_network.run_layers_split(layers, dict(blobs), keep=keep, optional=optional))
 
     def predict(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """Predict one example; a classifier's probabilities come back as ``{label: probability}``."""

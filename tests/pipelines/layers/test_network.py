@@ -44,3 +44,24 @@ def test_split_run_equals_one_pass():
 def test_batch_statistics_are_not_split():
     model = pp.load(_cnn(batch_stats=True))
     assert not network.splittable(model.layers)
+
+
+def test_fused_conv_batchnorm_relu_equals_the_plain_layers():
+    from pippin.pipelines.layers.fused import FusedConvBatchnormRelu, fuse_for_inference
+
+    model = pp.load(_cnn())
+    rng = np.random.default_rng(1)
+    bn = model.layers[1]
+    bn.buffers["mean"][:] = rng.standard_normal(4)
+    bn.buffers["variance"][:] = rng.uniform(0.5, 2.0, 4)
+    bn.params["gamma"][:] = rng.standard_normal(4)
+    bn.params["beta"][:] = rng.standard_normal(4)
+    fused = fuse_for_inference(model.layers, {"probs"})
+    assert isinstance(fused[0], FusedConvBatchnormRelu) and len(fused) == len(model.layers) - 2
+    assert fuse_for_inference(model.layers, {"probs", "c"})[0] is model.layers[0]  # an output stays produced
+    x = rng.standard_normal((6, 1, 12, 10)).astype(np.float32)
+    reference = model.run_layers(model.to_blobs({"x": x}))
+    fast = network.run_layers(fused, model.to_blobs({"x": x}))
+    np.testing.assert_allclose(fast["r"], reference["r"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fast["probs"], reference["probs"], rtol=1e-5, atol=1e-7)
+    assert "c" not in fast and "bnout" not in fast

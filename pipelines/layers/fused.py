@@ -1,0 +1,83 @@
+"""Inference fast path: a convolution, the stored-statistics batchnorm after it and an
+optional ReLU run as one convolution.
+
+``fuse_for_inference(layers, keep)`` returns a new list where each such chain whose
+intermediate blobs nobody else reads is replaced by a ``FusedConvBatchnormRelu``; the
+plain ``Convolution``/``Batchnorm``/``Activation`` classes stay the reference (the
+tests compare the two). Batchnorm folds into the weights exactly as its definition
+says: ``y = scale[c] * conv(x)[c] + shift[c]`` is the convolution with weights
+``scale[c] * W[c]`` and bias ``scale[c] * b[c] + shift[c]``. The folded weights are
+computed on every call (they are small) so a model trained in place never runs stale
+weights. Training never uses this path.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .base import Layer
+from .conv import conv2d_forward, padding_amounts
+
+__all__ = ["FusedConvBatchnormRelu", "fuse_for_inference"]
+
+
+class FusedConvBatchnormRelu:
+    """``convolution`` -> ``batchnorm`` (stored statistics) [-> ``ReLU``] as one convolution."""
+
+    kind = "fusedConvBatchnormRelu"
+
+    def __init__(self, conv: Layer, bn: Layer, relu: Layer | None):
+        self.conv, self.bn, self.relu = conv, bn, relu
+        last = relu or bn
+        self.name, self.where = last.name, conv.where
+        self.inputs, self.outputs = list(conv.inputs), list(last.outputs)
+
+    def __call__(self, x):
+        conv, bn = self.conv, self.bn
+        x = np.asarray(x, dtype=np.float32)
+        x4 = conv._to_4d(x)
+        scale, shift = bn._affine(bn.buffers["mean"], bn.buffers["variance"])
+        scale, shift = scale.reshape(-1), shift.reshape(-1)
+        weights = conv.params["weights"] * scale[:, None, None, None]
+        bias = shift if "bias" not in conv.params else conv.params["bias"] * scale + shift
+        pads = padding_amounts(conv.padding, conv.padding_kind, x4.shape[2:], conv._effective_kernel(), conv.stride)
+        y4, _ = conv2d_forward(x4, weights.astype(np.float32), bias.astype(np.float32), stride=conv.stride,
+                               dilation=conv.dilation, pads=pads, groups=conv.groups)
+        if self.relu is not None:
+            np.maximum(y4, 0, out=y4)  # in place on the channel-last buffer
+        return (y4.reshape(x.shape[:-3] + y4.shape[1:]),)
+
+
+def _is_relu(layer):
+    return layer.kind == "activation" and layer.which == "ReLU"
+
+
+def fuse_for_inference(layers: Sequence[Layer], keep: Iterable[str]) -> list:
+    """``layers`` with conv -> batchnorm [-> ReLU] chains fused (see the module docstring).
+
+    ``keep`` names blobs that must still be produced (model outputs).
+    """
+    keep = set(keep)
+    reads = Counter(name for layer in layers for name in layer.inputs)
+    out, i = [], 0
+    while i < len(layers):
+        conv = layers[i]
+        bn = layers[i + 1] if i + 1 < len(layers) else None
+        private = lambda a: a.outputs[0] not in keep and reads[a.outputs[0]] == 1  # noqa: E731
+        if (conv.kind == "convolution" and not conv.deconv and len(conv.outputs) == 1 and bn is not None
+                and bn.kind == "batchnorm" and not bn.compute_mean_var and bn.inputs == conv.outputs
+                and bn.channels == conv.c_out and private(conv)):
+            relu = layers[i + 2] if i + 2 < len(layers) else None
+            if relu is not None and _is_relu(relu) and relu.inputs == bn.outputs and private(bn):
+                out.append(FusedConvBatchnormRelu(conv, bn, relu))
+                i += 3
+            else:
+                out.append(FusedConvBatchnormRelu(conv, bn, None))
+                i += 2
+            continue
+        out.append(conv)
+        i += 1
+    return out
