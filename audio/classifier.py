@@ -11,7 +11,6 @@ NeuralNetworkClassifier.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets.sound import SoundDataset, load_sound_dataset
+from ..pipelines.estimator import ParamsMixin
 from ..spec import io as spec_io
 from .errors import AudioError
 from .features import ClipFeatures, featurize_files
@@ -31,7 +31,7 @@ __all__ = ["SoundClassifier"]
 logger = logging.getLogger(__name__)
 
 
-class SoundClassifier:
+class SoundClassifier(ParamsMixin):
     """A sound classifier: VGGish log-mel patches and a small CNN, exported as a Core ML 3 pipeline.
 
     Parameters
@@ -55,6 +55,8 @@ class SoundClassifier:
         Draw tqdm progress bars on stderr.
     """
 
+    _param_error = AudioError
+
     def __init__(self, epochs: int = 20, batch_size: int = 32, learning_rate: float = 3e-3,
                  validation_fraction: float = 0.1, early_stopping_patience: int = 5, overlap: float = 0.5,
                  random_state: int | None = None, progress: bool = True):
@@ -66,27 +68,6 @@ class SoundClassifier:
         self.overlap = overlap
         self.random_state = random_state
         self.progress = progress
-
-    # -- parameters (scikit-learn conventions, no sklearn import) -----------------
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict:
-        """The constructor's parameters and their current values."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params) -> "SoundClassifier":
-        """Set constructor parameters; unknown names raise ``AudioError``."""
-        for name, value in params.items():
-            if name not in self._param_names():
-                raise AudioError(f"unknown parameter {name!r}; SoundClassifier takes {self._param_names()}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"SoundClassifier({args})"
 
     # -- training ---------------------------------------------------------------
     def _check_params(self) -> None:

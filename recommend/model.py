@@ -15,12 +15,12 @@ items scoring 0; ties rank by item order (the sorted item ids). Rows shorter tha
 
 from __future__ import annotations
 
-import inspect
 import os
 
 import numpy as np
 import scipy.sparse as sp
 
+from ..pipelines.estimator import ParamsMixin
 from ..pipelines.item_similarity import recommend_topk
 from .errors import RecommendError
 from .matrix import encode_items, to_interactions
@@ -29,7 +29,7 @@ from .similarity import SIMILARITIES, item_similarity
 __all__ = ["ItemSimilarityRecommender"]
 
 
-class ItemSimilarityRecommender:
+class ItemSimilarityRecommender(ParamsMixin):
     """Item-item nearest-neighbour recommender exported as Core ML ``ItemSimilarityRecommender``.
 
     Parameters
@@ -57,33 +57,14 @@ class ItemSimilarityRecommender:
     has_ratings_ : bool
     """
 
+    _param_error = RecommendError
+
     def __init__(self, *, similarity: str = "jaccard", top_k: int | None = 64, threshold: float = 0.001,
                  progress: bool = False):
         self.similarity = similarity
         self.top_k = top_k
         self.threshold = threshold
         self.progress = progress
-
-    # -- scikit-learn conventions -----------------------------------------
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict:
-        """The constructor arguments, by name."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params) -> "ItemSimilarityRecommender":
-        """Set constructor arguments; returns self."""
-        for name, value in params.items():
-            if name not in self._param_names():
-                raise RecommendError(f"unknown parameter {name!r}; expected one of {self._param_names()}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "similarity_"):
