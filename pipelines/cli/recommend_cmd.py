@@ -9,7 +9,6 @@ CSV on stdout). Items the model does not know are ignored and counted.
 
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 import scipy.sparse as sp
