@@ -22,3 +22,10 @@ def test_ci_runs_the_readme_test_command():
     test_command = _bash_blocks((REPO / "README.md").read_text())[1]
     ci = (REPO / ".ci" / "run").read_text().splitlines()
     assert test_command in [line.strip() for line in ci], f"{test_command!r} not in .ci/run"
+
+
+def test_layer_table_is_current():
+    from pippin.pipelines.layers.table import layer_table
+
+    readme = (REPO / "README.md").read_text()
+    assert layer_table().strip() in readme, "regenerate the layer table: python -m pippin.pipelines.layers.table"
