@@ -24,49 +24,9 @@ from numba import njit, prange
 from ..spec.errors import SpecError
 from .errors import PipelineError
 from .runtime import RunnableModel, register_kind
+from .topk_heap import heap_push, heap_sort_desc
 
 __all__ = ["ItemSimilarityModel", "recommend_topk", "similarity_from_spec"]
-
-
-@njit(inline="always")
-def _worse(v1, j1, v2, j2):
-    return v1 < v2 or (v1 == v2 and j1 > j2)
-
-
-@njit(inline="always")
-def _sift_down(hv, hj, pos, size):
-    while True:
-        child = 2 * pos + 1
-        if child >= size:
-            return
-        if child + 1 < size and _worse(hv[child + 1], hj[child + 1], hv[child], hj[child]):
-            child += 1
-        if not _worse(hv[child], hj[child], hv[pos], hj[pos]):
-            return
-        hv[pos], hv[child] = hv[child], hv[pos]
-        hj[pos], hj[child] = hj[child], hj[pos]
-        pos = child
-
-
-@njit(inline="always")
-def _push(hv, hj, size, cap, v, j):
-    if size < cap:
-        pos = size
-        hv[pos] = v
-        hj[pos] = j
-        while pos > 0:
-            parent = (pos - 1) // 2
-            if not _worse(hv[pos], hj[pos], hv[parent], hj[parent]):
-                break
-            hv[pos], hv[parent] = hv[parent], hv[pos]
-            hj[pos], hj[parent] = hj[parent], hj[pos]
-            pos = parent
-        return size + 1
-    if _worse(hv[0], hj[0], v, j):
-        hv[0] = v
-        hj[0] = j
-        _sift_down(hv, hj, 0, size)
-    return size
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -105,7 +65,7 @@ def _score_topk(h_ptr, h_items, h_vals, s_ptr, s_items, s_vals, shift, rank, lab
             for t in range(n_touched):
                 j = touched[t]
                 if state[j] & 2 == 0 and (not restricted or state[j] & 4):
-                    size = _push(hv, hj, size, k, acc[j], label[j])
+                    size = heap_push(hv, hj, size, k, acc[j], label[j])
             # untouched candidates score 0; walk them in item order only while they can enter
             if size < k or hv[0] <= 0.0:
                 n_walk = r_ptr[u + 1] - r_ptr[u] if restricted else n_items
@@ -115,16 +75,11 @@ def _score_topk(h_ptr, h_items, h_vals, s_ptr, s_items, s_vals, shift, rank, lab
                         break
                     j = rank[item]
                     if state[j] & 3 == 0 and (not restricted or state[j] & 4):
-                        size = _push(hv, hj, size, k, 0.0, item)
+                        size = heap_push(hv, hj, size, k, 0.0, item)
                         state[j] |= 1  # a repeated restrict entry must not enter twice
                         touched[n_touched] = j
                         n_touched += 1
-            end = size
-            while end > 1:
-                end -= 1
-                hv[0], hv[end] = hv[end], hv[0]
-                hj[0], hj[end] = hj[end], hj[0]
-                _sift_down(hv, hj, 0, end)
+            heap_sort_desc(hv, hj, size)
             for t in range(size):
                 out_j[u, t] = hj[t]
                 out_v[u, t] = hv[t]

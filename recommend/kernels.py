@@ -18,69 +18,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ..pipelines.topk_heap import heap_push, heap_sort_desc
+
 # How an accumulated value ``c`` (the weighted co-occurrence of items i and j)
 # becomes a similarity; ``sa``/``sb`` are per-item statistics chosen by the caller.
 MODE_DOT = 0  # c * sa[i] * sb[j]            (cosine, tfidf, bm25, lift, cooccurrence, pearson)
 MODE_JACCARD = 1  # c / (sa[i] + sa[j] - c)  (sa = item counts)
 MODE_PHI = 2  # (c / n - sa[i] sa[j]) / (sb[i] sb[j])  (sa = item frequency, sb = its std)
-
-
-@njit(inline="always")
-def _worse(v1, j1, v2, j2):
-    """Whether (v1, j1) ranks below (v2, j2): lower value, then higher index."""
-    return v1 < v2 or (v1 == v2 and j1 > j2)
-
-
-@njit(inline="always")
-def _sift_down(hv, hj, pos, size):
-    while True:
-        left = 2 * pos + 1
-        if left >= size:
-            return
-        child = left
-        right = left + 1
-        if right < size and _worse(hv[right], hj[right], hv[left], hj[left]):
-            child = right
-        if _worse(hv[child], hj[child], hv[pos], hj[pos]):
-            hv[pos], hv[child] = hv[child], hv[pos]
-            hj[pos], hj[child] = hj[child], hj[pos]
-            pos = child
-        else:
-            return
-
-
-@njit(inline="always")
-def _heap_push(hv, hj, size, cap, v, j):
-    """Push (v, j) into a min-heap holding the best ``cap``; returns the new size."""
-    if size < cap:
-        pos = size
-        hv[pos] = v
-        hj[pos] = j
-        while pos > 0:
-            parent = (pos - 1) // 2
-            if _worse(hv[pos], hj[pos], hv[parent], hj[parent]):
-                hv[pos], hv[parent] = hv[parent], hv[pos]
-                hj[pos], hj[parent] = hj[parent], hj[pos]
-                pos = parent
-            else:
-                break
-        return size + 1
-    if _worse(hv[0], hj[0], v, j):
-        hv[0] = v
-        hj[0] = j
-        _sift_down(hv, hj, 0, size)
-    return size
-
-
-@njit(inline="always")
-def _heap_sort_desc(hv, hj, size):
-    """Sort the heap's first ``size`` entries in place, best first."""
-    end = size
-    while end > 1:
-        end -= 1
-        hv[0], hv[end] = hv[end], hv[0]
-        hj[0], hj[end] = hj[end], hj[0]
-        _sift_down(hv, hj, 0, end)
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -141,8 +85,8 @@ def topk_block(items, col_ptr, col_users, col_vals, row_ptr, row_items, row_vals
                 else:
                     s = (c / n_users - sa[i] * sa[j]) / (sb[i] * sb[j])
                 if s >= threshold:
-                    size = _heap_push(hv, hj, size, top_k, s, label[j])
-            _heap_sort_desc(hv, hj, size)
+                    size = heap_push(hv, hj, size, top_k, s, label[j])
+            heap_sort_desc(hv, hj, size)
             out_n[r] = size
             for t in range(size):
                 out_j[r, t] = hj[t]
