@@ -16,22 +16,11 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import time
 
 import numpy as np
+from timing import median_seconds
 
 from pippin.pipelines import KNearestNeighborsClassifier
-
-
-def _median_seconds(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -59,8 +48,8 @@ def main() -> None:
         _, mine = ours.neighbours(queries, 5)
         _, sk = theirs.kneighbors(queries)
         agree = float(np.mean(np.sort(mine, axis=1) == np.sort(sk, axis=1)))
-        t_ours = _median_seconds(lambda: ours.predict_batch({"features": queries}), args.repeats)
-        t_theirs = _median_seconds(lambda: theirs.predict(queries), args.repeats)
+        t_ours = median_seconds(lambda: ours.predict_batch({"features": queries}), args.repeats)
+        t_theirs = median_seconds(lambda: theirs.predict(queries), args.repeats)
         rows.append({"index": index, "pippin_qps": args.queries / t_ours, "sklearn_qps": args.queries / t_theirs,
                      "ratio": t_theirs / t_ours, "neighbour_agreement": agree})
     report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,

@@ -24,10 +24,9 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import time
 
 import numpy as np
+from timing import median_seconds
 
 INFER_BATCHES = (16, 32, 64, 128)
 TRAIN_BATCHES = (16, 32, 64)
@@ -91,16 +90,6 @@ def torch_net(spec):
     return Net()
 
 
-def _median_time(fn, repeats):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def bench(n=512, repeats=3, seed=0):
     import torch
 
@@ -128,8 +117,8 @@ def bench(n=512, repeats=3, seed=0):
                 for s in range(0, n, bs):
                     torch.softmax(net(xt[s:s + bs]), dim=1)
 
-        results["inference"]["torch"][bs] = n / _median_time(theirs, repeats)
-        results["inference"]["pippin"][bs] = n / _median_time(ours, repeats)
+        results["inference"]["torch"][bs] = n / median_seconds(theirs, repeats)
+        results["inference"]["pippin"][bs] = n / median_seconds(ours, repeats)
 
     for bs in TRAIN_BATCHES:
         def ours_train():
@@ -146,8 +135,8 @@ def bench(n=512, repeats=3, seed=0):
                 torch.nn.functional.cross_entropy(tnet(xt[idx]), yt[idx]).backward()
                 opt.step()
 
-        results["training"]["torch"][bs] = n / _median_time(theirs_train, repeats)
-        results["training"]["pippin"][bs] = n / _median_time(ours_train, repeats)
+        results["training"]["torch"][bs] = n / median_seconds(theirs_train, repeats)
+        results["training"]["pippin"][bs] = n / median_seconds(ours_train, repeats)
 
     summary = {}
     for task in ("inference", "training"):
