@@ -3,9 +3,11 @@
 Each similarity is one function in ``SIMILARITIES``: it turns the interaction
 matrix ``X`` [shape=(n_users, n_items)] into a ``Weighting`` (per-interaction
 weights plus how a weighted co-occurrence becomes a similarity). ``item_similarity``
-then streams the sparse product ``W.T @ W`` in blocks of items through the compiled
-kernel in ``kernels``, keeping the ``top_k`` best neighbours of each item above
-``threshold``. Definitions (``U_i`` = users of item ``i``, ``r_ui`` their rating,
+then computes the sparse product ``W.T @ W`` with the compiled kernels in ``kernels``,
+keeping the ``top_k`` best neighbours of each item above ``threshold``: each pair
+once, offered to both items (when one heap of ``top_k`` per item and thread fits in
+``_SYMMETRIC_BUDGET``), else each item's row on its own, streamed in blocks of items
+so memory is set by the block size, not the catalogue. Definitions (``U_i`` = users of item ``i``, ``r_ui`` their rating,
 1 without ratings):
 
 =============  =====================================================================
@@ -32,6 +34,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 from implicit.nearest_neighbours import bm25_weight, normalize, tfidf_weight
@@ -44,6 +47,10 @@ logger = logging.getLogger(__name__)
 
 # Accumulator budget per block: rows x top_k entries of the output buffers.
 _BLOCK_ENTRIES = 1 << 21
+# The symmetric fit keeps one (value, id) heap of top_k per item and thread: used while
+# that stays under this many bytes (27k items, K=64, 2 threads: 41 MB), else the blocked fit.
+_SYMMETRIC_BUDGET = 256 << 20
+_HEAP_ENTRY_BYTES = 12
 
 
 @dataclass
@@ -60,6 +67,13 @@ class Weighting:
         Per-item statistics of that mode.
     shift : np.ndarray [shape=(n_items,)]
         Core ML's ``itemScoreAdjustment`` for each item (0 unless centring).
+    partners_before : bool
+        In the symmetric fit, each pair is accumulated by one of its items and offered
+        to the other's heap: by the less popular item when True, else by the more
+        popular one. Only speed depends on it: offers that arrive best-first are
+        rejected cheaply, and which side that is depends on how the similarity scales
+        with popularity (measured on the 20M benchmark set: True was 15-25% faster for
+        jaccard, lift and bm25, False 25% faster for cosine, no difference otherwise).
     """
 
     weights: sp.csr_matrix
@@ -67,6 +81,7 @@ class Weighting:
     sa: np.ndarray
     sb: np.ndarray
     shift: np.ndarray
+    partners_before: bool = False
 
 
 def _binary(X: sp.csr_matrix) -> sp.csr_matrix:
@@ -96,7 +111,7 @@ def _inverse(values: np.ndarray) -> np.ndarray:
 def jaccard(X: sp.csr_matrix) -> Weighting:
     """Jaccard index of the item's user sets (ratings ignored)."""
     n = X.shape[1]
-    return Weighting(_binary(X), kernels.MODE_JACCARD, _counts(X), _ones(n), np.zeros(n))
+    return Weighting(_binary(X), kernels.MODE_JACCARD, _counts(X), _ones(n), np.zeros(n), partners_before=True)
 
 
 def cosine(X: sp.csr_matrix) -> Weighting:
@@ -125,7 +140,8 @@ def bm25(X: sp.csr_matrix) -> Weighting:
     """Dot product of implicit's BM25-weighted item vectors."""
     # fact: benfred/implicit:implicit/nearest_neighbours.py (BM25Recommender K1=1.2, B=0.75)
     W = sp.csr_matrix(bm25_weight(X.T, K1=1.2, B=0.75).T)
-    return Weighting(W, kernels.MODE_DOT, _ones(X.shape[1]), _ones(X.shape[1]), np.zeros(X.shape[1]))
+    return Weighting(W, kernels.MODE_DOT, _ones(X.shape[1]), _ones(X.shape[1]), np.zeros(X.shape[1]),
+                     partners_before=True)
 
 
 def tfidf(X: sp.csr_matrix) -> Weighting:
@@ -137,7 +153,7 @@ def tfidf(X: sp.csr_matrix) -> Weighting:
 def lift(X: sp.csr_matrix) -> Weighting:
     """SAR's lift: co-occurrence over the product of both item counts."""
     inv = _inverse(_counts(X))
-    return Weighting(_binary(X), kernels.MODE_DOT, inv, inv, np.zeros(X.shape[1]))
+    return Weighting(_binary(X), kernels.MODE_DOT, inv, inv, np.zeros(X.shape[1]), partners_before=True)
 
 
 def cooccurrence(X: sp.csr_matrix) -> Weighting:
@@ -194,34 +210,84 @@ def item_similarity(X: sp.csr_matrix, *, similarity: str = "jaccard", top_k: int
     rank = np.empty(n_items, dtype=np.int64)
     rank[order] = np.arange(n_items)
     W = sp.csr_matrix(weighting.weights, dtype=np.float32)
-    W = sp.csr_matrix((W.data, rank[W.indices].astype(np.int32), W.indptr), shape=W.shape)
+    # sort_indices permutes the values in place: never those of the caller's matrix
+    values = W.data.copy() if np.shares_memory(W.data, X.data) else W.data
+    W = sp.csr_matrix((values, rank[W.indices].astype(np.int32), W.indptr), shape=W.shape)
     W.sort_indices()
-    Wc = W.tocsc()
     unweighted = bool(W.nnz) and bool(np.all(W.data == 1.0))
-    block = block_size or max(1, min(n_items, _BLOCK_ENTRIES // k, max(2048, -(-n_items // 20))))
+    sa = np.ascontiguousarray(weighting.sa[order], dtype=np.float64)
+    sb = np.ascontiguousarray(weighting.sb[order], dtype=np.float64)
+    n_parts = numba.get_num_threads()
+    symmetric = weighting.mode != kernels.MODE_DOT or np.array_equal(sa, sb)
+    if symmetric and n_parts * n_items * k * _HEAP_ENTRY_BYTES <= _SYMMETRIC_BUDGET:
+        out_j, out_v, out_n = _fit_symmetric(W, unweighted, weighting.mode, sa, sb, order, float(n_users), k,
+                                             float(threshold), n_parts, block_size, progress, similarity,
+                                             weighting.partners_before)
+    else:
+        out_j, out_v, out_n = _fit_blocked(W, unweighted, weighting.mode, sa, sb, order, float(n_users), k,
+                                           float(threshold), block_size, progress, similarity)
+    indptr = np.zeros(n_items + 1, dtype=np.int64)
+    indptr[1:] = out_n
+    keep = np.arange(k)[np.newaxis, :] < out_n[:, np.newaxis]
+    data, indices = out_v[keep], out_j[keep]
+    np.cumsum(indptr, out=indptr)
+    S = sp.csr_matrix((data, indices, indptr), shape=(n_items, n_items))[rank]  # rows back in item order
+    logger.info("%s similarity: %d items, %d neighbour pairs", similarity, n_items, S.nnz)
+    return S, np.asarray(weighting.shift, dtype=np.float64)
+
+
+def _blocks(n_items: int, block: int, progress: bool, similarity: str):
     starts = range(0, n_items, block)
     if progress:
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc=f"{similarity} similarity", unit="block", leave=False)
-    indptr = np.zeros(n_items + 1, dtype=np.int64)
-    parts_j, parts_v = [], []
-    sa = np.ascontiguousarray(weighting.sa[order], dtype=np.float64)
-    sb = np.ascontiguousarray(weighting.sb[order], dtype=np.float64)
-    for start in starts:
-        items = np.arange(start, min(start + block, n_items), dtype=np.int32)
-        out_j = np.empty((len(items), k), dtype=np.int32)
-        out_v = np.empty((len(items), k), dtype=np.float64)
-        out_n = np.zeros(len(items), dtype=np.int64)
+    return starts
+
+
+def _fit_symmetric(W, unweighted, mode, sa, sb, label, n_users, k, threshold, n_parts, block_size, progress,
+                   similarity, partners_before):
+    """Each co-occurring pair accumulated once and offered to both items (``kernels.topk_symmetric``).
+
+    Returns out_j, out_v [shape=(n_items, k)] best first, and out_n [shape=(n_items,)].
+    """
+    n_items = W.shape[1]
+    # CSC whose values are each entry's position in the CSR: where user u's row passes item i
+    position_dtype = np.int32 if W.nnz < 2**31 else np.int64
+    P = sp.csr_matrix((np.arange(W.nnz, dtype=position_dtype), W.indices, W.indptr), shape=W.shape).tocsc()
+    col_pos = P.data
+    col_vals = W.data[col_pos]
+    heap_v = np.empty((n_parts, n_items, k), dtype=np.float64)
+    heap_j = np.empty((n_parts, n_items, k), dtype=np.int32)
+    heap_n = np.zeros((n_parts, n_items), dtype=np.int64)
+    root_v = np.empty((n_parts, n_items), dtype=np.float64)
+    root_j = np.empty((n_parts, n_items), dtype=np.int32)
+    # popular items (low ranks) walk the most: smaller blocks keep the progress bar honest
+    block = block_size or max(1, -(-n_items // 20))
+    for start in _blocks(n_items, block, progress, similarity):
+        kernels.topk_symmetric(start, min(start + block, n_items), P.indptr, P.indices, col_pos, col_vals,
+                               W.indptr, W.indices, W.data, unweighted, mode, sa, sb, label, n_users, threshold,
+                               heap_v, heap_j, heap_n, root_v, root_j, partners_before)
+    del P, col_pos, col_vals
+    out_j = np.empty((n_items, k), dtype=np.int32)
+    out_v = np.empty((n_items, k), dtype=np.float64)
+    out_n = np.zeros(n_items, dtype=np.int64)
+    kernels.merge_heaps(heap_v, heap_j, heap_n, out_j, out_v, out_n)
+    return out_j, out_v, out_n
+
+
+def _fit_blocked(W, unweighted, mode, sa, sb, label, n_users, k, threshold, block_size, progress, similarity):
+    """Every item's row accumulated on its own, a block of items at a time (``kernels.topk_block``):
+    memory bounded by the block whatever the catalogue size. Same returns as ``_fit_symmetric``."""
+    n_items = W.shape[1]
+    Wc = W.tocsc()
+    block = block_size or max(1, min(n_items, _BLOCK_ENTRIES // k, max(2048, -(-n_items // 20))))
+    out_j = np.empty((n_items, k), dtype=np.int32)
+    out_v = np.empty((n_items, k), dtype=np.float64)
+    out_n = np.zeros(n_items, dtype=np.int64)
+    for start in _blocks(n_items, block, progress, similarity):
+        rows = slice(start, min(start + block, n_items))
+        items = np.arange(rows.start, rows.stop, dtype=np.int32)
         kernels.topk_block(items, Wc.indptr, Wc.indices, Wc.data, W.indptr, W.indices, W.data, unweighted,
-                           weighting.mode, sa, sb, order, float(n_users), k, float(threshold), out_j, out_v, out_n)
-        keep = np.arange(k)[np.newaxis, :] < out_n[:, np.newaxis]
-        parts_j.append(out_j[keep])
-        parts_v.append(out_v[keep])
-        indptr[start + 1:start + 1 + len(items)] = out_n
-    np.cumsum(indptr, out=indptr)
-    data = np.concatenate(parts_v) if parts_v else np.zeros(0)
-    indices = np.concatenate(parts_j) if parts_j else np.zeros(0, dtype=np.int32)
-    S = sp.csr_matrix((data, indices, indptr), shape=(n_items, n_items))[rank]  # rows back in item order
-    logger.info("%s similarity: %d items, %d neighbour pairs", similarity, n_items, S.nnz)
-    return S, np.asarray(weighting.shift, dtype=np.float64)
+                           mode, sa, sb, label, n_users, k, threshold, out_j[rows], out_v[rows], out_n[rows])
+    return out_j, out_v, out_n

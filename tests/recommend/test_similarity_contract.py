@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from pippin.recommend import SIMILARITIES, item_similarity
+from pippin.recommend import similarity as similarity_module
 
 
 def _matrix(seed: int, *, rated: bool, n_users=60, n_items=25, density=0.2) -> sp.csr_matrix:
@@ -70,10 +71,18 @@ def _expected_rows(name, R, top_k, threshold):
     return sim, rows
 
 
+@pytest.fixture(params=["symmetric", "blocked"])
+def fit_path(request, monkeypatch):
+    """Run a test through both fits: the pairwise-symmetric one and the memory-bounded blocked one."""
+    if request.param == "blocked":
+        monkeypatch.setattr(similarity_module, "_SYMMETRIC_BUDGET", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("rated", [False, True], ids=["binary", "rated"])
 @pytest.mark.parametrize("top_k", [3, None])
 @pytest.mark.parametrize("name", sorted(SIMILARITIES))
-def test_matches_brute_force(name, top_k, rated):
+def test_matches_brute_force(name, top_k, rated, fit_path):
     X = _matrix(7, rated=rated)
     R = X.toarray()
     threshold = 0.0 if name != "pearson" else 0.01
@@ -91,7 +100,7 @@ def test_matches_brute_force(name, top_k, rated):
 
 
 @pytest.mark.parametrize("name", sorted(SIMILARITIES))
-def test_block_size_does_not_change_the_result(name):
+def test_block_size_does_not_change_the_result(name, fit_path):
     X = _matrix(3, rated=True, n_users=80, n_items=40)
     a, _ = item_similarity(X, similarity=name, top_k=5, threshold=0.0, block_size=1)
     b, _ = item_similarity(X, similarity=name, top_k=5, threshold=0.0, block_size=1000)
@@ -115,3 +124,34 @@ def test_pearson_shift_is_the_item_mean_for_ratings():
     np.testing.assert_allclose(shift, expected)
     _, shift_binary = item_similarity(_matrix(2, rated=False), similarity="pearson", top_k=5)
     assert not shift_binary.any()
+
+
+@pytest.mark.parametrize("rated", [False, True], ids=["binary", "rated"])
+@pytest.mark.parametrize("name", sorted(SIMILARITIES))
+def test_both_fits_and_both_pair_orientations_give_identical_tables(name, rated, monkeypatch):
+    X = _matrix(11, rated=rated, n_users=300, n_items=120, density=0.1)
+    tables = []
+    for budget, before in ((1 << 30, False), (1 << 30, True), (0, False)):
+        monkeypatch.setattr(similarity_module, "_SYMMETRIC_BUDGET", budget)
+        weigh = SIMILARITIES[name]
+        monkeypatch.setitem(similarity_module.SIMILARITIES, name,
+                            lambda M, weigh=weigh, before=before: _oriented(weigh(M), before))
+        tables.append(item_similarity(X, similarity=name, top_k=7, threshold=-1.0 if name == "pearson" else 0.0)[0])
+        monkeypatch.setitem(similarity_module.SIMILARITIES, name, weigh)
+    for other in tables[1:]:
+        assert np.array_equal(tables[0].indptr, other.indptr) and np.array_equal(tables[0].indices, other.indices)
+        assert np.array_equal(tables[0].data, other.data)  # bit for bit: each pair's value is computed once
+
+
+def _oriented(weighting, before):
+    weighting.partners_before = before
+    return weighting
+
+
+@pytest.mark.parametrize("name", sorted(SIMILARITIES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_callers_matrix_is_left_untouched(name, dtype):
+    X = _matrix(5, rated=True).astype(dtype)  # float32: the weights may share X's values
+    before = (X.data.copy(), X.indices.copy(), X.indptr.copy())
+    item_similarity(X, similarity=name, top_k=3)
+    assert all(np.array_equal(a, b) for a, b in zip(before, (X.data, X.indices, X.indptr)))
