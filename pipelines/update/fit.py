@@ -5,7 +5,7 @@ Signature (a contract other modules rely on)::
     fit_network(spec, inputs, targets, *, epochs, batch_size, optimizer="adam",
                 learning_rate=1e-3, lr_schedule="cosine", weight_decay=0.0, momentum=0.9,
                 validation=None, early_stopping_patience=None, random_state=None,
-                progress=None) -> (trained_spec, history)
+                progress=None, augment=None) -> (trained_spec, history)
 
 - ``spec``: a ``pippin.spec.Model`` neural network (e.g. from ``pipelines.builder``).
 - ``inputs``: ``[n_samples, *input_shape]`` float32 array for a one-input network,
@@ -25,7 +25,11 @@ Signature (a contract other modules rely on)::
   ``val_accuracy``) per epoch; with ``early_stopping_patience`` training stops after
   that many epochs without a lower ``val_loss`` and the best epoch's weights are
   returned (with validation, always the best epoch's weights).
-- ``random_state``: seeds the shuffling; the same seed gives the same bytes.
+- ``augment``: called on every training mini-batch as ``augment(batch, rng)`` with
+  ``batch`` the dict ``{input name: [batch, *input_shape] array}`` (a copy it may
+  change) and the shuffling generator; returns the batch to train on (data
+  augmentation; validation batches are never augmented).
+- ``random_state``: seeds the shuffling (and ``augment``'s generator); the same seed gives the same bytes.
 - ``progress``: called after each epoch with a dict (``epoch``, ``loss``,
   ``accuracy`` (running accuracy over the epoch's mini-batches, while training), ``val_loss``, ``val_accuracy``, ``learning_rate``); returning
   False stops training.
@@ -100,7 +104,7 @@ def _targets(spec, targets, loss_kind, n, where):
 def fit_network(spec: Model, inputs, targets, *, epochs: int, batch_size: int, optimizer: str = "adam",
                 learning_rate: float = 1e-3, lr_schedule: str | None = "cosine", weight_decay: float = 0.0,
                 momentum: float = 0.9, validation=None, early_stopping_patience: int | None = None,
-                random_state=None, progress=None):
+                random_state=None, progress=None, augment=None):
     """Train all weights of ``spec``'s network; see the module docstring for every argument.
 
     Returns
@@ -146,6 +150,8 @@ def fit_network(spec: Model, inputs, targets, *, epochs: int, batch_size: int, o
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
             batch = {k: v[idx] for k, v in blobs.items()}
+            if augment is not None:
+                batch = augment(batch, rng)
             total += trainer.step(batch, target[idx], learning_rate=lr) * len(idx)
             if classify:
                 correct += n_correct(trainer.last_output, target[idx])

@@ -23,7 +23,7 @@ def demo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(demo, tmp_path_factory):
-    clf = SoundClassifier(epochs=4, validation_fraction=0.25, random_state=0, progress=False)
+    clf = SoundClassifier(epochs=8, validation_fraction=0.25, random_state=0, progress=False)
     rows = []
     clf.train(demo, on_epoch=rows.append)
     path = clf.export(tmp_path_factory.mktemp("model") / "demo.mlmodel")

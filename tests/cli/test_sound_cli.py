@@ -117,3 +117,18 @@ def test_predict_with_a_model_that_is_not_a_classifier(tmp_path, capsys):
     soundfile.write(str(wav), np.zeros(16000), 16000)
     code, _, err = _run(capsys, "predict", str(tmp_path / "pre.mlmodel"), str(wav))
     assert code == 2 and "not a sound classifier" in err and "pre.mlmodel" in err
+
+
+def test_train_sound_defaults_are_the_classifiers_defaults():
+    """The CLI spells its defaults out (so --help shows them); they must not drift from the API's."""
+    import inspect
+
+    from pippin.audio import SoundClassifier
+    from pippin.pipelines.cli.main import build_parser
+
+    args = build_parser().parse_args(["train", "sound", "DATA", "-o", "m.mlmodel"])
+    api = {k: p.default for k, p in inspect.signature(SoundClassifier).parameters.items()}
+    cli = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+           "validation_fraction": args.validation_fraction, "early_stopping_patience": args.patience,
+           "overlap": args.overlap, "augment": args.augment}
+    assert cli == {k: api[k] for k in cli}

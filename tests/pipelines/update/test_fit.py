@@ -137,3 +137,23 @@ def test_bad_arguments():
         fit_network(small_sound_net(), x, np.array(["zebra"] * 8, dtype=object), epochs=1, batch_size=4)
     with pytest.raises(PipelineError, match="shape"):
         fit_network(small_sound_net(), x[:, :, :6], y, epochs=1, batch_size=4)
+
+
+def test_augment_sees_every_training_batch_and_never_validation():
+    x, y = _data(n=40)
+    seen = []
+
+    def augment(batch, rng):
+        (name, values), = batch.items()
+        seen.append(len(values))
+        return {name: values + rng.normal(0, 0.1, values.shape).astype(np.float32)}
+
+    spec = small_sound_net()
+    trained, history = fit_network(spec, x, y, epochs=2, batch_size=16, validation=(x[:8], y[:8]),
+                                   random_state=0, augment=augment)
+    assert seen == [16, 16, 8] * 2
+    plain, _ = fit_network(spec, x, y, epochs=2, batch_size=16, validation=(x[:8], y[:8]), random_state=0)
+    assert trained.SerializeToString() != plain.SerializeToString()  # the augmented batches were trained on
+    again, _ = fit_network(spec, x, y, epochs=2, batch_size=16, validation=(x[:8], y[:8]), random_state=0,
+                           augment=augment)
+    assert trained.SerializeToString() == again.SerializeToString()  # seeded: the same bytes
