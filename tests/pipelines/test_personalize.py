@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
+from pippin.audio.network import DENSE_UNITS
 from pippin.pipelines import load
 from pippin.pipelines.cli.main import main
 from pippin.pipelines.personalize import embedding_network, personalize_head, personalize_knn, sound_parts
@@ -53,7 +54,7 @@ def test_embedding_network_is_the_classifier_cut_before_its_last_dense_layer(sou
     _, net, _ = sound_parts(spec_io.load(sounds["model"]))
     embed_spec, n_dims = embedding_network(net)
     kinds = [layer.WhichOneof("layer") for layer in embed_spec.neuralNetwork.layers]
-    assert n_dims == 32 and kinds[-2:] == ["activation", "l2normalize"] and kinds.count("innerProduct") == 1
+    assert n_dims == DENSE_UNITS and kinds[-2:] == ["activation", "l2normalize"] and kinds.count("innerProduct") == 1
     x = np.random.default_rng(0).normal(size=(3, 1, 96, 64)).astype(np.float32)
     e = load(embed_spec).predict_batch({"preprocessedAudio": x})["embedding"]
     np.testing.assert_allclose(np.linalg.norm(np.asarray(e).reshape(3, -1), axis=1), 1.0, rtol=1e-5)
