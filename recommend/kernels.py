@@ -33,6 +33,56 @@ MODE_JACCARD = 1  # c / (sa[i] + sa[j] - c)  (sa = item counts)
 MODE_PHI = 2  # (c / n - sa[i] sa[j]) / (sb[i] sb[j])  (sa = item frequency, sb = its std)
 
 
+# Which of a user's items ``_accumulate`` walks for item ``i``: all of them, or only those
+# after (or before) ``i`` in the user's sorted row.
+WALK_ALL = 0
+WALK_AFTER = 1
+WALK_BEFORE = 2
+
+
+@njit(inline="always")
+def _accumulate(i, col_ptr, col_users, col_vals, col_pos, row_ptr, row_items, row_vals, unweighted, side,
+                acc, seen, touched):
+    """Add ``a[u, i] * b[u, j]`` into ``acc[j]`` over the users ``u`` of ``i``; list each new ``j``
+    in ``touched`` and return how many. ``col_pos`` is read only when ``side`` is not WALK_ALL."""
+    n_touched = 0
+    for p in range(col_ptr[i], col_ptr[i + 1]):
+        u = col_users[p]
+        if side == WALK_ALL:
+            lo, hi = row_ptr[u], row_ptr[u + 1]
+        elif side == WALK_AFTER:
+            lo, hi = col_pos[p] + 1, row_ptr[u + 1]
+        else:
+            lo, hi = row_ptr[u], col_pos[p]
+        if unweighted:  # 0/1 data: count without streaming the values; a 0 count marks "untouched"
+            for q in range(lo, hi):
+                j = row_items[q]
+                if acc[j] == 0:
+                    touched[n_touched] = j
+                    n_touched += 1
+                acc[j] += 1
+        else:
+            a = col_vals[p]
+            for q in range(lo, hi):
+                j = row_items[q]
+                if not seen[j]:
+                    seen[j] = True
+                    touched[n_touched] = j
+                    n_touched += 1
+                acc[j] += a * row_vals[q]
+    return n_touched
+
+
+@njit(inline="always")
+def _similarity(mode, c, i, j, sa, sb, n_users):
+    """The similarity of items ``i`` and ``j`` from their accumulated co-occurrence ``c``."""
+    if mode == MODE_DOT:
+        return c * (sa[i] * sb[j])  # exactly symmetric when sa == sb
+    if mode == MODE_JACCARD:
+        return c / (sa[i] + sa[j] - c)
+    return (c / n_users - sa[i] * sa[j]) / (sb[i] * sb[j])
+
+
 @njit(parallel=True, nogil=True, cache=True)
 def topk_block(items, col_ptr, col_users, col_vals, row_ptr, row_items, row_vals, unweighted,
                mode, sa, sb, label, n_users, top_k, threshold, out_j, out_v, out_n):
@@ -55,27 +105,9 @@ def topk_block(items, col_ptr, col_users, col_vals, row_ptr, row_items, row_vals
         hj = np.empty(top_k, dtype=np.int32)
         for r in range(chunk, n_rows, n_chunks):  # interleaved rows balance popular items
             i = items[r]
-            n_touched = 0
-            if unweighted:  # 0/1 data: count without streaming the values; a 0 count marks "untouched"
-                for p in range(col_ptr[i], col_ptr[i + 1]):
-                    u = col_users[p]
-                    for q in range(row_ptr[u], row_ptr[u + 1]):
-                        j = row_items[q]
-                        if acc[j] == 0:
-                            touched[n_touched] = j
-                            n_touched += 1
-                        acc[j] += 1
-            else:
-                for p in range(col_ptr[i], col_ptr[i + 1]):
-                    u = col_users[p]
-                    a = col_vals[p]
-                    for q in range(row_ptr[u], row_ptr[u + 1]):
-                        j = row_items[q]
-                        if not seen[j]:
-                            seen[j] = True
-                            touched[n_touched] = j
-                            n_touched += 1
-                        acc[j] += a * row_vals[q]
+            # WALK_ALL never reads col_pos, so col_users stands in for it
+            n_touched = _accumulate(i, col_ptr, col_users, col_vals, col_users, row_ptr, row_items, row_vals,
+                                    unweighted, WALK_ALL, acc, seen, touched)
             size = 0
             for t in range(n_touched):
                 j = touched[t]
@@ -84,12 +116,7 @@ def topk_block(items, col_ptr, col_users, col_vals, row_ptr, row_items, row_vals
                 seen[j] = False
                 if j == i:
                     continue
-                if mode == MODE_DOT:
-                    s = c * (sa[i] * sb[j])  # exactly symmetric when sa == sb
-                elif mode == MODE_JACCARD:
-                    s = c / (sa[i] + sa[j] - c)
-                else:
-                    s = (c / n_users - sa[i] * sa[j]) / (sb[i] * sb[j])
+                s = _similarity(mode, c, i, j, sa, sb, n_users)
                 if s >= threshold:
                     size = heap_push(hv, hj, size, top_k, s, label[j])
             heap_sort_desc(hv, hj, size)
@@ -129,47 +156,22 @@ def topk_symmetric(start, stop, col_ptr, col_users, col_pos, col_vals, row_ptr, 
     n_items = sa.shape[0]
     n_parts = heap_v.shape[0]
     top_k = heap_v.shape[2]
+    side = WALK_BEFORE if partners_before else WALK_AFTER
     for part in prange(n_parts):
         acc = np.zeros(n_items, dtype=col_vals.dtype)
         touched = np.empty(n_items, dtype=np.int32)
         seen = np.zeros(n_items, dtype=np.bool_)
         hv, hj, hn, rv, rj = heap_v[part], heap_j[part], heap_n[part], root_v[part], root_j[part]
         for i in range(start + part, stop, n_parts):  # interleaved rows balance popular items
-            n_touched = 0
-            if unweighted:
-                for p in range(col_ptr[i], col_ptr[i + 1]):
-                    u = col_users[p]
-                    lo, hi = (row_ptr[u], col_pos[p]) if partners_before else (col_pos[p] + 1, row_ptr[u + 1])
-                    for q in range(lo, hi):
-                        j = row_items[q]
-                        if acc[j] == 0:
-                            touched[n_touched] = j
-                            n_touched += 1
-                        acc[j] += 1
-            else:
-                for p in range(col_ptr[i], col_ptr[i + 1]):
-                    u = col_users[p]
-                    a = col_vals[p]
-                    lo, hi = (row_ptr[u], col_pos[p]) if partners_before else (col_pos[p] + 1, row_ptr[u + 1])
-                    for q in range(lo, hi):
-                        j = row_items[q]
-                        if not seen[j]:
-                            seen[j] = True
-                            touched[n_touched] = j
-                            n_touched += 1
-                        acc[j] += a * row_vals[q]
+            n_touched = _accumulate(i, col_ptr, col_users, col_vals, col_pos, row_ptr, row_items, row_vals,
+                                    unweighted, side, acc, seen, touched)
             li = label[i]
             for t in range(n_touched):
                 j = touched[t]
                 c = acc[j]
                 acc[j] = 0
                 seen[j] = False
-                if mode == MODE_DOT:
-                    s = c * (sa[i] * sa[j])
-                elif mode == MODE_JACCARD:
-                    s = c / (sa[i] + sa[j] - c)
-                else:
-                    s = (c / n_users - sa[i] * sa[j]) / (sb[i] * sb[j])
+                s = _similarity(mode, c, i, j, sa, sb, n_users)
                 if s >= threshold:
                     _offer(hv, hj, hn, rv, rj, i, top_k, s, label[j])
                     _offer(hv, hj, hn, rv, rj, j, top_k, s, li)
