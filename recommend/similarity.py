@@ -220,20 +220,24 @@ def item_similarity(X: sp.csr_matrix, *, similarity: str = "jaccard", top_k: int
     n_parts = numba.get_num_threads()
     symmetric = weighting.mode != kernels.MODE_DOT or np.array_equal(sa, sb)
     if symmetric and n_parts * n_items * k * _HEAP_ENTRY_BYTES <= _SYMMETRIC_BUDGET:
-        out_j, out_v, out_n = _fit_symmetric(W, unweighted, weighting.mode, sa, sb, order, float(n_users), k,
-                                             float(threshold), n_parts, block_size, progress, similarity,
-                                             weighting.partners_before)
+        counts, indices, data = _fit_symmetric(W, unweighted, weighting.mode, sa, sb, order, float(n_users), k,
+                                               float(threshold), n_parts, block_size, progress, similarity,
+                                               weighting.partners_before)
     else:
-        out_j, out_v, out_n = _fit_blocked(W, unweighted, weighting.mode, sa, sb, order, float(n_users), k,
-                                           float(threshold), block_size, progress, similarity)
+        counts, indices, data = _fit_blocked(W, unweighted, weighting.mode, sa, sb, order, float(n_users), k,
+                                             float(threshold), block_size, progress, similarity)
     indptr = np.zeros(n_items + 1, dtype=np.int64)
-    indptr[1:] = out_n
-    keep = np.arange(k)[np.newaxis, :] < out_n[:, np.newaxis]
-    data, indices = out_v[keep], out_j[keep]
-    np.cumsum(indptr, out=indptr)
+    np.cumsum(counts, out=indptr[1:])
     S = sp.csr_matrix((data, indices, indptr), shape=(n_items, n_items))[rank]  # rows back in item order
     logger.info("%s similarity: %d items, %d neighbour pairs", similarity, n_items, S.nnz)
     return S, np.asarray(weighting.shift, dtype=np.float64)
+
+
+def _kept(out_j: np.ndarray, out_v: np.ndarray, out_n: np.ndarray):
+    """The filled part of each row of top-k buffers [shape=(n_rows, k)], rows concatenated:
+    (indices, values)."""
+    keep = np.arange(out_j.shape[1])[np.newaxis, :] < out_n[:, np.newaxis]
+    return out_j[keep], out_v[keep]
 
 
 def _blocks(n_items: int, block: int, progress: bool, similarity: str):
@@ -249,7 +253,8 @@ def _fit_symmetric(W, unweighted, mode, sa, sb, label, n_users, k, threshold, n_
                    similarity, partners_before):
     """Each co-occurring pair accumulated once and offered to both items (``kernels.topk_symmetric``).
 
-    Returns out_j, out_v [shape=(n_items, k)] best first, and out_n [shape=(n_items,)].
+    Returns counts [shape=(n_items,)], then the neighbour indices and values of all rows,
+    concatenated, each row best first.
     """
     n_items = W.shape[1]
     # CSC whose values are each entry's position in the CSR: where user u's row passes item i
@@ -273,21 +278,29 @@ def _fit_symmetric(W, unweighted, mode, sa, sb, label, n_users, k, threshold, n_
     out_v = np.empty((n_items, k), dtype=np.float64)
     out_n = np.zeros(n_items, dtype=np.int64)
     kernels.merge_heaps(heap_v, heap_j, heap_n, out_j, out_v, out_n)
-    return out_j, out_v, out_n
+    del heap_v, heap_j
+    return (out_n, *_kept(out_j, out_v, out_n))
 
 
 def _fit_blocked(W, unweighted, mode, sa, sb, label, n_users, k, threshold, block_size, progress, similarity):
     """Every item's row accumulated on its own, a block of items at a time (``kernels.topk_block``):
-    memory bounded by the block whatever the catalogue size. Same returns as ``_fit_symmetric``."""
+    the top-k buffers are the block's, so memory beyond the kept neighbours is bounded by the
+    block whatever the catalogue size. Same returns as ``_fit_symmetric``."""
     n_items = W.shape[1]
     Wc = W.tocsc()
     block = block_size or max(1, min(n_items, _BLOCK_ENTRIES // k, max(2048, -(-n_items // 20))))
-    out_j = np.empty((n_items, k), dtype=np.int32)
-    out_v = np.empty((n_items, k), dtype=np.float64)
-    out_n = np.zeros(n_items, dtype=np.int64)
+    counts = np.zeros(n_items, dtype=np.int64)
+    parts_j, parts_v = [], []
     for start in _blocks(n_items, block, progress, similarity):
-        rows = slice(start, min(start + block, n_items))
-        items = np.arange(rows.start, rows.stop, dtype=np.int32)
+        items = np.arange(start, min(start + block, n_items), dtype=np.int32)
+        out_j = np.empty((len(items), k), dtype=np.int32)
+        out_v = np.empty((len(items), k), dtype=np.float64)
+        out_n = counts[start:start + len(items)]
         kernels.topk_block(items, Wc.indptr, Wc.indices, Wc.data, W.indptr, W.indices, W.data, unweighted,
-                           mode, sa, sb, label, n_users, k, threshold, out_j[rows], out_v[rows], out_n[rows])
-    return out_j, out_v, out_n
+                           mode, sa, sb, label, n_users, k, threshold, out_j, out_v, out_n)
+        kept_j, kept_v = _kept(out_j, out_v, out_n)
+        parts_j.append(kept_j)
+        parts_v.append(kept_v)
+    indices = np.concatenate(parts_j) if parts_j else np.zeros(0, dtype=np.int32)
+    values = np.concatenate(parts_v) if parts_v else np.zeros(0)
+    return counts, indices, values
