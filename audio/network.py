@@ -94,8 +94,9 @@ class _FanInUniform:
     Why not the builder's He/Glorot default (2.45x wider): before batchnorm a
     convolution's scale changes only the effective step size (Adam moves weights by
     about the learning rate, whatever their size), and the PyTorch reference the
-    issue measured used these. On FSDD with augmentation it scored 0.993 and 0.987
-    (seeds 0, 1) against 0.990 and 0.983 with He/Glorot.
+    issue measured used these. On FSDD with augmentation (the 16/32/32 CNN, 20
+    epochs, no validation split) it scored 0.993 and 0.987 (seeds 0, 1) against
+    0.990 and 0.983 with He/Glorot.
     """
 
     def __init__(self, seed: int):
