@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets.sound import SoundDataset, load_sound_dataset
-from ..pipelines.estimator import ParamsMixin
+from ..pipelines.update.estimator import ParamsMixin
 from ..spec import io as spec_io
 from .augment import PatchAugmenter
 from .errors import AudioError

@@ -13,7 +13,7 @@ product; both run in float32 over all frames of a clip at once, and a thread
 pool spreads clips over cores (scipy.fft and BLAS release the GIL).
 
 This module is pure numerics (NumPy + scipy.fft): the runtime
-(``pippin.pipelines.sound_analysis``), the trainer and the benchmarks all use it.
+(``pippin.pipelines.runtime.sound_analysis``), the trainer and the benchmarks all use it.
 """
 
 from __future__ import annotations

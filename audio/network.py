@@ -19,8 +19,8 @@ import math
 
 import numpy as np
 
-from ..pipelines.builder import NetworkBuilder
-from ..pipelines.pipeline_builder import PipelineClassifier
+from ..pipelines.build.network import NetworkBuilder
+from ..pipelines.build.pipeline import PipelineClassifier
 from ..spec import Model
 from ..spec import __version__ as PIPPIN_VERSION
 from .frontend import N_MELS, PATCH_FRAMES, SAMPLE_RATE

@@ -2,7 +2,7 @@
 
 The model takes 975 ms of 16 kHz mono audio (``audioSamples``, FLOAT32 [15600])
 and gives its log-mel patch (FLOAT32 [1, 96, 64]); ``pippin.audio.frontend``
-holds the numerics and ``pippin.pipelines.sound_analysis`` runs it.
+holds the numerics and ``pippin.pipelines.runtime.sound_analysis`` runs it.
 """
 
 from __future__ import annotations

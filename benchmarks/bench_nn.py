@@ -33,7 +33,7 @@ TRAIN_BATCHES = (16, 32, 64)
 
 
 def sound_net_spec(seed=0):
-    from pippin.pipelines.builder import NetworkBuilder
+    from pippin.pipelines.build.network import NetworkBuilder
 
     b = NetworkBuilder(inputs=[("x", (1, 96, 64))], outputs=["probs"], mode="classifier",
                        class_labels=[str(i) for i in range(10)], seed=seed)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..pipelines.topk_heap import heap_push, heap_sort_desc, worse
+from ..pipelines.runtime.topk_heap import heap_push, heap_sort_desc, worse
 
 # How an accumulated value ``c`` (the weighted co-occurrence of items i and j)
 # becomes a similarity; ``sa``/``sb`` are per-item statistics chosen by the caller.

@@ -20,8 +20,8 @@ import os
 import numpy as np
 import scipy.sparse as sp
 
-from ..pipelines.estimator import ParamsMixin
-from ..pipelines.item_similarity import recommend_topk
+from ..pipelines.update.estimator import ParamsMixin
+from ..pipelines.runtime.item_similarity import recommend_topk
 from .errors import RecommendError
 from .matrix import encode_items, to_interactions
 from .similarity import SIMILARITIES, item_similarity

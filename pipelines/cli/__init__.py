@@ -1,4 +1,4 @@
-"""The ``pippin`` command line (``pippin --help`` lists the commands)."""
+"""The ``pippin`` command line and the demo: the one room allowed to import every other (``pippin --help`` lists the commands)."""
 
 from .main import build_parser, main as _main
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..delta import Delta, apply_bytes, write_atomically
+from ..personalize.delta import Delta, apply_bytes, write_atomically
 from .exit_codes import HELP_EPILOG
 from .output import Result
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..demo import run_demo
+from .demo import run_demo
 from .exit_codes import CHECK_FAILED, HELP_EPILOG, OK
 from .output import Result, info
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ..delta import diff
+from ..personalize.delta import diff
 from .exit_codes import HELP_EPILOG
 from .output import Result
 

@@ -35,9 +35,9 @@ def _matrix(model, path, *, user, item, rating, users=None):
 
 
 def run(args, spec) -> Result:
-    from ...pipelines import load
+    from .. import load
     from ...recommend.evaluate import coverage, map_at_k, ndcg_at_k, precision_at_k, recall_at_k
-    from ..item_similarity import recommend_topk
+    from ..runtime.item_similarity import recommend_topk
 
     if not (args.history and args.holdout):
         raise PippinError("a recommender needs --history TRAIN and --holdout TEST tables", where="pippin evaluate")

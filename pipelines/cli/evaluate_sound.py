@@ -9,7 +9,7 @@ from .predict_cmd import model_overlap
 
 def run(args, spec) -> Result:
     from ...audio.classifier import evaluate_model
-    from ..runtime import load
+    from ..runtime.model import load
 
     if not args.data:
         raise SpecError("a sound classifier needs DATA: a labelled audio folder or a path,label table",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...spec import io as spec_io
-from ..delta import Delta, merge
+from ..personalize.delta import Delta, merge
 from .exit_codes import HELP_EPILOG
 from .output import Result
 

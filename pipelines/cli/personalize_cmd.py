@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ...spec import io as spec_io
-from ..personalize import personalize_head, personalize_knn, sound_parts
-from ..runtime import load
+from ..personalize.sound import personalize_head, personalize_knn, sound_parts
+from ..runtime.model import load
 from .exit_codes import HELP_EPILOG
 from .output import Result, warn
 from .update_cmd import ProgressReporter

@@ -40,7 +40,7 @@ def model_overlap(model, override: float | None) -> float:
 
 def run(args) -> Result:
     from ...audio.inference import classify_files
-    from ..runtime import load
+    from ..runtime.model import load
 
     model = load(args.model)
     results, skipped = classify_files(model, args.files, overlap=model_overlap(model, args.overlap),

@@ -38,8 +38,8 @@ def add_parser(subparsers, parents):
 
 
 def _load(path):
-    from ...pipelines import load
-    from ...pipelines.errors import PipelineError
+    from .. import load
+    from ..errors import PipelineError
 
     model = load(path)
     if model.kind != "itemSimilarityRecommender":
@@ -92,7 +92,7 @@ def _many_users(args, model) -> Result:
     import pandas as pd
 
     from ...datasets.interactions import load_interactions
-    from ..item_similarity import recommend_topk
+    from ..runtime.item_similarity import recommend_topk
 
     table = load_interactions(args.histories, user=args.user_col, item=args.item_col, rating=args.rating_col)
     table = table.drop_duplicates([args.user_col, args.item_col], keep="last")

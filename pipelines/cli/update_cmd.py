@@ -19,9 +19,9 @@ import numpy as np
 
 from ...spec import io as spec_io
 from ..errors import PipelineError
-from ..pipeline import update_model
-from ..runtime import load
-from ..training_data import load_training_data, n_examples, training_inputs
+from ..runtime.pipeline import update_model
+from ..runtime.model import load
+from ..update.training_data import load_training_data, n_examples, training_inputs
 from .exit_codes import HELP_EPILOG
 from .output import Result
 

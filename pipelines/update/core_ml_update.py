@@ -120,7 +120,7 @@ def update_network(model, training_data: dict, *, epochs: int | None = None, pro
     model : NeuralNetworkModel
         A new model whose spec differs from the original only in the trained weights.
     """
-    from ..runtime import load
+    from ..runtime.model import load
 
     if not hasattr(model, "spec") or not hasattr(model, "predict_batch"):
         model = load(model)

@@ -7,7 +7,7 @@ Signature (a contract other modules rely on)::
                 validation=None, early_stopping_patience=None, random_state=None,
                 progress=None, augment=None) -> (trained_spec, history)
 
-- ``spec``: a ``pippin.spec.Model`` neural network (e.g. from ``pipelines.builder``).
+- ``spec``: a ``pippin.spec.Model`` neural network (e.g. from ``pippin.pipelines.build.NetworkBuilder``).
 - ``inputs``: ``[n_samples, *input_shape]`` float32 array for a one-input network,
   or a dict ``{input name: array}``.
 - ``targets``: class indices ``[n_samples]`` (or the class labels themselves, for a

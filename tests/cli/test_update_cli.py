@@ -68,7 +68,7 @@ def test_update_refuses_a_non_updatable_model(tmp_path, capsys):
 
 
 def test_update_trains_an_updatable_network_classifier_from_a_table(tmp_path, capsys):
-    from pippin.pipelines.builder import NetworkBuilder
+    from pippin.pipelines.build.network import NetworkBuilder
 
     b = NetworkBuilder(inputs=[("x", (4,))], outputs=["probs"], mode="classifier", class_labels=["lo", "hi"], seed=1)
     b.add_dense("fc", "x", "logits", n_out=2)

@@ -3,7 +3,7 @@ import pytest
 
 import pippin.pipelines as pp
 from pippin.pipelines import PipelineError
-from pippin.pipelines.builder import NetworkBuilder
+from pippin.pipelines.build.network import NetworkBuilder
 from pippin.spec import loads
 from pippin.spec.validate import validate
 

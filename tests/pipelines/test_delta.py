@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pippin.pipelines import KNearestNeighborsClassifier, PipelineError, load
-from pippin.pipelines.delta import Delta, apply, diff, merge
+from pippin.pipelines.personalize.delta import Delta, apply, diff, merge
 from pippin.spec import io as spec_io
 
 
@@ -108,7 +108,7 @@ def test_a_corrupt_delta_file_is_named(tmp_path):
 
 def test_apply_restores_map_entry_order_written_by_another_process(tmp_path):
     """Python protobuf writes map entries in a per-process order; apply must still match the file."""
-    from pippin.pipelines.delta_wire import map_orders, reorder_maps
+    from pippin.pipelines.personalize.delta_wire import map_orders, reorder_maps
     from pippin.spec import Model
 
     spec = dense_spec()
@@ -122,6 +122,6 @@ def test_apply_restores_map_entry_order_written_by_another_process(tmp_path):
     updated = tmp_path / "updated.mlmodel"
     updated.write_bytes(shuffled)
     delta = diff(base, updated)
-    from pippin.pipelines.delta import apply_bytes
+    from pippin.pipelines.personalize.delta import apply_bytes
 
     assert apply_bytes(base, delta) == shuffled

@@ -11,7 +11,7 @@ import pytest
 from pippin.audio.network import DENSE_UNITS
 from pippin.pipelines import load
 from pippin.pipelines.cli.main import main
-from pippin.pipelines.personalize import embedding_network, personalize_head, personalize_knn, sound_parts
+from pippin.pipelines.personalize.sound import embedding_network, personalize_head, personalize_knn, sound_parts
 from pippin.spec import io as spec_io
 
 OLD, NEW = ("tone", "noise", "hum"), ("chirp", "clicks")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from pippin.pipelines.topk_heap import heap_push, heap_sort_desc
+from pippin.pipelines.runtime.topk_heap import heap_push, heap_sort_desc
 
 
 @njit

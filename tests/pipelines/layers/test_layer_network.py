@@ -3,7 +3,7 @@
 import numpy as np
 
 import pippin.pipelines as pp
-from pippin.pipelines.builder import NetworkBuilder
+from pippin.pipelines.build.network import NetworkBuilder
 from pippin.pipelines.layers import network
 
 

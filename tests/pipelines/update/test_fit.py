@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pippin.pipelines import PipelineError
-from pippin.pipelines.builder import NetworkBuilder
+from pippin.pipelines.build.network import NetworkBuilder
 from pippin.pipelines.update import fit_network
 from pippin.spec.validate import validate
 

@@ -65,7 +65,7 @@ def test_shuffled_update_uses_the_seeded_order():
 
 
 def test_regressor_mean_squared_error_matches_torch():
-    from pippin.pipelines.builder import NetworkBuilder
+    from pippin.pipelines.build.network import NetworkBuilder
 
     b = NetworkBuilder(inputs=[("x", (4,))], outputs=["out"], mode="regressor", seed=9)
     b.add_dense("fc1", "x", "h", n_out=6)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pippin.pipelines.builder import NetworkBuilder
+from pippin.pipelines.build.network import NetworkBuilder
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

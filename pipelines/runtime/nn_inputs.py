@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import PipelineError
+from ..errors import PipelineError
 from .features import MULTIARRAY_DTYPES, feature_kind
 
 __all__ = ["array_to_blob", "blob_to_output", "images_to_blob", "preprocess", "image_size"]

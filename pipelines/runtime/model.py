@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
-from ..spec import Model
-from ..spec import io as spec_io
-from .errors import PipelineError
+from ...spec import Model
+from ...spec import io as spec_io
+from ..errors import PipelineError
 from .features import batch_to_single, feature_kind, single_to_batch, to_batch
 
 MODEL_KINDS: dict[str, type["RunnableModel"]] = {}

@@ -14,9 +14,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..spec import Model
-from ..spec import io as spec_io
-from .errors import PipelineError
+from ...spec import Model
+from ...spec import io as spec_io
+from ..errors import PipelineError
 
 __all__ = ["KNearestNeighborsClassifier"]
 
@@ -208,7 +208,7 @@ class KNearestNeighborsClassifier:
 
     def model(self):
         """The built model, loaded and ready to predict (a ``KNearestNeighborsModel``)."""
-        from .runtime import load
+        from ..runtime.model import load
 
         return load(self.to_spec())
 

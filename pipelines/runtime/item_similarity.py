@@ -21,9 +21,9 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
 
-from ..spec.errors import SpecError
-from .errors import PipelineError
-from .runtime import RunnableModel, register_kind
+from ...spec.errors import SpecError
+from ..errors import PipelineError
+from .model import RunnableModel, register_kind
 from .topk_heap import heap_push, heap_sort_desc
 
 __all__ = ["ItemSimilarityModel", "recommend_topk", "similarity_from_spec"]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import PipelineError
-from .runtime import RunnableModel, register_kind
+from ..errors import PipelineError
+from .model import RunnableModel, register_kind
 
 __all__ = ["IdentityModel"]
 

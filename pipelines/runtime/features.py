@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import PipelineError
+from ..errors import PipelineError
 
 MULTIARRAY_DTYPES = {65568: np.float32, 65600: np.float64, 131104: np.int32, 65552: np.float16}
 

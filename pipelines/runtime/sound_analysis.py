@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..audio.frontend import N_MELS, PATCH_FRAMES, PATCH_SAMPLES, vggish_log_mel
-from ..spec.errors import SpecError
+from ...audio.frontend import N_MELS, PATCH_FRAMES, PATCH_SAMPLES, vggish_log_mel
+from ...spec.errors import SpecError
 from .features import declared_shape, feature_kind
-from .runtime import RunnableModel, register_kind
+from .model import RunnableModel, register_kind
 
 
 @register_kind("soundAnalysisPreprocessing")

@@ -38,13 +38,13 @@ from typing import Any
 
 import numpy as np
 
-from ..spec import Model
-from .errors import PipelineError
-from .layers.weights import read_weights, write_weights
-from .knn_builder import KNearestNeighborsClassifier
-from .pipeline import pipeline_message, update_model
-from .pipeline_builder import PipelineClassifier, as_spec
-from .runtime import load
+from ...spec import Model
+from ..errors import PipelineError
+from ..layers.weights import read_weights, write_weights
+from ..build.knn import KNearestNeighborsClassifier
+from ..runtime.pipeline import pipeline_message, update_model
+from ..build.pipeline import PipelineClassifier, as_spec
+from ..runtime.model import load
 
 __all__ = ["embedding_network", "sound_parts", "embed", "personalize_knn", "personalize_head"]
 

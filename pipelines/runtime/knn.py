@@ -35,9 +35,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .errors import PipelineError
+from ..errors import PipelineError
 from .features import feature_kind
-from .runtime import RunnableModel, register_kind
+from .model import RunnableModel, register_kind
 
 __all__ = ["KNearestNeighborsModel", "vote"]
 

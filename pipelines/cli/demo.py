@@ -34,8 +34,8 @@ class DemoResult:
 
 
 def _check(spec, path, say) -> dict:
-    from ..spec.describe import describe, render_text
-    from ..spec.validate import validate
+    from ...spec.describe import describe, render_text
+    from ...spec.validate import validate
 
     problems = validate(spec)
     say(f"  validate {path.name}: " + ("valid" if not problems else f"{len(problems)} problems: {problems[0]}"))
@@ -45,7 +45,7 @@ def _check(spec, path, say) -> dict:
 
 def _sound_data(root: Path, *, clips: int, seconds: float):
     """Demo sounds split into: training kinds, the user's few new recordings, held-out clips."""
-    from ..datasets import make_demo_sounds
+    from ...datasets import make_demo_sounds
 
     data = make_demo_sounds(root / "sounds", clips_per_kind=clips, seconds=seconds, seed=0)
     train = root / "sounds-train"
@@ -70,7 +70,7 @@ def _sound_data(root: Path, *, clips: int, seconds: float):
 
 
 def _train_sound(root: Path, train: Path, *, epochs: int, say) -> Path:
-    from ..audio import SoundClassifier
+    from ...audio import SoundClassifier
 
     say(f"training a sound classifier on {train} ({epochs} epochs) ...")
     clf = SoundClassifier(epochs=epochs, random_state=0, progress=False, validation_fraction=0.0)
@@ -82,8 +82,8 @@ def _train_sound(root: Path, train: Path, *, epochs: int, say) -> Path:
 
 
 def _train_recommender(root: Path, say) -> tuple[Path, str, list]:
-    from ..datasets import make_demo_interactions
-    from ..recommend import ItemSimilarityRecommender
+    from ...datasets import make_demo_interactions
+    from ...recommend import ItemSimilarityRecommender
 
     table = make_demo_interactions(n_users=300, n_items=120, seed=0)
     csv = root / "interactions.csv"
@@ -100,8 +100,8 @@ def _windows(folder: Path):
     """Every 975 ms window of a labelled audio folder, and each window's label."""
     import numpy as np
 
-    from ..audio.io import read_windows
-    from ..datasets import load_sound_folder
+    from ...audio.io import read_windows
+    from ...datasets import load_sound_folder
 
     data = load_sound_folder(folder)
     parts = [read_windows(p, warn_short=False)[1] for p in data.paths]
@@ -110,7 +110,7 @@ def _windows(folder: Path):
 
 
 def _classify(model, path: Path) -> tuple[str, float]:
-    from ..audio.inference import classify_files
+    from ...audio.inference import classify_files
 
     results, _ = classify_files(model, [path])
     return results[0]["label"], float(results[0]["probability"])
@@ -125,9 +125,9 @@ def run_demo(folder: str | Path = "pippin-demo", *, fast: bool = False,
     DemoResult
         Paths of every file written, and what each step found.
     """
-    from ..spec import io as spec_io
-    from .personalize import personalize_knn
-    from .runtime import load
+    from ...spec import io as spec_io
+    from ..personalize.sound import personalize_knn
+    from ..runtime.model import load
 
     start = time.perf_counter()
     root = Path(folder).resolve()

@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from ..spec import Model
-from .errors import PipelineError
+from ...spec import Model
+from ..errors import PipelineError
 from .features import feature_kind
-from .layers import Layer
-from .layers import network as _network
-from .layers.fused import fuse_for_inference
+from ..layers import Layer
+from ..layers import network as _network
+from ..layers.fused import fuse_for_inference
 from .nn_inputs import array_to_blob, blob_to_output, images_to_blob, preprocess
-from .runtime import RunnableModel, register_kind
+from .model import RunnableModel, register_kind
 
 __all__ = ["NeuralNetworkModel"]
 
@@ -201,6 +201,6 @@ class NeuralNetworkModel(RunnableModel):
 
         See ``pippin.pipelines.update.update_network`` for the arguments.
         """
-        from .update import update_network  # the update engine builds on this module
+        from ..update import update_network  # the update engine builds on this module
 
         return update_network(self, training_data, epochs=epochs, progress=progress, **parameter_overrides)

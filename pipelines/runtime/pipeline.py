@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import PipelineError
+from ..errors import PipelineError
 from .features import feature_kind
-from .runtime import RunnableModel, load, register_kind
+from .model import RunnableModel, load, register_kind
 
 __all__ = ["PipelineModel", "pipeline_message", "load_stage", "update_model"]
 

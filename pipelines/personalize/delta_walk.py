@@ -1,6 +1,6 @@
 """Walking two model specs field by field (for ``delta.diff``), and replaying changes (for ``apply``).
 
-Change paths and ops are described in ``pippin.pipelines.delta``'s docstring.
+Change paths and ops are described in ``pippin.pipelines.personalize.delta``'s docstring.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import re
 
 import numpy as np
 
-from ..spec import Model
-from .errors import PipelineError
+from ...spec import Model
+from ..errors import PipelineError
 
 __all__ = ["Differ", "replay", "resolve"]
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import PipelineError
-from .features import MULTIARRAY_DTYPES, declared_shape, feature_kind
+from ..errors import PipelineError
+from ..runtime.features import MULTIARRAY_DTYPES, declared_shape, feature_kind
 
 __all__ = ["training_inputs", "load_training_data", "n_examples"]
 

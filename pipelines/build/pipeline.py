@@ -14,11 +14,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..spec import Model
-from ..spec import io as spec_io
-from .errors import PipelineError
-from .features import feature_kind
-from .pipeline import describe_feature
+from ...spec import Model
+from ...spec import io as spec_io
+from ..errors import PipelineError
+from ..runtime.features import feature_kind
+from ..runtime.pipeline import describe_feature
 
 __all__ = ["Pipeline", "PipelineClassifier", "PipelineRegressor", "as_spec"]
 
@@ -207,7 +207,7 @@ class Pipeline:
 
     def model(self):
         """The built pipeline, loaded and ready to predict."""
-        from .runtime import load
+        from ..runtime.model import load
 
         return load(self.to_spec())
 

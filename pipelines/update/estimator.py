@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 
-from ..spec.errors import PippinError
+from ...spec.errors import PippinError
 
 
 class ParamsMixin:

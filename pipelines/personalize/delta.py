@@ -49,11 +49,11 @@ from typing import Any
 
 import numpy as np
 
-from ..spec import Model
-from ..spec import io as spec_io
+from ...spec import Model
+from ...spec import io as spec_io
 from .delta_walk import Differ, replay, resolve
 from .delta_wire import map_orders, reorder_maps
-from .errors import PipelineError
+from ..errors import PipelineError
 
 write_atomically = spec_io.write_atomically
 

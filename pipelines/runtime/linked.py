@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .errors import PipelineError
-from .runtime import RunnableModel, load, register_kind
+from ..errors import PipelineError
+from .model import RunnableModel, load, register_kind
 
 __all__ = ["LinkedModel", "resolve_link"]
 

@@ -1,0 +1,17 @@
+"""Personalization and model deltas: teach a sound model new sounds, diff, apply and merge updates.
+
+- ``sound``: ``personalize_knn`` (embedding + updatable k-NN) and ``personalize_head``
+  (grow and retrain the dense head) for sound-classifier pipelines.
+- ``delta``: ``diff`` / ``apply`` / ``merge`` small, verifiable ``.mldelta`` files
+  (``delta_walk`` walks two specs field by field, ``delta_wire`` keeps map order).
+
+This room sits above the runtime and the builders and below the CLI: it imports
+``pippin.spec``, the runtime, ``layers``, ``update`` and ``build``, never a trainer,
+a dataset or the CLI (reading audio files is the caller's job).
+"""
+
+from .delta import Delta, apply, diff, merge
+from .sound import embed, embedding_network, personalize_head, personalize_knn, sound_parts
+
+__all__ = ["Delta", "diff", "apply", "merge", "personalize_knn", "personalize_head", "embed",
+           "embedding_network", "sound_parts"]
