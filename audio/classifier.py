@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,7 @@ class SoundClassifier(ParamsMixin):
 
     _param_error = AudioError
 
-    def __init__(self, epochs: int = 25, batch_size: int = 32, learning_rate: float = 3e-3,
+    def __init__(self, *, epochs: int = 25, batch_size: int = 32, learning_rate: float = 3e-3,
                  validation_fraction: float = 0.05, early_stopping_patience: int = 5, overlap: float = 0.5,
                  augment: bool = True, random_state: int | None = None, progress: bool = True):
         self.epochs = epochs
@@ -93,7 +94,7 @@ class SoundClassifier(ParamsMixin):
             if not ok:
                 raise AudioError(f"{name}={getattr(self, name)!r}, expected {expected}", where="SoundClassifier")
 
-    def train(self, dataset, *, on_epoch=None) -> "SoundClassifier":
+    def fit(self, dataset, *, on_epoch=None) -> "SoundClassifier":
         """Train from scratch on a labelled sound dataset; returns ``self``.
 
         Parameters
@@ -155,7 +156,10 @@ class SoundClassifier(ParamsMixin):
         })
         return self
 
-    fit = train
+    def train(self, dataset, *, on_epoch=None) -> "SoundClassifier":
+        """Deprecated alias of ``fit`` (every Pippin estimator's verb); kept for one release."""
+        warnings.warn("SoundClassifier.train() is deprecated; use fit()", DeprecationWarning, stacklevel=2)
+        return self.fit(dataset, on_epoch=on_epoch)
 
     def _check_labels(self, data: SoundDataset, features: ClipFeatures) -> np.ndarray:
         classes = np.asarray(data.classes, dtype=object).astype(str)

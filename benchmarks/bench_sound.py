@@ -39,7 +39,7 @@ def run_pippin(train, test, *, epochs: int, seed: int, log, validation_fraction:
     t0 = time.perf_counter()
     clf = SoundClassifier(epochs=epochs, random_state=seed, progress=False, validation_fraction=validation_fraction,
                           early_stopping_patience=patience, augment=augment)
-    clf.train(train, on_epoch=lambda r: log(f"epoch {r['epoch']}: loss {r['loss']:.4f} "
+    clf.fit(train, on_epoch=lambda r: log(f"epoch {r['epoch']}: loss {r['loss']:.4f} "
                                             f"train acc {r['train_accuracy']:.4f} val acc {r['val_accuracy'] or 0:.4f} "
                                             f"({time.perf_counter() - t0:.0f} s)"))
     t_train = time.perf_counter() - t0

@@ -29,3 +29,15 @@ def test_layer_table_is_current():
 
     readme = (REPO / "README.md").read_text()
     assert layer_table().strip() in readme, "regenerate the layer table: python -m pippin.pipelines.layers.table"
+
+
+def test_every_room_of_the_architecture_section_exists():
+    import re
+
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Architecture"):]
+    rooms = set(re.findall(r"^\| `([a-z_]+/)` \|", section, flags=re.M))
+    assert {"spec/", "audio/", "layers/", "update/", "runtime/", "build/", "personalize/", "cli/"} <= rooms
+    for room in rooms:
+        folder = REPO / room if (REPO / room).is_dir() else REPO / "pipelines" / room
+        assert folder.is_dir() and (folder / "__init__.py").exists() or room in {"tests/"}, room

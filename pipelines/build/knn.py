@@ -8,15 +8,13 @@ set, and, when updatable, training inputs ``(input, label)``.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from ...spec import Model
-from ...spec import io as spec_io
 from ..errors import PipelineError
+from .base import SpecBuilder
 
 __all__ = ["KNearestNeighborsClassifier"]
 
@@ -25,7 +23,7 @@ KNN_SPEC_VERSION = 4
 _FLOAT32, _DOUBLE = 65568, 65600
 
 
-class KNearestNeighborsClassifier:
+class KNearestNeighborsClassifier(SpecBuilder):
     """Build a k-nearest-neighbours classifier model.
 
     Parameters
@@ -201,17 +199,3 @@ class KNearestNeighborsClassifier:
         else:
             knn.uniformWeighting.SetInParent()
         return spec
-
-    @property
-    def spec(self) -> Model:
-        return self.to_spec()
-
-    def model(self):
-        """The built model, loaded and ready to predict (a ``KNearestNeighborsModel``)."""
-        from ..runtime.model import load
-
-        return load(self.to_spec())
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the model file atomically."""
-        return spec_io.save(self.to_spec(), path)

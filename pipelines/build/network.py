@@ -27,6 +27,7 @@ import numpy as np
 from ...spec import Model
 from ...spec._proto import FeatureTypes_pb2, NeuralNetwork_pb2
 from ..errors import PipelineError
+from .base import SpecBuilder
 
 __all__ = ["NetworkBuilder"]
 
@@ -43,7 +44,7 @@ def _conv_out(n, k, s, d, padding):
     return (n + a + b - ek) // s + 1
 
 
-class NetworkBuilder:
+class NetworkBuilder(SpecBuilder):
     """Assemble a ``NeuralNetwork``, ``NeuralNetworkClassifier`` or ``NeuralNetworkRegressor`` spec.
 
     Parameters
@@ -362,8 +363,7 @@ class NetworkBuilder:
         if seed is not None:
             self.network.updateParams.seed.defaultValue = seed
 
-    @property
-    def spec(self) -> Model:
+    def to_spec(self) -> Model:
         """A copy of the spec built so far."""
         out = Model()
         out.CopyFrom(self._spec)

@@ -11,12 +11,12 @@ outputs to the last stage's outputs.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from ...spec import Model
 from ...spec import io as spec_io
 from ..errors import PipelineError
+from .base import SpecBuilder
 from ..runtime.features import feature_kind
 from ..runtime.pipeline import describe_feature
 
@@ -53,7 +53,7 @@ def same_type(a, b) -> bool:
     return True
 
 
-class Pipeline:
+class Pipeline(SpecBuilder):
     """Build a ``pipeline`` model from stages.
 
     Parameters
@@ -200,20 +200,6 @@ class Pipeline:
         message.names.extend(self.names)
         self._interface(spec)
         return spec
-
-    @property
-    def spec(self) -> Model:
-        return self.to_spec()
-
-    def model(self):
-        """The built pipeline, loaded and ready to predict."""
-        from ..runtime.model import load
-
-        return load(self.to_spec())
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the pipeline file atomically."""
-        return spec_io.save(self.to_spec(), path)
 
 
 class PipelineClassifier(Pipeline):

@@ -4,9 +4,9 @@ Steps (each reported through ``say``): generate the demo sounds and interactions
 (``pippin.datasets``), train a sound classifier on all kinds but one and a
 recommender, export both, validate and inspect both, classify a clip, recommend
 for a user, then personalize the sound model with the held-out kind from five
-recordings and classify a new recording of it. Trainers are imported inside
-``run_demo`` (this module sits in the runtime package, which must not import
-them at import time).
+recordings and classify a new recording of it. It lives with the CLI, the one
+room allowed to import the trainers and datasets; they are imported inside the
+steps so that ``pippin --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def _train_sound(root: Path, train: Path, *, epochs: int, say) -> Path:
 
     say(f"training a sound classifier on {train} ({epochs} epochs) ...")
     clf = SoundClassifier(epochs=epochs, random_state=0, progress=False, validation_fraction=0.0)
-    clf.train(train)
+    clf.fit(train)
     last = clf.history_rows_[-1]
     say(f"  trained: labels {list(clf.classes_)}, final loss {last['loss']:.4f}, "
         f"train accuracy {last['train_accuracy']:.2f}")

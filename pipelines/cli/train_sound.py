@@ -52,7 +52,7 @@ def run(args) -> Result:
         validation_fraction=args.validation_fraction, early_stopping_patience=args.patience,
         overlap=args.overlap, augment=args.augment, random_state=args.seed, progress=args.show_progress,
     )
-    classifier.train(args.data, on_epoch=on_epoch)
+    classifier.fit(args.data, on_epoch=on_epoch)
     for skipped in classifier.skipped_:
         if not args.json:
             warn(f"skipped {skipped['path']}: {skipped['reason']}")

@@ -19,9 +19,8 @@ import numpy as np
 
 from ...spec import io as spec_io
 from ..errors import PipelineError
-from ..runtime.pipeline import update_model
 from ..runtime.model import load
-from ..update.training_data import load_training_data, n_examples, training_inputs
+from .training_data import load_training_data, n_examples, training_inputs
 from .exit_codes import HELP_EPILOG
 from .output import Result
 
@@ -152,11 +151,9 @@ def run(args):
         data = load_training_data(data_path, model.spec)
     overrides = {k: v for k, v in (("learning_rate", args.learning_rate), ("mini_batch_size", args.batch_size))
                  if v is not None}
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
     reporter = ProgressReporter(show=args.show_progress, total_epochs=args.epochs)
     try:
-        updated = update_model(model, data, progress=reporter, **overrides)
+        updated = model.update(data, epochs=args.epochs, progress=reporter, **overrides)
     finally:
         reporter.close()
     n = n_examples(data)

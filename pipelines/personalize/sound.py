@@ -42,7 +42,7 @@ from ...spec import Model
 from ..errors import PipelineError
 from ..layers.weights import read_weights, write_weights
 from ..build.knn import KNearestNeighborsClassifier
-from ..runtime.pipeline import pipeline_message, update_model
+from ..runtime.pipeline import pipeline_message
 from ..build.pipeline import PipelineClassifier, as_spec
 from ..runtime.model import load
 
@@ -340,7 +340,7 @@ def personalize_head(spec: Any, examples: tuple[np.ndarray, list], *, base_examp
         windows, labels = _balanced(windows, labels, base_examples, old=old, max_per_class=max_per_class, seed=seed)
     model = load(out)
     if epochs != 0:
-        model = update_model(model, {audio: windows, label_name: np.asarray(labels, dtype=object)},
+        model = model.update({audio: windows, label_name: np.asarray(labels, dtype=object)},
                              epochs=epochs, progress=progress, **overrides)
     final = model.spec
     _carry_metadata(spec, final, labels=old + new, note=f"dense head grown by {new} and updated")

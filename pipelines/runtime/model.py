@@ -114,7 +114,8 @@ class RunnableModel:
     def is_updatable(self) -> bool:
         return bool(self.spec.isUpdatable)
 
-    def update(self, training_data: dict[str, Any], **kwargs) -> "RunnableModel":
+    def update(self, training_data: dict[str, Any], *, epochs: int | None = None, progress=None,
+               **parameter_overrides) -> "RunnableModel":
         """Train further with Core ML 3's semantics; returns a new model. Kinds that can, override."""
         raise PipelineError(f"{self.kind} models cannot be updated", where=self.where)
 

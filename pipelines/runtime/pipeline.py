@@ -18,7 +18,7 @@ from ..errors import PipelineError
 from .features import feature_kind
 from .model import RunnableModel, load, register_kind
 
-__all__ = ["PipelineModel", "pipeline_message", "load_stage", "update_model"]
+__all__ = ["PipelineModel", "pipeline_message", "load_stage"]
 
 
 def pipeline_message(spec):
@@ -29,11 +29,6 @@ def pipeline_message(spec):
     if kind in ("pipelineClassifier", "pipelineRegressor"):
         return getattr(spec, kind).pipeline
     raise PipelineError(f"model kind {kind!r} is not a pipeline")
-
-
-def update_model(model: RunnableModel, training_data: dict[str, Any], **kwargs) -> RunnableModel:
-    """``model.update(...)``: every updatable kind implements ``update`` itself."""
-    return model.update(training_data, **kwargs)
 
 
 def load_stage(stage_spec, *, parent: RunnableModel, where: str) -> RunnableModel:
@@ -127,7 +122,8 @@ class PipelineModel(RunnableModel):
             values.update(stage.predict_batch(feeds))
         return values
 
-    def update(self, training_data: dict[str, Any], **kwargs) -> "PipelineModel":
+    def update(self, training_data: dict[str, Any], *, epochs: int | None = None, progress=None,
+               **parameter_overrides) -> "PipelineModel":
         """Update the last stage with features made by the frozen stages; returns a new pipeline.
 
         Parameters
@@ -152,7 +148,8 @@ class PipelineModel(RunnableModel):
                 f"{self.names[-1]!r}; it has {sorted(training_data)}",
                 where=self.where,
             )
-        updated = update_model(last, {n: values[n] for n in wanted}, **kwargs)
+        updated = last.update({n: values[n] for n in wanted}, epochs=epochs, progress=progress,
+                              **parameter_overrides)
         spec = type(self.spec)()
         spec.CopyFrom(self.spec)
         pipeline_message(spec).models[-1].CopyFrom(updated.spec)

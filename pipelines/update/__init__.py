@@ -6,6 +6,11 @@
   Core ML 3's ``MLUpdateTask``: train only the layers the spec marks updatable,
   with the loss, optimizer and epochs the spec declares; see ``core_ml_update``.
 - ``SGD``, ``Adam``: pure optimizer steps matching PyTorch's update equations.
+- ``estimator.ParamsMixin``: scikit-learn's parameter conventions for the trainers.
+
+The training engine imports only ``pippin.spec`` and ``pippin.pipelines.layers``
+(it trains the same layer objects the runtime predicts with); the runtime calls
+into it for ``update``, never the other way round.
 """
 
 from .core_ml_update import StopTraining, UpdateProgress, update_network

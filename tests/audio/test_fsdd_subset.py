@@ -14,7 +14,7 @@ def test_fsdd_subset_learns_digits(fsdd_dir, tmp_path):
     test = load_fsdd(fsdd_dir, split="test", speakers=["jackson"])
     assert len(train) == 120 and len(test) == 50
     clf = SoundClassifier(epochs=12, batch_size=8, validation_fraction=0.1, random_state=0, progress=False)
-    clf.train(train)
+    clf.fit(train)
     report = clf.evaluate(test)
     # chance is 0.1 (measured here: 0.54 after 12 augmented epochs on 108 clips); the
     # full run (benchmarks/bench_sound.py, 2,700 clips, 25 epochs) is held to 0.985
