@@ -1,13 +1,16 @@
 """Classifying audio files with a loaded sound-classifier model (the exported pipeline).
 
-Works with any loaded model that takes 975 ms windows of 16 kHz audio (a
-FLOAT32 [15600] multiArray input) and returns class probabilities: each file is
-cut into windows (``pippin.audio.io``), windows of many files are batched through
-``predict_batch``, and a clip's label is the arg-max of its windows' mean probabilities.
+Works with any loaded model that takes windows of audio (one FLOAT32 [n_samples]
+multiArray input: 975 ms at 16 kHz for the VGGish models, another window and rate
+for a backbone, read from the model's ``sample_rate`` metadata) and returns class
+probabilities: each file is cut into windows (``pippin.audio.io``), windows of many
+files are batched through ``predict_batch``, and a clip's label is the arg-max of its
+windows' mean probabilities.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,32 +22,54 @@ from .errors import AudioError
 from .frontend import PATCH_SAMPLES, SAMPLE_RATE, window_starts
 from .io import iter_windows, read_windows
 
-__all__ = ["audio_input_name", "classify_files"]
+__all__ = ["audio_input", "audio_input_name", "classify_files"]
 
 _BATCH_WINDOWS = 256
 
 
+def audio_input(model) -> tuple[str, int, int]:
+    """(input name, samples per window, sample rate) of a sound classifier's audio input.
+
+    The audio input is the model's one-dimensional multiArray input. Its sample rate
+    is the ``sample_rate`` in the model's metadata (Pippin writes it into every sound
+    model); a model without one is taken as VGGish's 16 kHz when its window is 15,600
+    samples, as SoundAnalysisPreprocessing defines.
+    """
+    where = getattr(model, "where", None)
+    found = [(name, int(d.type.multiArrayType.shape[0])) for name, d in model.input_descriptions.items()
+             if d.type.WhichOneof("Type") == "multiArrayType" and len(d.type.multiArrayType.shape) == 1]
+    if len(found) != 1:
+        raise AudioError(f"model takes no single audio input (a one-dimensional multiArray); "
+                         f"its inputs are {sorted(model.input_descriptions)}", where=where)
+    name, window = found[0]
+    rate = model.spec.description.metadata.userDefined.get("sample_rate")
+    if rate is not None:
+        try:
+            return name, window, int(json.loads(rate))
+        except (ValueError, TypeError):
+            raise AudioError(f"metadata sample_rate={rate!r} is not an integer", where=where) from None
+    if window == PATCH_SAMPLES:
+        return name, window, SAMPLE_RATE
+    raise AudioError(f"model's audio input {name!r} takes {window} samples but its metadata names no sample_rate",
+                     where=where, hint="add userDefined metadata 'sample_rate'")
+
+
 def audio_input_name(model) -> str:
-    """The model input that takes 975 ms windows (a multiArray of 15,600 values)."""
-    for name, description in model.input_descriptions.items():
-        array = description.type.multiArrayType
-        if description.type.WhichOneof("Type") == "multiArrayType" and list(array.shape) == [PATCH_SAMPLES]:
-            return name
-    raise AudioError(f"model takes no 975 ms audio input (a multiArray of {PATCH_SAMPLES} values); "
-                     f"its inputs are {sorted(model.input_descriptions)}", where=getattr(model, "where", None))
+    """The name of the model input that takes audio windows (see ``audio_input``)."""
+    return audio_input(model)[0]
 
 
 _STREAM_SECONDS = 60.0  # files longer than this are streamed batch by batch instead of read whole
 _FILES_AHEAD = 32  # files read ahead on the thread pool
 
 
-def _read(path: Path, overlap: float):
+def _read(path: Path, overlap: float, rate: int, window: int):
     """A short file's windows, ``None`` for a long file (streamed later), or the AudioError."""
     try:
         info = soundfile.info(str(path))
         if info.samplerate > 0 and info.frames / info.samplerate > _STREAM_SECONDS:
             return None
-        return read_windows(path, overlap=overlap, warn_short=False)
+        return read_windows(path, overlap=overlap, warn_short=False, sample_rate=rate, window=window)
     except AudioError as exc:
         return exc
     except (soundfile.LibsndfileError, RuntimeError) as exc:
@@ -90,7 +115,7 @@ def classify_files(model, paths, *, overlap: float = 0.5, progress: bool = False
     Parameters
     ----------
     model : RunnableModel
-        A loaded model with a [15600] audio input and class probabilities
+        A loaded model with one audio input (975 ms at 16 kHz for VGGish models) and class probabilities
         (``pippin.pipelines.load("sound.mlmodel")``).
     paths : list of path-like [shape=(n_files,)]
     overlap : float in [0, 1)
@@ -107,7 +132,7 @@ def classify_files(model, paths, *, overlap: float = 0.5, progress: bool = False
         Files that could not be read.
     """
     window_starts(0, overlap=overlap)  # validates overlap before any work
-    input_name = audio_input_name(model)
+    input_name, window, rate = audio_input(model)
     class_labels = getattr(model, "class_labels", None)
     probs_name = model.spec.description.predictedProbabilitiesName
     if class_labels is None or not probs_name:
@@ -127,9 +152,10 @@ def classify_files(model, paths, *, overlap: float = 0.5, progress: bool = False
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             for first in range(0, len(paths), _FILES_AHEAD):
                 chunk = paths[first:first + _FILES_AHEAD]
-                for key, read in enumerate(pool.map(lambda p: _read(p, overlap), chunk), start=first):
+                reads = pool.map(lambda p: _read(p, overlap, rate, window), chunk)
+                for key, read in enumerate(reads, start=first):
                     if read is None:
-                        _stream(batcher, key, paths[key], overlap, failed)
+                        _stream(batcher, key, paths[key], overlap, failed, rate, window)
                     elif isinstance(read, AudioError):
                         failed[key] = read
                     else:
@@ -141,16 +167,17 @@ def classify_files(model, paths, *, overlap: float = 0.5, progress: bool = False
         if bar is not None:
             bar.close()
     results = [
-        _clip_result(paths[key], np.concatenate([s for s, _ in parts]), np.concatenate([p for _, p in parts]), labels)
+        _clip_result(paths[key], np.concatenate([s for s, _ in parts]), np.concatenate([p for _, p in parts]), labels,
+                     rate, window)
         for key, parts in sorted(batcher.done.items())
     ]
     skipped = [{"path": str(paths[key]), "reason": exc.message} for key, exc in sorted(failed.items())]
     return results, skipped
 
 
-def _stream(batcher: _Batcher, key: int, path: Path, overlap: float, failed: dict) -> None:
+def _stream(batcher: _Batcher, key: int, path: Path, overlap: float, failed: dict, rate: int, window: int) -> None:
     try:
-        for starts, windows in iter_windows(path, overlap=overlap, warn_short=False):
+        for starts, windows in iter_windows(path, overlap=overlap, warn_short=False, sample_rate=rate, window=window):
             batcher.add(key, starts, windows)
     except AudioError as exc:
         batcher.flush()
@@ -158,7 +185,8 @@ def _stream(batcher: _Batcher, key: int, path: Path, overlap: float, failed: dic
         failed[key] = exc
 
 
-def _clip_result(path: Path, starts: np.ndarray, probabilities: np.ndarray, labels: list[str]) -> dict:
+def _clip_result(path: Path, starts: np.ndarray, probabilities: np.ndarray, labels: list[str], rate: int,
+                 window: int) -> dict:
     mean = probabilities.mean(axis=0)
     best = int(np.argmax(mean))
     window_best = np.argmax(probabilities, axis=1)
@@ -168,7 +196,7 @@ def _clip_result(path: Path, starts: np.ndarray, probabilities: np.ndarray, labe
         "probability": float(mean[best]),
         "probabilities": {label: float(p) for label, p in zip(labels, mean)},
         "windows": [
-            {"start": float(s / SAMPLE_RATE), "end": float((s + PATCH_SAMPLES) / SAMPLE_RATE),
+            {"start": float(s / rate), "end": float((s + window) / rate),
              "label": labels[int(k)], "probability": float(row[k])}
             for s, k, row in zip(starts, window_best, probabilities)
         ],

@@ -43,8 +43,9 @@ def _open(path: Path) -> soundfile.SoundFile:
     return handle
 
 
-def stream_audio(path: str | os.PathLike, *, block_frames: int = _BLOCK_FRAMES) -> Iterator[np.ndarray]:
-    """Decode a file block by block as 16 kHz mono float32.
+def stream_audio(path: str | os.PathLike, *, block_frames: int = _BLOCK_FRAMES,
+                 sample_rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
+    """Decode a file block by block as mono float32 at ``sample_rate`` (16 kHz by default).
 
     Parameters
     ----------
@@ -52,6 +53,8 @@ def stream_audio(path: str | os.PathLike, *, block_frames: int = _BLOCK_FRAMES) 
         An audio file libsndfile reads.
     block_frames : int > 0
         Source frames decoded per block.
+    sample_rate : int > 0
+        The rate to resample to (a backbone may need another than VGGish's 16 kHz).
 
     Yields
     ------
@@ -66,8 +69,8 @@ def stream_audio(path: str | os.PathLike, *, block_frames: int = _BLOCK_FRAMES) 
     path = Path(path)
     with _open(path) as handle:
         resampler = None
-        if handle.samplerate != SAMPLE_RATE:
-            resampler = soxr.ResampleStream(handle.samplerate, SAMPLE_RATE, 1, dtype="float32", quality=_QUALITY)
+        if handle.samplerate != sample_rate:
+            resampler = soxr.ResampleStream(handle.samplerate, sample_rate, 1, dtype="float32", quality=_QUALITY)
         try:
             for block in handle.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
                 mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
@@ -80,14 +83,14 @@ def stream_audio(path: str | os.PathLike, *, block_frames: int = _BLOCK_FRAMES) 
             yield resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
 
 
-def read_audio(path: str | os.PathLike) -> np.ndarray:
-    """A whole file as 16 kHz mono float32.
+def read_audio(path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A whole file as mono float32 at ``sample_rate`` (16 kHz by default).
 
     Returns
     -------
     waveform : np.ndarray [shape=(n_samples,)], float32
     """
-    wave = np.concatenate(list(stream_audio(path)))
+    wave = np.concatenate(list(stream_audio(path, sample_rate=sample_rate)))
     if wave.size == 0:
         raise AudioError("file has no audio samples after resampling", where=str(path))
     return wave
@@ -95,12 +98,12 @@ def read_audio(path: str | os.PathLike) -> np.ndarray:
 
 def iter_windows(
     path: str | os.PathLike, *, overlap: float = 0.5, batch_windows: int = 256, warn_short: bool = True,
-    info: dict | None = None,
+    info: dict | None = None, sample_rate: int = SAMPLE_RATE, window: int = PATCH_SAMPLES,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """A file's 975 ms analysis windows, streamed in batches (bounded memory).
+    """A file's analysis windows (975 ms at 16 kHz by default), streamed in batches (bounded memory).
 
     Windows start where ``pippin.audio.frontend.window_starts`` says; the last one
-    (or the only one, for clips under 975 ms) is zero-padded.
+    (or the only one, for clips shorter than a window) is zero-padded.
 
     Parameters
     ----------
@@ -111,26 +114,30 @@ def iter_windows(
     warn_short : bool
         Warn (``UserWarning``) when the clip is shorter than one window.
     info : dict, optional
-        Filled with ``n_samples`` (the clip's length at 16 kHz) once the file is read.
+        Filled with ``n_samples`` (the clip's length at ``sample_rate``) once the file is read.
+    sample_rate : int > 0
+        The rate windows are cut at (16 kHz: VGGish; a backbone may need another).
+    window : int > 0
+        Samples per window (15,600: 975 ms at 16 kHz).
 
     Yields
     ------
     starts : np.ndarray [shape=(n_windows,)], int64
-        First sample (at 16 kHz) of each window.
-    windows : np.ndarray [shape=(n_windows, 15600)], float32
+        First sample (at ``sample_rate``) of each window.
+    windows : np.ndarray [shape=(n_windows, window)], float32
     """
-    hop = int(window_starts(2 * PATCH_SAMPLES, overlap=overlap)[1])
+    hop = int(window_starts(2 * window, overlap=overlap, window=window)[1])
     pending = np.zeros(0, dtype=np.float32)  # signal from sample `offset` on
     offset = next_start = total = 0
     starts: list[int] = []
     windows: list[np.ndarray] = []
-    for chunk in stream_audio(path):
+    for chunk in stream_audio(path, sample_rate=sample_rate):
         total += chunk.size
         pending = np.concatenate([pending, chunk])
-        while next_start + PATCH_SAMPLES <= offset + pending.size:
+        while next_start + window <= offset + pending.size:
             local = next_start - offset
             starts.append(next_start)
-            windows.append(pending[local:local + PATCH_SAMPLES].copy())
+            windows.append(pending[local:local + window].copy())
             next_start += hop
             if len(windows) == batch_windows:
                 yield np.asarray(starts, dtype=np.int64), np.stack(windows)
@@ -141,27 +148,29 @@ def iter_windows(
         raise AudioError("file has no audio samples after resampling", where=str(path))
     if info is not None:
         info["n_samples"] = total
-    if total < PATCH_SAMPLES and warn_short:
-        warnings.warn(f"{path}: clip is {total / SAMPLE_RATE * 1000:.0f} ms, shorter than one 975 ms window; "
-                      "zero-padded", UserWarning, stacklevel=2)
-    for start in window_starts(total, overlap=overlap):
+    if total < window and warn_short:
+        warnings.warn(f"{path}: clip is {total / sample_rate * 1000:.0f} ms, shorter than one "
+                      f"{window / sample_rate * 1000:.0f} ms window; zero-padded", UserWarning, stacklevel=2)
+    for start in window_starts(total, overlap=overlap, window=window):
         if start < next_start:
             continue
         local = int(start) - offset
-        piece = pending[local:local + PATCH_SAMPLES]
+        piece = pending[local:local + window]
         starts.append(int(start))
-        windows.append(np.concatenate([piece, np.zeros(PATCH_SAMPLES - piece.size, dtype=np.float32)]))
+        windows.append(np.concatenate([piece, np.zeros(window - piece.size, dtype=np.float32)]))
     if windows:
         yield np.asarray(starts, dtype=np.int64), np.stack(windows)
 
 
-def read_windows(path: str | os.PathLike, *, overlap: float = 0.5, warn_short: bool = True):
-    """All of a file's 975 ms windows at once (see ``iter_windows``).
+def read_windows(path: str | os.PathLike, *, overlap: float = 0.5, warn_short: bool = True,
+                 sample_rate: int = SAMPLE_RATE, window: int = PATCH_SAMPLES):
+    """All of a file's windows at once (see ``iter_windows``).
 
     Returns
     -------
     starts : np.ndarray [shape=(n_windows,)], int64
-    windows : np.ndarray [shape=(n_windows, 15600)], float32
+    windows : np.ndarray [shape=(n_windows, window)], float32
     """
-    parts = list(iter_windows(path, overlap=overlap, warn_short=warn_short, batch_windows=1 << 30))
+    parts = list(iter_windows(path, overlap=overlap, warn_short=warn_short, batch_windows=1 << 30,
+                              sample_rate=sample_rate, window=window))
     return np.concatenate([s for s, _ in parts]), np.concatenate([w for _, w in parts])
