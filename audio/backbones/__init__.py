@@ -1,0 +1,1 @@
+"""Pretrained, frozen audio feature extractors ("backbones") shipped with Pippin."""
