@@ -13,14 +13,23 @@ Every blob is a NumPy array whose axis 0 is the batch: the examples of one
   example's own tensor, of rank r. A layer parameter ``axis = a`` refers to array
   axis ``a + 1`` when ``a >= 0`` and to ``a`` when negative.
 
-``LAYERS`` maps each ``NeuralNetworkLayer.layer`` oneof member to its class.
+``LAYERS`` maps each ``NeuralNetworkLayer.layer`` oneof member to its plain
+reference class; ``OVERRIDES`` holds the faster variants registered with
+``@register_fast`` (``fast.py``, ``fused.py``), which ``network.build_layers`` and
+``network.fuse_layers`` use unless called with ``fast=False``.
+
+Who builds and feeds networks: ``network.build_layers`` and ``network.array_to_blob``
+are the only builder and input conversion, used by the runtime
+(``pippin.pipelines.runtime``) and the training engine (``pippin.pipelines.update``)
+alike. This package imports only ``pippin.spec`` and ``pippin.pipelines.errors``.
 """
 
 import importlib as _importlib
 
-from .base import LAYERS, Layer, LayerContext, register
+from .base import LAYERS, OVERRIDES, Layer, LayerContext, register, register_fast
 
-__all__ = ["LAYERS", "Layer", "LayerContext", "register", "FAMILY_MODULES"]
+__all__ = ["LAYERS", "OVERRIDES", "Layer", "LayerContext", "register", "register_fast", "FAMILY_MODULES",
+           "OVERRIDE_MODULES"]
 
 # Modules holding layer classes, one per family; importing one registers its kinds.
 FAMILY_MODULES: tuple[str, ...] = (
@@ -31,5 +40,8 @@ FAMILY_MODULES: tuple[str, ...] = (
     "combine", "matmul", "resize", "recurrent", "control", "volumetric", "detection",
 )
 
-for _name in FAMILY_MODULES:
+# Modules holding faster variants (``@register_fast``); imported after the families they override.
+OVERRIDE_MODULES: tuple[str, ...] = ("fast", "fused")
+
+for _name in FAMILY_MODULES + OVERRIDE_MODULES:
     _importlib.import_module(f"{__name__}.{_name}")

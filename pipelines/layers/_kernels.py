@@ -10,7 +10,9 @@ times faster than the NumPy sequence on this project's CNN. They are serial:
 numba's parallel loops cost more than they save on 2 cores.
 Every kernel takes C-contiguous arrays whose last axis is the channel: a
 convolution's ``[N, C, H, W]`` output is such an array seen through a transpose
-(see ``conv.py``). Callers fall back to NumPy for any other memory layout.
+(see ``conv.py``). Only the faster layer variants of ``fast.py`` call them (the
+reference classes stay plain NumPy), and they fall back to the reference code for
+any other memory layout.
 """
 
 from __future__ import annotations

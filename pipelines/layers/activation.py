@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _kernels
 from .base import Layer, register
 from .weights import read_weights
 
@@ -105,19 +104,14 @@ class Activation(Layer):
 
     def forward(self, x):
         x = np.asarray(x, dtype=np.float32)
-        if self.which == "ReLU":
-            fast = _kernels.relu(x)
-            if fast is not None:
-                return (fast,)
         a, b = self._coefficients(x)
         return (np.asarray(self.fn(x, a, b), dtype=np.float32),)
 
     def forward_train(self, x):
         x = np.asarray(x, dtype=np.float32)
         a, b = self._coefficients(x)
-        if self.which == "ReLU":  # the common case, in one pass and a mask
-            y = _kernels.relu(x)
-            y = np.maximum(x, np.float32(0)) if y is None else y
+        if self.which == "ReLU":  # the common case: the gradient needs only the output's mask
+            y = np.maximum(x, np.float32(0))
             return (y,), (None, y, a, b)
         y = np.asarray(self.fn(x, a, b), dtype=np.float32)
         return (y,), (x, y, a, b)
@@ -125,6 +119,5 @@ class Activation(Layer):
     def backward(self, cache, gy, *, need_input_grads: bool = True):
         x, y, a, b = cache
         if self.which == "ReLU":
-            fast = _kernels.relu_grad(gy, y)
-            return (np.where(y > 0, gy, np.float32(0)) if fast is None else fast,), {}
+            return (np.where(y > 0, gy, np.float32(0)),), {}
         return ((gy * self.grad(x, y, a, b)).astype(np.float32),), {}

@@ -1,10 +1,20 @@
-"""The ``Layer`` contract and the registry of layer kinds.
+"""The ``Layer`` contract, the registry of layer kinds and the one override hook.
 
-One class per ``NeuralNetworkLayer.layer`` oneof member, registered with
-``@register``. The runtime builds every layer once at load (``__init__`` reads the
-proto parameters and turns weights into NumPy arrays of their final shape and
-dtype, raising ``SpecError`` for missing or ill-sized ones) and then only calls
-``forward`` on arrays. See the package docstring for the tensor layout.
+One plain reference class per ``NeuralNetworkLayer.layer`` oneof member, registered
+with ``@register`` in ``LAYERS``. The runtime builds every layer once at load
+(``__init__`` reads the proto parameters and turns weights into NumPy arrays of
+their final shape and dtype, raising ``SpecError`` for missing or ill-sized ones)
+and then only calls ``forward`` on arrays. See the package docstring for the
+tensor layout.
+
+Faster variants never replace a reference class in place: they register with
+``@register_fast(kind, ...)`` in ``OVERRIDES`` and ``network.build_layers`` (and
+``network.fuse_layers`` for chains of layers) uses them unless asked for the
+reference network with ``fast=False``. ``tests/pipelines/layers/test_fast_paths.py``
+checks every registered override against its reference classes.
+
+Which ``specificationVersion`` a layer needs is not kept here: the one table is
+``pippin.spec.validate.versions.layer_min_version``.
 """
 
 from __future__ import annotations
@@ -17,6 +27,10 @@ import numpy as np
 from ...spec.errors import SpecError
 
 LAYERS: dict[str, type["Layer"]] = {}
+#: faster stand-ins, keyed by the run of layer kinds they replace: ``("activation",)`` for a
+#: subclass built in place of ``LAYERS["activation"]``, ``("convolution", "batchnorm")`` for a
+#: layer that ``network.fuse_layers`` puts in place of such a run at inference
+OVERRIDES: dict[tuple[str, ...], type] = {}
 
 _SKIPPED_MESSAGES = ("WeightParams", "NeuralNetwork")
 
@@ -50,6 +64,29 @@ def register(cls: type["Layer"]) -> type["Layer"]:
     return cls
 
 
+def register_fast(kind: str, *then: str):
+    """Class decorator: register a faster variant of ``kind`` (followed by ``then``) in ``OVERRIDES``.
+
+    With one kind the class must subclass the reference ``LAYERS[kind]`` and compute the
+    same function (``build_layers`` builds it in the reference's place). With a chain of
+    kinds the class must offer ``match(layers, index, keep, reads) -> (layer, n_replaced)
+    or None`` (``fuse_layers`` calls it at inference, never in training).
+    """
+    key = (kind,) + then
+
+    def decorate(cls: type) -> type:
+        if key in OVERRIDES and OVERRIDES[key] is not cls:
+            raise TypeError(f"override {'+'.join(key)!r} registered twice ({OVERRIDES[key].__name__}, {cls.__name__})")
+        if not then and not (kind in LAYERS and issubclass(cls, LAYERS[kind])):
+            raise TypeError(f"{cls.__name__} overrides {kind!r} but does not subclass its reference class")
+        if then and not callable(getattr(cls, "match", None)):
+            raise TypeError(f"{cls.__name__} overrides the chain {'+'.join(key)!r} but has no match()")
+        OVERRIDES[key] = cls
+        return cls
+
+    return decorate
+
+
 class Layer:
     """One Core ML neural-network layer, ready to run.
 
@@ -68,7 +105,6 @@ class Layer:
     """
 
     kind: ClassVar[str] = ""
-    min_spec_version: ClassVar[int] = 1
     #: parameter names a trainer may update, e.g. ("weights", "bias")
     param_names: ClassVar[tuple[str, ...]] = ()
 
@@ -121,8 +157,11 @@ class Layer:
 class LayerContext:
     """Facts about the enclosing network that a layer may read at load time."""
 
-    def __init__(self, *, where: str, exact_shapes: bool, spec_version: int, rng: np.random.Generator | None = None):
+    def __init__(self, *, where: str, exact_shapes: bool, spec_version: int, rng: np.random.Generator | None = None,
+                 fast: bool = True):
         self.where = where
         self.exact_shapes = exact_shapes
         self.spec_version = spec_version
         self.rng = rng
+        #: whether nested networks (branch and loop bodies) are built with faster variants
+        self.fast = fast

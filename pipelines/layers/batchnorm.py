@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _kernels
 from .base import Layer, register
 from .weights import read_weights
 
@@ -77,12 +76,8 @@ class Batchnorm(Layer):
         """Mean and biased variance over the batch and (H, W), in one pass per moment."""
         x2 = _channel_last_2d(x4)
         m = x2.shape[0]
-        if _kernels.channel_last(x4) is not None:
-            total, total_sq = _kernels.channel_sums(x2, x2)
-            mean, sq = total / m, total_sq / m
-        else:
-            mean = _channel_sums(x2) / m
-            sq = _channel_sums(x2, x2) / m
+        mean = _channel_sums(x2) / m
+        sq = _channel_sums(x2, x2) / m
         return mean, np.maximum(sq - mean * mean, 0.0), m
 
     def forward(self, x):
@@ -99,16 +94,11 @@ class Batchnorm(Layer):
             scale, shift = self._affine(self.buffers["mean"], self.buffers["variance"])
         return (self._apply(x4, scale, shift).reshape(x.shape),)
 
-    @staticmethod
-    def _apply(x4, scale, shift):
+    def _apply(self, x4, scale, shift):
         """``x4 * scale + shift`` per channel (keeps ``x4``'s memory order)."""
-        cl = _kernels.channel_last(x4)
-        if cl is None:
-            y = x4 * scale
-            y += shift
-            return y
-        y2 = _kernels.affine(cl.reshape(-1, x4.shape[1]), scale.reshape(-1), shift.reshape(-1))
-        return y2.reshape(cl.shape).transpose(0, 3, 1, 2)
+        y = x4 * scale
+        y += shift
+        return y
 
     def _affine(self, mean, var):
         inv = 1.0 / np.sqrt(np.asarray(var, dtype=np.float64) + self.epsilon)
@@ -141,14 +131,10 @@ class Batchnorm(Layer):
         g4 = gy.reshape((-1,) + gy.shape[-3:])
         if x4 is None:  # stored statistics: an affine map
             return (None if not need_input_grads else (g4 * scale).reshape(x_shape),), {}
-        fast = _kernels.channel_last(g4) is not None and _kernels.channel_last(x4) is not None
         g2 = _channel_last_2d(g4)
         x2 = _channel_last_2d(x4)
         m = x2.shape[0]
-        if fast:
-            sum_g, sum_gx = _kernels.channel_sums(g2, x2)
-        else:
-            sum_g, sum_gx = _channel_sums(g2), _channel_sums(g2, x2)
+        sum_g, sum_gx = self._grad_sums(g4, x4, g2, x2)
         grad_gamma = (sum_gx - mean * sum_g) * inv  # sum(g * xhat)
         grads = {"gamma": grad_gamma.astype(np.float32), "beta": sum_g.astype(np.float32)}
         if not need_input_grads:
@@ -158,10 +144,16 @@ class Batchnorm(Layer):
         a = gamma * inv
         b = -gamma * inv * inv * grad_gamma / m
         c = -a * sum_g / m - b * mean
-        if fast:
-            gx2 = _kernels.bn_input_grad(g2, x2, a, b, c)
-            return (gx2.reshape(g4.shape[0], g4.shape[2], g4.shape[3], -1).transpose(0, 3, 1, 2).reshape(x_shape),), grads
+        return (self._input_grad(g4, x4, g2, x2, (a, b, c)).reshape(x_shape),), grads
+
+    def _grad_sums(self, g4, x4, g2, x2):
+        """Per-channel ``(sum(g), sum(g * x))`` of the ``[M, C]`` views ``g2``, ``x2`` of ``g4``, ``x4``."""
+        return _channel_sums(g2), _channel_sums(g2, x2)
+
+    def _input_grad(self, g4, x4, g2, x2, coefficients):
+        """``g * a + x * b + c`` per channel, ``[N, C, H, W]`` (the input gradient written as an affine map)."""
+        a, b, c = coefficients
         gx = g4 * a.astype(np.float32)[:, None, None]
         gx += x4 * b.astype(np.float32)[:, None, None]
         gx += c.astype(np.float32)[:, None, None]
-        return (gx.reshape(x_shape),), grads
+        return gx

@@ -68,7 +68,8 @@ def merge_groups(layer: Layer, blobs: dict, groups: list[tuple[np.ndarray, dict,
 
 def _nested(layer: Layer, network: Any, field: str) -> list[Layer]:
     return build_layers(network.layers, prefix=f"{layer.where}.{layer.kind}.{field}",
-                        exact_shapes=layer.context.exact_shapes, spec_version=layer.context.spec_version)
+                        exact_shapes=layer.context.exact_shapes, spec_version=layer.context.spec_version,
+                        fast=layer.context.fast)
 
 
 def _has_signal(network: Any) -> bool:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import _kernels
 from .base import Layer, register
 from .weights import read_weights
 
@@ -86,16 +85,19 @@ def _im2col(x, kernel, stride, dilation, pads):
     return view.reshape(n * h_out * w_out, kh * kw * c), (h_out, w_out)
 
 
-def _col2im(cols, x_shape, kernel, stride, dilation, pads, out_hw):
-    """Sum patches ``[N, H_out, W_out, kH, kW, C]`` back onto ``[N, C, H, W]`` (transpose of ``_im2col``)."""
+def _col2im(cols, x_shape, kernel, stride, dilation, pads, out_hw, scatter=None):
+    """Sum patches ``[N, H_out, W_out, kH, kW, C]`` back onto ``[N, C, H, W]`` (transpose of ``_im2col``).
+
+    ``scatter(cols, buf, stride, dilation) -> bool``, when given, may do the summing into the
+    zeroed channel-last buffer itself (a faster variant's hook); False leaves it to the NumPy loop.
+    """
     n, c, h, w = x_shape
     (pt, pb), (pl, pr) = pads
     kh, kw = kernel
     h_out, w_out = out_hw
     buf = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype=np.float32)
     cols = cols.reshape(n, h_out, w_out, kh, kw, c)
-    if cols.flags.c_contiguous:
-        _kernels.col2im_nhwc(cols, buf, stride[0], stride[1], dilation[0], dilation[1])
+    if scatter is not None and scatter(cols, buf, stride, dilation):
         return buf[:, pt:pt + h, pl:pl + w].transpose(0, 3, 1, 2)
     for i in range(kh):  # loops over kernel taps only; each adds a whole batch
         r0 = i * dilation[0]
@@ -152,8 +154,9 @@ def conv2d_forward(x, weights, bias, *, stride=(1, 1), dilation=(1, 1), pads=((0
     return y2d.reshape(n, h_out, w_out, c_out).transpose(0, 3, 1, 2), cols
 
 
-def conv2d_backward(gy, cols, x_shape, weights, *, stride, dilation, pads, groups, need_input_grads=True):
-    """Gradients of ``conv2d_forward``: ``(grad_x, grad_weights, grad_bias)``."""
+def conv2d_backward(gy, cols, x_shape, weights, *, stride, dilation, pads, groups, need_input_grads=True,
+                    scatter=None):
+    """Gradients of ``conv2d_forward``: ``(grad_x, grad_weights, grad_bias)`` (``scatter``: see ``_col2im``)."""
     c_out, c_in_g, kh, kw = weights.shape
     g2d = gy.transpose(0, 2, 3, 1).reshape(-1, c_out)
     og = c_out // groups
@@ -173,11 +176,11 @@ def conv2d_backward(gy, cols, x_shape, weights, *, stride, dilation, pads, group
     else:  # back to the (tap, group, channel) patch order
         m = g2d.shape[0]
         gcols = np.stack([p.reshape(m, kh * kw, c_in_g) for p in parts], axis=2).reshape(m, -1)
-    gx = _col2im(gcols, x_shape, (kh, kw), stride, dilation, pads, gy.shape[2:])
+    gx = _col2im(gcols, x_shape, (kh, kw), stride, dilation, pads, gy.shape[2:], scatter)
     return gx, gw, gb
 
 
-def deconv2d_forward(x, weights, bias, *, stride, dilation, crops, groups, out_hw):
+def deconv2d_forward(x, weights, bias, *, stride, dilation, crops, groups, out_hw, scatter=None):
     """Transposed convolution; ``weights`` ``[C_in, C_out / groups, kH, kW]`` (Core ML's layout).
 
     ``crops`` are ``((top, bottom), (left, right))`` pixels removed from the full
@@ -195,7 +198,8 @@ def deconv2d_forward(x, weights, bias, *, stride, dilation, crops, groups, out_h
     cols = np.stack(parts, axis=2).reshape(x2d.shape[0], -1)
     full_h = (h - 1) * stride[0] + (kh - 1) * dilation[0] + 1
     full_w = (w - 1) * stride[1] + (kw - 1) * dilation[1] + 1
-    full = _col2im(cols, (n, og * groups, full_h, full_w), (kh, kw), stride, dilation, ((0, 0), (0, 0)), (h, w))
+    full = _col2im(cols, (n, og * groups, full_h, full_w), (kh, kw), stride, dilation, ((0, 0), (0, 0)), (h, w),
+                   scatter)
     (ct, _), (cl, _) = crops
     h_out, w_out = out_hw
     y = np.zeros((n, og * groups, h_out, w_out), dtype=np.float32)
@@ -215,6 +219,8 @@ class Convolution(Layer):
     kind = "convolution"
     param_names = ("weights", "bias")
     param_fields = {"weights": "weights", "bias": "bias"}
+    #: how ``_col2im`` sums patches back (None: the NumPy loop); a faster variant sets its own
+    scatter = None
 
     def __init__(self, spec, context):
         super().__init__(spec, context)
@@ -269,7 +275,8 @@ class Convolution(Layer):
         if len(self.output_shape) == 2:
             out = list(self.output_shape)
         return deconv2d_forward(x4, self.params["weights"], self.params.get("bias"), stride=self.stride,
-                                dilation=self.dilation, crops=crops, groups=self.groups, out_hw=out)
+                                dilation=self.dilation, crops=crops, groups=self.groups, out_hw=out,
+                                scatter=self.scatter)
 
     def forward(self, x):
         y, _ = self._forward(np.asarray(x, dtype=np.float32))
@@ -297,7 +304,7 @@ class Convolution(Layer):
         gy4 = gy.reshape((-1,) + gy.shape[-3:])
         gx, gw, gb = conv2d_backward(gy4, cols, x4_shape, self.params["weights"], stride=self.stride,
                                      dilation=self.dilation, pads=pads, groups=self.groups,
-                                     need_input_grads=need_input_grads)
+                                     need_input_grads=need_input_grads, scatter=self.scatter)
         grads = {"weights": gw}
         if "bias" in self.params:
             grads["bias"] = gb

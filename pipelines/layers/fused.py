@@ -1,10 +1,12 @@
 """Inference fast path: a convolution, the stored-statistics batchnorm after it and an
 optional ReLU run as one convolution.
 
-``fuse_for_inference(layers, keep)`` returns a new list where each such chain whose
-intermediate blobs nobody else reads is replaced by a ``FusedConvBatchnormRelu``; the
-plain ``Convolution``/``Batchnorm``/``Activation`` classes stay the reference (the
-tests compare the two). Batchnorm folds into the weights exactly as its definition
+``FusedConvBatchnormRelu`` registers as the override of the chain
+``convolution -> batchnorm`` (``@register_fast``); ``network.fuse_layers(layers, keep)``
+puts it in place of each such chain (with the ReLU after it, when there is one) whose
+intermediate blobs nobody else reads. The plain ``Convolution``/``Batchnorm``/
+``Activation`` classes stay the reference (``tests/pipelines/layers/test_fast_paths.py``
+compares the two). Batchnorm folds into the weights exactly as its definition
 says: ``y = scale[c] * conv(x)[c] + shift[c]`` is the convolution with weights
 ``scale[c] * W[c]`` and bias ``scale[c] * b[c] + shift[c]``. The folded weights are
 computed on every call (they are small) so a model trained in place never runs stale
@@ -13,17 +15,17 @@ weights. Training never uses this path.
 
 from __future__ import annotations
 
-from collections import Counter
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from .base import Layer
+from .base import Layer, register_fast
 from .conv import conv2d_forward, padding_amounts
 
-__all__ = ["FusedConvBatchnormRelu", "fuse_for_inference"]
+__all__ = ["FusedConvBatchnormRelu"]
 
 
+@register_fast("convolution", "batchnorm")
 class FusedConvBatchnormRelu:
     """``convolution`` -> ``batchnorm`` (stored statistics) [-> ``ReLU``] as one convolution."""
 
@@ -50,34 +52,26 @@ class FusedConvBatchnormRelu:
             np.maximum(y4, 0, out=y4)  # in place on the channel-last buffer
         return (y4.reshape(x.shape[:-3] + y4.shape[1:]),)
 
+    @classmethod
+    def match(cls, layers: Sequence[Layer], index: int, keep: set,
+              reads) -> tuple["FusedConvBatchnormRelu", int] | None:
+        """The fused layer for the chain starting at ``layers[index]`` and how many layers it replaces, or None.
+
+        ``keep`` names blobs that must still be produced (model outputs); ``reads`` counts
+        the layers reading each blob.
+        """
+        conv = layers[index]
+        bn = layers[index + 1] if index + 1 < len(layers) else None
+        private = lambda a: a.outputs[0] not in keep and reads[a.outputs[0]] == 1  # noqa: E731
+        if not (conv.kind == "convolution" and not conv.deconv and len(conv.outputs) == 1 and bn is not None
+                and bn.kind == "batchnorm" and not bn.compute_mean_var and bn.inputs == conv.outputs
+                and bn.channels == conv.c_out and private(conv)):
+            return None
+        relu = layers[index + 2] if index + 2 < len(layers) else None
+        if relu is not None and _is_relu(relu) and relu.inputs == bn.outputs and private(bn):
+            return cls(conv, bn, relu), 3
+        return cls(conv, bn, None), 2
+
 
 def _is_relu(layer):
     return layer.kind == "activation" and layer.which == "ReLU"
-
-
-def fuse_for_inference(layers: Sequence[Layer], keep: Iterable[str]) -> list:
-    """``layers`` with conv -> batchnorm [-> ReLU] chains fused (see the module docstring).
-
-    ``keep`` names blobs that must still be produced (model outputs).
-    """
-    keep = set(keep)
-    reads = Counter(name for layer in layers for name in layer.inputs)
-    out, i = [], 0
-    while i < len(layers):
-        conv = layers[i]
-        bn = layers[i + 1] if i + 1 < len(layers) else None
-        private = lambda a: a.outputs[0] not in keep and reads[a.outputs[0]] == 1  # noqa: E731
-        if (conv.kind == "convolution" and not conv.deconv and len(conv.outputs) == 1 and bn is not None
-                and bn.kind == "batchnorm" and not bn.compute_mean_var and bn.inputs == conv.outputs
-                and bn.channels == conv.c_out and private(conv)):
-            relu = layers[i + 2] if i + 2 < len(layers) else None
-            if relu is not None and _is_relu(relu) and relu.inputs == bn.outputs and private(bn):
-                out.append(FusedConvBatchnormRelu(conv, bn, relu))
-                i += 3
-            else:
-                out.append(FusedConvBatchnormRelu(conv, bn, None))
-                i += 2
-            continue
-        out.append(conv)
-        i += 1
-    return out

@@ -1,28 +1,38 @@
-"""Building a list of layers from the spec once, and walking it over a blob dict.
+"""Building a network's layers from the spec once, feeding it inputs, and walking it over a blob dict.
 
-Used by ``NeuralNetworkModel`` for the top-level network and by the control-flow
-layers (branch, loop) for their nested networks. See the package docstring for the
-tensor layout.
+The one place both the runtime (``NeuralNetworkModel``, and the control-flow layers
+for their nested networks) and the training engine (``pipelines.update``) build
+layers (``build_layers``) and turn multi-array inputs into blobs (``array_to_blob``).
+Faster variants registered in ``OVERRIDES`` (see ``base.register_fast``) are used
+unless ``fast=False``: per layer by ``build_layers``, and for runs of layers at
+inference by ``fuse_layers``. See the package docstring for the tensor layout.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from ...spec.errors import SpecError
 from ..errors import PipelineError
-from .base import LAYERS, Layer, LayerContext
+from .base import LAYERS, OVERRIDES, Layer, LayerContext
 
-__all__ = ["build_layers", "run_layers", "layer_where", "splittable", "run_layers_split"]
+__all__ = ["build_layers", "fuse_layers", "array_to_blob", "run_layers", "layer_where", "splittable",
+           "run_layers_split"]
 
 
 def layer_where(prefix: str, index: int, spec: Any) -> str:
     """The location string of one layer: ``<prefix>.layers[3](conv1)``."""
     return f"{prefix}.layers[{index}]({spec.name})"
+
+
+def _supported() -> str:
+    return f"Pippin runs these {len(LAYERS)} kinds: {', '.join(sorted(LAYERS))}"
 
 
 def build_layers(
@@ -32,6 +42,7 @@ def build_layers(
     exact_shapes: bool,
     spec_version: int,
     rng: np.random.Generator | None = None,
+    fast: bool = True,
 ) -> list[Layer]:
     """Build one ``Layer`` per ``NeuralNetworkLayer`` message, in spec order.
 
@@ -44,30 +55,91 @@ def build_layers(
         True under Core ML 3's exact (ND) array shape mapping.
     spec_version : int
         The model's ``specificationVersion``.
+    fast : bool
+        Build a kind's registered faster variant (``OVERRIDES``) where there is one;
+        False builds the plain reference classes only.
 
     Raises
     ------
-    PipelineError
-        A layer's kind is not one Pippin runs (names its index, name and kind).
     SpecError
-        A layer's parameters or weights are malformed.
+        A layer has no kind, or a kind Pippin does not run (names its index, name and
+        kind, and lists the supported kinds), or its parameters or weights are malformed.
     """
     layers = []
     for index, spec in enumerate(layer_specs):
         where = layer_where(prefix, index, spec)
         kind = spec.WhichOneof("layer")
         if kind is None:
-            raise PipelineError(f"layer {spec.name!r} has no layer kind set", where=where)
+            raise SpecError(f"layer {index} ({spec.name!r}) has no layer kind set", where=where, hint=_supported())
         cls = LAYERS.get(kind)
         if cls is None:
-            raise PipelineError(
-                f"layer {index} ({spec.name!r}) is of kind {kind!r}, which Pippin does not run",
-                where=where,
-                hint=f"Pippin runs these {len(LAYERS)} kinds: {', '.join(sorted(LAYERS))}",
-            )
-        context = LayerContext(where=where, exact_shapes=exact_shapes, spec_version=spec_version, rng=rng)
+            raise SpecError(f"layer {index} ({spec.name!r}) is of kind {kind!r}, which Pippin does not run",
+                            where=where, hint=_supported())
+        if fast:
+            cls = OVERRIDES.get((kind,), cls)
+        context = LayerContext(where=where, exact_shapes=exact_shapes, spec_version=spec_version, rng=rng,
+                               fast=fast)
         layers.append(cls(spec, context))
     return layers
+
+
+def fuse_layers(layers: Sequence[Layer], keep: Iterable[str]) -> list:
+    """``layers`` with each run that a registered chain override matches replaced by its fused layer.
+
+    Inference only (fused layers have no gradients). A run is fused only when the blobs
+    it hides are read by nobody else and are not in ``keep`` (model outputs); each
+    override's ``match(layers, index, keep, reads)`` decides that.
+    """
+    chains = [cls for key, cls in OVERRIDES.items() if len(key) > 1]
+    keep = set(keep)
+    reads = Counter(name for layer in layers for name in layer.inputs)
+    out, i = [], 0
+    while i < len(layers):
+        found = next((m for m in (cls.match(layers, i, keep, reads) for cls in chains) if m is not None), None)
+        if found is None:
+            out.append(layers[i])
+            i += 1
+        else:
+            out.append(found[0])
+            i += found[1]
+    return out
+
+
+def array_to_blob(name: str, array: Any, *, exact_shapes: bool, where: str) -> np.ndarray:
+    """A multi-array batch as a float32 blob of the network's layout.
+
+    Parameters
+    ----------
+    array : np.ndarray [shape=(n_samples, *shape)]
+        Under the rank-5 mapping ``shape`` is ``(C,)``, ``(C, H, W)`` or ``(S, 1, C, H, W)``;
+        under the exact mapping any shape.
+
+    Returns
+    -------
+    blob : np.ndarray [shape=(n_samples, S, C, H, W)] or [shape=(n_samples, *shape)], float32
+
+    Raises
+    ------
+    PipelineError
+        A rank the rank-5 mapping does not take, or a rank-5 example whose batch axis is not 1.
+    """
+    array = np.asarray(array, dtype=np.float32)
+    if exact_shapes:
+        return array
+    n, shape = array.shape[0], array.shape[1:]
+    if len(shape) == 1:
+        return array.reshape(n, 1, shape[0], 1, 1)
+    if len(shape) == 3:
+        return array.reshape(n, 1, *shape)
+    if len(shape) == 5:  # [S, B, C, H, W] per example, B must be 1
+        if shape[1] != 1:
+            raise PipelineError(f"input {name!r} has a rank-5 shape {shape} with batch axis {shape[1]}, expected 1",
+                                where=where)
+        return array.reshape(n, shape[0], *shape[2:])
+    raise PipelineError(
+        f"input {name!r} has rank {len(shape)}, which the rank-5 shape mapping does not take (1, 3 or 5)",
+        where=where, hint="use arrayInputShapeMapping = EXACT_ARRAY_MAPPING for other ranks",
+    )
 
 
 def run_layers(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _kernels
 from .base import Layer, register
 from .conv import padding_amounts
 
@@ -145,12 +144,6 @@ class Pooling(Layer):
             return y.reshape(x.shape[:-2] + (1, 1)), (x4, idx, y, x.shape)
         geo = self._geo(h, w)
         k, s = self.kernel, self.stride
-        if self._fast_max(geo, h, w):
-            cl = _kernels.channel_last(x4)
-            if cl is not None:
-                y_cl, idx = _kernels.maxpool2_train(cl)
-                y = y_cl.transpose(0, 3, 1, 2)
-                return y.reshape(x.shape[:-2] + geo.out), (x4, ("pool2", idx), y, x.shape)
         buf = geo.padded(x4, -np.inf if self.type == MAX else 0.0)
         idx = None
         taps = _taps(buf, k, s, geo.out)
@@ -174,17 +167,9 @@ class Pooling(Layer):
             np.sqrt(y, out=y)
         return y.reshape(x.shape[:-2] + geo.out), (x4, idx, y, x.shape)
 
-    def _fast_max(self, geo, h, w):
-        return (self.type == MAX and self.kernel == (2, 2) and self.stride == (2, 2)
-                and geo.pads == ((0, 0), (0, 0)) and h % 2 == 0 and w % 2 == 0)
-
     def backward(self, cache, gy, *, need_input_grads: bool = True):
         x4, idx, y, x_shape = cache
         n, c, h, w = x4.shape
-        if isinstance(idx, tuple):  # the fused 2x2 kernel's argmax
-            g = gy.reshape((n, c) + gy.shape[-2:]).transpose(0, 2, 3, 1)
-            gx = _kernels.maxpool2_grad(g, idx[1]).transpose(0, 3, 1, 2)
-            return (gx.reshape(x_shape),), {}
         if self.is_global:
             g = gy.reshape(n, c, 1)
             if self.type == MAX:

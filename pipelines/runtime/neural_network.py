@@ -19,8 +19,8 @@ from ..errors import PipelineError
 from .features import feature_kind
 from ..layers import Layer
 from ..layers import network as _network
-from ..layers.fused import fuse_for_inference
-from .nn_inputs import array_to_blob, blob_to_output, images_to_blob, preprocess
+from ..layers.network import array_to_blob
+from .nn_inputs import blob_to_output, images_to_blob, preprocess
 from .model import RunnableModel, register_kind
 
 __all__ = ["NeuralNetworkModel"]
@@ -41,14 +41,19 @@ class NeuralNetworkModel(RunnableModel):
         One built layer per spec layer, in spec order.
     exact_shapes : bool
         True under Core ML 3's exact (ND) array shape mapping, False under rank-5.
+    fast : bool
+        Whether the layers use their registered faster variants (``pipelines.layers.OVERRIDES``):
+        per layer, and fused runs of layers when a batch runs in parts. False runs the plain
+        reference classes only.
     class_labels : np.ndarray [shape=(n_classes,)] or None
         A classifier's labels (str objects or int64), in probability column order.
     """
 
     _split_ok: bool | None = None  # whether predict_batch may run the batch in parts (see run_layers_split)
 
-    def __init__(self, spec: Model, *, path: Path | None = None):
+    def __init__(self, spec: Model, *, path: Path | None = None, fast: bool = True):
         super().__init__(spec, path=path)
+        self.fast = fast
         self.network = getattr(spec, self.kind)
         self.exact_shapes = self.network.arrayInputShapeMapping == EXACT_ARRAY_MAPPING
         self.rank4_images = self.network.imageInputShapeMapping == RANK4_IMAGE_MAPPING
@@ -58,6 +63,7 @@ class NeuralNetworkModel(RunnableModel):
             prefix=self.prefix,
             exact_shapes=self.exact_shapes,
             spec_version=int(spec.specificationVersion),
+            fast=fast,
         )
         self.class_labels = self._read_labels()
         self.probability_blob = self._probability_blob()
@@ -184,7 +190,7 @@ class NeuralNetworkModel(RunnableModel):
         if self.is_classifier:
             keep.add(self.probability_blob)
         optional = {name for name, d in self.input_descriptions.items() if d.type.isOptional and name not in blobs}
-        layers = fuse_for_inference(self.layers, keep)
+        layers = _network.fuse_layers(self.layers, keep) if self.fast else self.layers
         return self.from_blobs(_network.run_layers_split(layers, dict(blobs), keep=keep, optional=optional))
 
     def predict(self, inputs: dict[str, Any]) -> dict[str, Any]:

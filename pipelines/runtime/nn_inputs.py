@@ -1,7 +1,8 @@
 """Neural-network inputs and outputs: declared features <-> the runtime's blob layout.
 
 Multi-array inputs map to blobs as the ``pipelines.layers`` package docstring
-defines (legacy rank-5 ``[N, S, C, H, W]`` or exact ``[N, *shape]``). Image inputs
+defines (legacy rank-5 ``[N, S, C, H, W]`` or exact ``[N, *shape]``), through
+``pipelines.layers.network.array_to_blob``, the conversion training uses too. Image inputs
 become float32 ``[N, 1, C, H, W]`` (rank-5 image mapping) or ``[N, C, H, W]``
 (rank-4 image mapping) with pixel values 0..255 in the spec's channel order, then
 the network's preprocessing (image scaler, mean image) is applied as Core ML does:
@@ -17,30 +18,9 @@ import numpy as np
 from ..errors import PipelineError
 from .features import MULTIARRAY_DTYPES, feature_kind
 
-__all__ = ["array_to_blob", "blob_to_output", "images_to_blob", "preprocess", "image_size"]
+__all__ = ["blob_to_output", "images_to_blob", "preprocess", "image_size"]
 
 GRAYSCALE, RGB, BGR, GRAYSCALE_FLOAT16 = 10, 20, 30, 40
-
-
-def array_to_blob(name: str, array: np.ndarray, *, exact_shapes: bool, where: str) -> np.ndarray:
-    """A multi-array batch [shape=(n_examples, *shape)] as a float32 blob of the network's layout."""
-    array = np.asarray(array, dtype=np.float32)
-    if exact_shapes:
-        return array
-    n, shape = array.shape[0], array.shape[1:]
-    if len(shape) == 1:
-        return array.reshape(n, 1, shape[0], 1, 1)
-    if len(shape) == 3:
-        return array.reshape(n, 1, *shape)
-    if len(shape) == 5:  # [S, B, C, H, W] per example, B must be 1
-        if shape[1] != 1:
-            raise PipelineError(f"input {name!r} has a rank-5 shape {shape} with batch axis {shape[1]}, expected 1",
-                                where=where)
-        return array.reshape(n, shape[0], *shape[2:])
-    raise PipelineError(
-        f"input {name!r} has rank {len(shape)}, which the rank-5 shape mapping does not take (1, 3 or 5)",
-        where=where, hint="use arrayInputShapeMapping = EXACT_ARRAY_MAPPING for other ranks",
-    )
 
 
 def blob_to_output(description: Any, blob: np.ndarray, *, exact_shapes: bool) -> np.ndarray:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import PipelineError
-from .network import build_layers, class_labels, input_blob, network_of, write_back
+from .network import class_labels, layers_of, network_of, write_back
 from .optimizers import SGD, Adam
 from .params import resolve_parameters
 from .trainer import Trainer
@@ -97,9 +97,7 @@ def _input_blobs(model, spec, data, where):
     missing = [n for n in names if n not in data]
     if missing:
         raise PipelineError(f"training data lacks {missing[0]!r}; it needs {names}", where=where)
-    if hasattr(model, "to_blobs"):
-        return model.to_blobs({n: data[n] for n in names})
-    return {n: input_blob(spec, n, data[n], where=where) for n in names}
+    return model.to_blobs({n: data[n] for n in names})
 
 
 def update_network(model, training_data: dict, *, epochs: int | None = None, progress=None, **overrides):
@@ -107,8 +105,11 @@ def update_network(model, training_data: dict, *, epochs: int | None = None, pro
 
     Parameters
     ----------
-    model : NeuralNetworkModel, pippin.spec.Model or path
-        An updatable neural network.
+    model : NeuralNetworkModel
+        An updatable neural network, loaded (``pippin.pipelines.load(path)``); the engine
+        uses its ``spec``, ``where``, ``to_blobs`` and ``fast`` and makes the result with
+        ``type(model)``, so it never imports the runtime (which calls it from
+        ``NeuralNetworkModel.update``).
     training_data : dict of str to np.ndarray [shape=(n_samples, ...)]
     epochs : int, optional
         Overrides the spec's epochs.
@@ -120,10 +121,9 @@ def update_network(model, training_data: dict, *, epochs: int | None = None, pro
     model : NeuralNetworkModel
         A new model whose spec differs from the original only in the trained weights.
     """
-    from ..runtime.model import load
-
-    if not hasattr(model, "spec") or not hasattr(model, "predict_batch"):
-        model = load(model)
+    if not (hasattr(model, "spec") and hasattr(model, "where")):
+        raise TypeError(f"update_network takes a loaded neural network (pippin.pipelines.load(path)), "
+                        f"got {type(model).__name__}")
     spec, where = model.spec, model.where
     if not spec.isUpdatable:
         raise PipelineError("the model is not updatable (isUpdatable is false)", where=where)
@@ -145,7 +145,8 @@ def update_network(model, training_data: dict, *, epochs: int | None = None, pro
     blobs = _input_blobs(model, spec, training_data, where)
     n = len(next(iter(blobs.values())))
     target = _targets(spec, training_data[target_name], target_name, loss_kind, n, where)
-    layers = build_layers(spec, where=where)
+    fast = getattr(model, "fast", True)  # a reference-only model trains with the reference classes too
+    layers = layers_of(spec, where=where, fast=fast)
     trainable = _trainable(spec, layers, where)
     optimizer = (SGD(learning_rate=hp["learningRate"], momentum=hp["momentum"]) if hp["optimizer"] == "sgd" else
                  Adam(learning_rate=hp["learningRate"], beta1=hp["beta1"], beta2=hp["beta2"], eps=hp["eps"]))
@@ -177,4 +178,4 @@ def update_network(model, training_data: dict, *, epochs: int | None = None, pro
             break
     pairs = {(name, p) for name, ps in trainable.items() for p in ps}
     new_spec = write_back(spec, layers, only=pairs)
-    return type(model)(new_spec, path=None) if hasattr(model, "to_blobs") else load(new_spec)
+    return type(model)(new_spec, path=None) if fast else type(model)(new_spec, path=None, fast=False)

@@ -47,7 +47,7 @@ import numpy as np
 
 from ...spec import Model
 from ..errors import PipelineError
-from .network import build_layers, class_labels, input_blob, network_of, write_back
+from .network import class_labels, input_blob, layers_of, network_of, write_back
 from .optimizers import make_optimizer
 from .trainer import Trainer, n_correct
 
@@ -123,7 +123,7 @@ def fit_network(spec: Model, inputs, targets, *, epochs: int, batch_size: int, o
         kw["momentum"] = momentum
     elif optimizer != "adam":
         raise PipelineError(f"optimizer={optimizer!r}, expected 'adam' or 'sgd'", where=where)
-    layers = build_layers(spec, where=where)
+    layers = layers_of(spec, where=where)
     trainable = {layer.name: tuple(layer.params) for layer in layers if layer.params}
     for layer in layers:
         if layer.kind == "batchnorm":

@@ -13,7 +13,7 @@ import pytest
 
 from pippin.audio.network import CONV_CHANNELS, DENSE_UNITS, build_network
 from pippin.pipelines.update import fit_network
-from pippin.pipelines.update.network import build_layers
+from pippin.pipelines.update.network import layers_of
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -23,7 +23,7 @@ LABELS = [str(i) for i in range(10)]
 
 def _torch_copy(spec):
     """The reference CNN in PyTorch with ``spec``'s weights."""
-    layers = {layer.name: layer for layer in build_layers(spec)}
+    layers = {layer.name: layer for layer in layers_of(spec)}
 
     def block(c_in, c_out, pool):
         return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()] + (
@@ -80,7 +80,7 @@ def test_one_sgd_step_equals_pytorch_gradient():
         for p in params:
             p -= p.grad
     assert history["loss"][0] == pytest.approx(loss.item(), rel=1e-5)
-    after = {layer.name: layer for layer in build_layers(trained)}
+    after = {layer.name: layer for layer in layers_of(trained)}
     for name, module in pairs:
         ours = _param(after[name], name)
         np.testing.assert_allclose(ours[0], module.weight.detach().numpy(), atol=2e-5, err_msg=name)

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent / "layers"))
 from nn_helpers import NeuralNetworkBuilder, datatypes, load, nd_builder, rank5_builder  # noqa: E402
 
 from pippin.pipelines import PipelineError  # noqa: E402
+from pippin.spec import SpecError  # noqa: E402
 
 RNG = np.random.default_rng(3)
 
@@ -120,8 +121,9 @@ def test_unknown_layer_kind_fails_at_load():
     layer.input.append("h")
     layer.output.append("y")
     layer.custom.className = "Foo"
-    with pytest.raises(PipelineError, match=r"layers\[1\]\(mystery\).*'custom'"):
+    with pytest.raises(SpecError, match=r"layers\[1\]\(mystery\).*'custom'") as info:
         load(builder)
+    assert "innerProduct" in info.value.hint and "convolution" in info.value.hint  # the supported kinds
 
 
 def test_missing_blob_is_named():

@@ -1,4 +1,4 @@
-"""``layers.network`` and ``layers.fused``: batch parts on threads and the fused conv path match the plain path."""
+"""``layers.network``: batch parts on threads match one pass, and ``fuse_layers`` puts the fused conv path in place."""
 
 import numpy as np
 
@@ -46,8 +46,8 @@ def test_batch_statistics_are_not_split():
     assert not network.splittable(model.layers)
 
 
-def test_fused_conv_batchnorm_relu_equals_the_plain_layers():
-    from pippin.pipelines.layers.fused import FusedConvBatchnormRelu, fuse_for_inference
+def test_fuse_layers_equals_the_plain_layers():
+    from pippin.pipelines.layers.fused import FusedConvBatchnormRelu
 
     model = pp.load(_cnn())
     rng = np.random.default_rng(1)
@@ -56,9 +56,9 @@ def test_fused_conv_batchnorm_relu_equals_the_plain_layers():
     bn.buffers["variance"][:] = rng.uniform(0.5, 2.0, 4)
     bn.params["gamma"][:] = rng.standard_normal(4)
     bn.params["beta"][:] = rng.standard_normal(4)
-    fused = fuse_for_inference(model.layers, {"probs"})
+    fused = network.fuse_layers(model.layers, {"probs"})
     assert isinstance(fused[0], FusedConvBatchnormRelu) and len(fused) == len(model.layers) - 2
-    assert fuse_for_inference(model.layers, {"probs", "c"})[0] is model.layers[0]  # an output stays produced
+    assert network.fuse_layers(model.layers, {"probs", "c"})[0] is model.layers[0]  # an output stays produced
     x = rng.standard_normal((6, 1, 12, 10)).astype(np.float32)
     reference = model.run_layers(model.to_blobs({"x": x}))
     fast = network.run_layers(fused, model.to_blobs({"x": x}))

@@ -1,0 +1,206 @@
+"""Every registered fast path (``OVERRIDES``) computes what its reference classes compute.
+
+One case per override key, each run on random inputs in both memory layouts a layer
+meets (C-contiguous ``[N, C, H, W]`` and the channel-last buffer a convolution writes,
+which is what the numba kernels take). Single-kind overrides are compared with their
+reference class on ``forward``, ``forward_train`` and ``backward``; chain overrides are
+compared with the reference layers run one after the other.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pippin.pipelines as pp
+from pippin.pipelines.layers import LAYERS, OVERRIDES, LayerContext
+from pippin.pipelines.layers import _kernels, network
+from pippin.pipelines.runtime.neural_network import NeuralNetworkModel
+from pippin.spec._proto import NeuralNetwork_pb2
+
+RNG = np.random.default_rng(11)
+TOL = {"rtol": 1e-5, "atol": 1e-5}
+
+
+def _weights(message, values):
+    message.floatValue.extend(np.asarray(values, np.float32).ravel().tolist())
+
+
+def _proto(kind, name="l", inputs=("x",), outputs=("y",)):
+    spec = NeuralNetwork_pb2.NeuralNetworkLayer(name=name, input=list(inputs), output=list(outputs))
+    getattr(spec, kind).SetInParent()
+    return spec, getattr(spec, kind)
+
+
+def _conv(c_in=3, c_out=4, kernel=(3, 3), stride=(1, 1), deconv=False, name="conv", inputs=("x",), outputs=("y",)):
+    spec, p = _proto("convolution", name, inputs, outputs)
+    p.outputChannels, p.kernelChannels, p.isDeconvolution = c_out, c_in, deconv
+    p.kernelSize.extend(kernel)
+    p.stride.extend(stride)
+    p.valid.SetInParent()
+    _weights(p.weights, RNG.standard_normal((c_in * c_out * kernel[0] * kernel[1],)) * 0.3)
+    p.hasBias = True
+    _weights(p.bias, RNG.standard_normal(c_out))
+    return spec
+
+
+def _batchnorm(c=4, name="bn", inputs=("x",), outputs=("y",)):
+    spec, p = _proto("batchnorm", name, inputs, outputs)
+    p.channels, p.epsilon = c, 1e-5
+    for field, values in (("gamma", RNG.standard_normal(c)), ("beta", RNG.standard_normal(c)),
+                          ("mean", RNG.standard_normal(c)), ("variance", RNG.uniform(0.5, 2.0, c))):
+        _weights(getattr(p, field), values)
+    return spec
+
+
+def _activation(which="ReLU", name="act", inputs=("x",), outputs=("y",)):
+    spec, p = _proto("activation", name, inputs, outputs)
+    getattr(p, which).SetInParent()
+    if which == "leakyReLU":
+        p.leakyReLU.alpha = 0.1
+    return spec
+
+
+def _pooling(type_=0, kernel=(2, 2), stride=(2, 2), is_global=False):
+    spec, p = _proto("pooling")
+    p.type, p.globalPooling = type_, is_global
+    p.kernelSize.extend(kernel)
+    p.stride.extend(stride)
+    p.valid.SetInParent()
+    return spec
+
+
+def _inputs(shape):
+    """The same random ``[N, C, H, W]`` values, C-contiguous and as a channel-last buffer."""
+    x = RNG.standard_normal(shape).astype(np.float32)
+    return {"contiguous": x, "channel_last": np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)}
+
+
+def _context():
+    return LayerContext(where="m.mlmodel: neuralNetwork.layers[0](l)", exact_shapes=False, spec_version=4)
+
+
+def _assert_same(got, want):
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        if w is None:
+            assert g is None
+        else:
+            np.testing.assert_allclose(np.asarray(g), np.asarray(w), **TOL)
+
+
+def _compare_layer(kind, spec, shape, *, train=True, batch_statistics=False):
+    """forward, forward_train and backward of ``OVERRIDES[(kind,)]`` against ``LAYERS[kind]``."""
+    for layout, x in _inputs(shape).items():
+        ref, fast = LAYERS[kind](spec, _context()), OVERRIDES[(kind,)](spec, _context())
+        assert type(ref) is LAYERS[kind] and isinstance(fast, LAYERS[kind]) and type(fast) is not LAYERS[kind]
+        _assert_same(fast(x), ref(x))
+        if not train:
+            continue
+        ref.batch_statistics = fast.batch_statistics = batch_statistics
+        (y_ref,), cache_ref = ref.forward_train(x)
+        (y_fast,), cache_fast = fast.forward_train(x)
+        _assert_same([y_fast], [y_ref])
+        # the gradient arrives in the layout the next layer's backward writes it: channel-last here too
+        gy = np.ascontiguousarray(RNG.standard_normal(y_ref.shape).astype(np.float32))
+        if layout == "channel_last" and gy.ndim == 4:
+            gy = np.ascontiguousarray(gy.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        gx_ref, grads_ref = ref.backward(cache_ref, gy)
+        gx_fast, grads_fast = fast.backward(cache_fast, gy)
+        _assert_same(gx_fast, gx_ref)
+        assert grads_fast.keys() == grads_ref.keys()
+        _assert_same([grads_fast[k] for k in sorted(grads_ref)], [grads_ref[k] for k in sorted(grads_ref)])
+        for name, buffer in getattr(ref, "buffers", {}).items():  # running statistics follow the same rule
+            np.testing.assert_allclose(fast.buffers[name], buffer, **TOL)
+
+
+def _case_activation():
+    _compare_layer("activation", _activation("ReLU"), (5, 4, 6, 7))
+    _compare_layer("activation", _activation("leakyReLU"), (5, 4, 6, 7))  # no kernel: the reference itself
+
+
+def _case_batchnorm():
+    _compare_layer("batchnorm", _batchnorm(), (6, 4, 5, 7), batch_statistics=True)
+    _compare_layer("batchnorm", _batchnorm(), (6, 4, 5, 7), batch_statistics=False)
+
+
+def _case_pooling():
+    _compare_layer("pooling", _pooling(), (3, 4, 8, 6))  # the 2x2 max kernel
+    _compare_layer("pooling", _pooling(), (3, 4, 7, 6))  # odd height: the reference path
+    _compare_layer("pooling", _pooling(type_=1, kernel=(3, 3), stride=(1, 1)), (3, 4, 8, 6))
+    _compare_layer("pooling", _pooling(is_global=True), (3, 4, 8, 6))
+
+
+def _case_convolution():
+    _compare_layer("convolution", _conv(), (4, 3, 9, 8))
+    _compare_layer("convolution", _conv(stride=(2, 2)), (4, 3, 9, 8))
+    _compare_layer("convolution", _conv(c_in=3, c_out=2, stride=(2, 2), deconv=True), (2, 3, 5, 4), train=False)
+
+
+def _case_fused_chain():
+    specs = [_conv(c_in=3, c_out=4, name="conv", outputs=("c",)),
+             _batchnorm(4, name="bn", inputs=("c",), outputs=("b",)),
+             _activation("ReLU", name="relu", inputs=("b",), outputs=("y",))]
+    reference = network.build_layers(specs, prefix="m.mlmodel: neuralNetwork", exact_shapes=False,
+                                     spec_version=4, fast=False)
+    for keep, n_fused in (({"y"}, 1), ({"y", "b"}, 2)):  # a kept blob ends the run before the ReLU
+        fused = network.fuse_layers(reference, keep)
+        assert type(fused[0]) is OVERRIDES[("convolution", "batchnorm")] and len(fused) == n_fused
+        for x in _inputs((4, 3, 9, 8)).values():
+            want = network.run_layers(reference, {"x": x})
+            got = network.run_layers(fused, {"x": x})
+            for name in keep:
+                np.testing.assert_allclose(got[name], want[name], **TOL)
+    assert network.fuse_layers(reference, {"y", "c"}) == reference  # the convolution's output is kept
+
+
+CASES = {
+    ("activation",): _case_activation,
+    ("batchnorm",): _case_batchnorm,
+    ("pooling",): _case_pooling,
+    ("convolution",): _case_convolution,
+    ("convolution", "batchnorm"): _case_fused_chain,
+}
+
+
+def test_every_override_has_a_case():
+    assert set(OVERRIDES) == set(CASES), "add a case for each registered override"
+
+
+@pytest.mark.parametrize("key", sorted(OVERRIDES), ids=lambda key: "+".join(key))
+def test_override_equals_reference(key, monkeypatch):
+    calls = []
+    for name in _kernels.__all__:  # count kernel calls, to see that the fast route was taken
+        fn = getattr(_kernels, name)
+        monkeypatch.setattr(_kernels, name, lambda *a, _fn=fn, _name=name, **k: calls.append(_name) or _fn(*a, **k))
+    CASES[key]()
+    if len(key) == 1:
+        assert calls, f"the {key[0]!r} cases never reached a kernel"
+
+
+def test_fast_false_builds_reference_classes_only():
+    specs = [_conv(name="conv", outputs=("c",)), _batchnorm(name="bn", inputs=("c",), outputs=("y",))]
+    kw = {"prefix": "m", "exact_shapes": False, "spec_version": 4}
+    assert [type(layer) for layer in network.build_layers(specs, fast=False, **kw)] == [
+        LAYERS["convolution"], LAYERS["batchnorm"]]
+    assert [type(layer) for layer in network.build_layers(specs, **kw)] == [
+        OVERRIDES[("convolution",)], OVERRIDES[("batchnorm",)]]
+
+
+def test_reference_model_predicts_like_the_fast_model():
+    from pippin.pipelines.build.network import NetworkBuilder
+
+    b = NetworkBuilder(inputs=[("x", (1, 12, 10))], outputs=["probs"], mode="classifier",
+                       class_labels=["a", "b", "c"], seed=3)
+    b.add_conv("conv", "x", "c", n_out=4)
+    b.add_batchnorm("bn", "c", "bnout")
+    b.add_activation("relu", "bnout", "r")
+    b.add_pooling("pool", "r", "p", type="max")
+    b.add_flatten("flat", "p", "flat")
+    b.add_dense("fc", "flat", "logits", n_out=3)
+    b.add_softmax("sm", "logits", "probs")
+    x = RNG.standard_normal((24, 1, 12, 10)).astype(np.float32)
+    fast, reference = pp.load(b.spec), NeuralNetworkModel(b.spec, fast=False)
+    assert all(type(layer) is LAYERS[layer.kind] for layer in reference.layers)
+    np.testing.assert_allclose(fast.predict_batch({"x": x})["probs"], reference.predict_batch({"x": x})["probs"],
+                               **TOL)
