@@ -21,11 +21,15 @@ import numpy as np
 from ..datasets.sound import SoundDataset, load_sound_dataset
 from ..pipelines.update.estimator import ParamsMixin
 from ..spec import io as spec_io
-from .augment import PatchAugmenter
+from .augment import EmbeddingAugmenter, PatchAugmenter
+from .backbones import get_backbone
+from .defaults import DEFAULTS, FEATURE_EXTRACTORS
+from .embeddings import embed_files
 from .errors import AudioError
 from .features import ClipFeatures, featurize_files
 from .inference import classify_files
 from .metrics import classification_report
+from .head import build_head, export_backbone_pipeline
 from .network import build_network, export_pipeline
 
 __all__ = ["SoundClassifier"]
@@ -34,14 +38,22 @@ logger = logging.getLogger(__name__)
 
 
 class SoundClassifier(ParamsMixin):
-    """A sound classifier: VGGish log-mel patches and a small CNN, exported as a Core ML 3 pipeline.
+    """A sound classifier exported as a Core ML 3 pipeline: a front end or frozen backbone, then a trained network.
 
     Parameters
     ----------
-    epochs : int > 0
-        Maximum training epochs (early stopping may end sooner).
-    batch_size : int > 0
-    learning_rate : float > 0
+    feature_extractor : {"scratch", "sounds", "speech"}
+        ``"scratch"``: VGGish log-mel patches and a small CNN trained from scratch
+        (needs thousands of clips; exported as SoundAnalysisPreprocessing -> CNN).
+        ``"sounds"`` / ``"speech"``: a pretrained, frozen backbone
+        (``pippin.audio.backbones``) and a small head trained on its embeddings,
+        computed once per clip (a few examples per class are enough; exported as
+        backbone layers -> head).
+    epochs : int > 0 or None
+        Maximum training epochs (early stopping may end sooner); None: the
+        extractor's default (``pippin.audio.defaults.DEFAULTS``).
+    batch_size : int > 0 or None
+    learning_rate : float > 0 or None
         Adam's initial learning rate; a cosine schedule decays it over ``epochs``.
     validation_fraction : float in [0, 1)
         Share of each label's files held out for validation and early stopping
@@ -63,9 +75,11 @@ class SoundClassifier(ParamsMixin):
 
     _param_error = AudioError
 
-    def __init__(self, *, epochs: int = 25, batch_size: int = 32, learning_rate: float = 3e-3,
+    def __init__(self, *, feature_extractor: str = "scratch", epochs: int | None = None,
+                 batch_size: int | None = None, learning_rate: float | None = None,
                  validation_fraction: float = 0.05, early_stopping_patience: int = 5, overlap: float = 0.5,
                  augment: bool = True, random_state: int | None = None, progress: bool = True):
+        self.feature_extractor = feature_extractor
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -77,12 +91,20 @@ class SoundClassifier(ParamsMixin):
         self.progress = progress
 
     # -- training ---------------------------------------------------------------
-    def _check_params(self) -> None:
+    def _settings(self) -> dict:
+        """The checked hyper-parameters, with the extractor's defaults where a parameter is None."""
+        if self.feature_extractor not in FEATURE_EXTRACTORS:
+            raise AudioError(f"feature_extractor={self.feature_extractor!r}, expected one of "
+                             f"{list(FEATURE_EXTRACTORS)}", where="SoundClassifier")
+        settings = dict(DEFAULTS[self.feature_extractor])
+        settings.update({k: getattr(self, k) for k in ("epochs", "batch_size", "learning_rate")
+                         if getattr(self, k) is not None})
         checks = [
-            ("epochs", isinstance(self.epochs, (int, np.integer)) and self.epochs >= 1, "an int >= 1"),
-            ("batch_size", isinstance(self.batch_size, (int, np.integer)) and self.batch_size >= 1, "an int >= 1"),
-            ("learning_rate", isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate <= 1,
-             "in (0, 1]"),
+            ("epochs", isinstance(settings["epochs"], (int, np.integer)) and settings["epochs"] >= 1, "an int >= 1"),
+            ("batch_size", isinstance(settings["batch_size"], (int, np.integer)) and settings["batch_size"] >= 1,
+             "an int >= 1"),
+            ("learning_rate", isinstance(settings["learning_rate"], (int, float))
+             and 0 < settings["learning_rate"] <= 1, "in (0, 1]"),
             ("validation_fraction", isinstance(self.validation_fraction, (int, float))
              and 0 <= self.validation_fraction < 1, "in [0, 1)"),
             ("early_stopping_patience", isinstance(self.early_stopping_patience, (int, np.integer))
@@ -92,7 +114,9 @@ class SoundClassifier(ParamsMixin):
         ]
         for name, ok, expected in checks:
             if not ok:
-                raise AudioError(f"{name}={getattr(self, name)!r}, expected {expected}", where="SoundClassifier")
+                raise AudioError(f"{name}={settings.get(name, getattr(self, name))!r}, expected {expected}",
+                                 where="SoundClassifier")
+        return settings
 
     def fit(self, dataset, *, on_epoch=None) -> "SoundClassifier":
         """Train from scratch on a labelled sound dataset; returns ``self``.
@@ -113,11 +137,15 @@ class SoundClassifier(ParamsMixin):
         DatasetError
             The dataset folder or table is malformed.
         """
-        self._check_params()
+        settings = self._settings()
         data = load_sound_dataset(dataset)
         rng = np.random.default_rng(self.random_state)
-        features = featurize_files(data.paths, overlap=self.overlap, progress=self.progress,
-                                   description="features")
+        backbone = None if self.feature_extractor == "scratch" else get_backbone(self.feature_extractor)
+        if backbone is None:
+            features = featurize_files(data.paths, overlap=self.overlap, progress=self.progress,
+                                       description="features")
+        else:
+            features = embed_files(data.paths, backbone, overlap=self.overlap, progress=self.progress)
         self.skipped_ = features.skipped
         classes = self._check_labels(data, features)
         clip_targets = np.searchsorted(classes, np.asarray(data.labels, dtype=object).astype(str))
@@ -125,19 +153,28 @@ class SoundClassifier(ParamsMixin):
         window_targets = clip_targets[features.clip_index]
         val_windows = is_val_clip[features.clip_index]
         seed = int(rng.integers(0, 2**31 - 1))
-        network = build_network(list(classes), seed=seed, learning_rate=self.learning_rate,
-                                batch_size=self.batch_size, epochs=self.epochs)
+        epochs, batch_size, learning_rate = settings["epochs"], settings["batch_size"], settings["learning_rate"]
+        if backbone is None:
+            network = build_network(list(classes), seed=seed, learning_rate=learning_rate, batch_size=batch_size,
+                                    epochs=epochs)
+            augmenter = PatchAugmenter() if self.augment else None
+        else:
+            n_steps, dim = backbone.sequence_shape()
+            network = build_head(list(classes), embedding_dim=dim, n_steps=n_steps, kind=settings["head"],
+                                 hidden=settings["hidden"], channels=settings["channels"], seed=seed,
+                                 learning_rate=learning_rate, batch_size=batch_size, epochs=epochs)
+            augmenter = EmbeddingAugmenter(noise=settings["noise"]) if self.augment and settings["noise"] else None
         from ..pipelines.update import fit_network  # the trainer of the runtime's networks
 
-        reporter = _EpochReporter(int(self.epochs), on_epoch=on_epoch, bar=self.progress)
-        augmenter = PatchAugmenter() if self.augment else None
+        reporter = _EpochReporter(int(epochs), on_epoch=on_epoch, bar=self.progress)
         validation = None
         if val_windows.any():
             validation = (features.patches[val_windows], window_targets[val_windows])
         trained, history = fit_network(
             network, features.patches[~val_windows], window_targets[~val_windows],
-            epochs=int(self.epochs), batch_size=int(self.batch_size), optimizer="adam",
-            learning_rate=float(self.learning_rate), lr_schedule="cosine", validation=validation,
+            epochs=int(epochs), batch_size=int(batch_size), optimizer="adam",
+            learning_rate=float(learning_rate), lr_schedule="cosine", validation=validation,
+            weight_decay=float(settings["weight_decay"]),
             early_stopping_patience=int(self.early_stopping_patience) if validation is not None else None,
             random_state=seed, progress=reporter, augment=augmenter,
         )
@@ -147,13 +184,17 @@ class SoundClassifier(ParamsMixin):
         self.history_ = history
         self.history_rows_ = reporter.rows
         self.training_summary_ = self._summary(data, features, is_val_clip)
-        self.spec_ = export_pipeline(trained, metadata={
-            "training_data": self.training_summary_, "overlap": float(self.overlap),
-            "training": {"epochs_run": int(history["epochs_run"]), "best_epoch": history["best_epoch"], "batch_size": int(self.batch_size),
-                         "learning_rate": float(self.learning_rate), "optimizer": "adam",
-                         "lr_schedule": "cosine", "random_state": self.random_state,
-                         "augmentation": None if augmenter is None else augmenter.describe()},
-        })
+        training = {"epochs_run": int(history["epochs_run"]), "best_epoch": history["best_epoch"],
+                    "batch_size": int(batch_size), "learning_rate": float(learning_rate), "optimizer": "adam",
+                    "lr_schedule": "cosine", "random_state": self.random_state,
+                    "augmentation": None if augmenter is None else augmenter.describe()}
+        metadata = {"training_data": self.training_summary_, "overlap": float(self.overlap), "training": training}
+        if backbone is None:
+            self.spec_ = export_pipeline(trained, metadata=metadata)
+        else:
+            training.update({"head": settings["head"], "hidden": settings["hidden"],
+                             "weight_decay": float(settings["weight_decay"])})
+            self.spec_ = export_backbone_pipeline(trained, backbone, metadata=metadata)
         return self
 
     def train(self, dataset, *, on_epoch=None) -> "SoundClassifier":

@@ -32,15 +32,19 @@ class ClipFeatures:
     Attributes
     ----------
     patches : np.ndarray [shape=(n_windows, 1, 96, 64)], float32
+        Log-mel patches; with a backbone (``pippin.audio.embeddings``), embedding
+        sequences [shape=(n_windows, embedding_dim, n_steps, 1)].
     clip_index : np.ndarray [shape=(n_windows,)], int64
         Position (in ``paths``) of the file each window belongs to.
     starts : np.ndarray [shape=(n_windows,)], int64
-        First sample (16 kHz) of each window in its file.
+        First sample (at ``sample_rate``) of each window in its file.
     used : np.ndarray [shape=(n_files,)], bool
         Which files gave windows (False: see ``skipped``).
     skipped : list of {"path": str, "reason": str}
     n_padded : int
         Files shorter than one window (zero-padded).
+    sample_rate : int
+        The rate ``starts`` count in (16 kHz, or the backbone's).
     """
 
     patches: np.ndarray
@@ -49,10 +53,11 @@ class ClipFeatures:
     used: np.ndarray
     skipped: list[dict] = field(default_factory=list)
     n_padded: int = 0
+    sample_rate: int = SAMPLE_RATE
 
     def start_seconds(self) -> np.ndarray:
         """Window starts in seconds [shape=(n_windows,)]."""
-        return self.starts / SAMPLE_RATE
+        return self.starts / self.sample_rate
 
 
 def _one_file(path: Path, overlap: float):
@@ -108,10 +113,12 @@ def featurize_files(paths, *, overlap: float = 0.5, progress: bool = True,
     finally:
         if bar is not None:
             bar.close()
-    return _collect(paths, results)
+    return collect_features(paths, results)
 
 
-def _collect(paths: list[Path], results: list) -> ClipFeatures:
+def collect_features(paths: list[Path], results: list, *, empty: np.ndarray | None = None,
+                     sample_rate: int = SAMPLE_RATE) -> ClipFeatures:
+    """One ``ClipFeatures`` from per-file results: ``(starts, features, padded)`` or the file's ``AudioError``."""
     patches, starts, index, skipped = [], [], [], []
     used = np.zeros(len(paths), dtype=bool)
     n_padded = 0
@@ -127,8 +134,9 @@ def _collect(paths: list[Path], results: list) -> ClipFeatures:
         starts.append(file_starts)
         index.append(np.full(len(file_starts), position, dtype=np.int64))
     if n_padded:
-        logger.warning("%d of %d files are shorter than 975 ms and were zero-padded", n_padded, len(paths))
-    empty = np.zeros((0, 1, PATCH_FRAMES, N_MELS), dtype=np.float32)
+        logger.warning("%d of %d files are shorter than one window and were zero-padded", n_padded, len(paths))
+    if empty is None:
+        empty = np.zeros((0, 1, PATCH_FRAMES, N_MELS), dtype=np.float32)
     return ClipFeatures(
         patches=np.concatenate(patches) if patches else empty,
         clip_index=np.concatenate(index) if index else np.zeros(0, dtype=np.int64),
@@ -136,4 +144,5 @@ def _collect(paths: list[Path], results: list) -> ClipFeatures:
         used=used,
         skipped=skipped,
         n_padded=n_padded,
+        sample_rate=sample_rate,
     )

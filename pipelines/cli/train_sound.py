@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...audio.defaults import DEFAULTS, FEATURE_EXTRACTORS
 from .exit_codes import HELP_EPILOG
 from .output import Result, info, warn
 
@@ -11,16 +12,25 @@ from .output import Result, info, warn
 def add_parser(subparsers, parents):
     parser = subparsers.add_parser(
         "sound", parents=parents, help="train a sound classifier from labelled audio",
-        description="Train a sound classifier (VGGish log-mel front end + small CNN) and export it as a "
-                    "Core ML 3 pipeline: SoundAnalysisPreprocessing -> NeuralNetworkClassifier.",
+        description="Train a sound classifier and export it as a Core ML 3 pipeline: with --feature-extractor "
+                    "scratch (default), the VGGish log-mel front end + a small CNN trained from scratch "
+                    "(SoundAnalysisPreprocessing -> NeuralNetworkClassifier); with sounds or speech, a pretrained "
+                    "frozen backbone + a small updatable head (backbone layers -> NeuralNetworkClassifier), "
+                    "which learns from a few clips per label.",
         epilog="DATA is a folder with one sub-folder per label, or a CSV/TSV table with columns path,label "
                "(relative paths resolved from the table's folder). " + HELP_EPILOG,
     )
     parser.add_argument("data", metavar="DATA", help="labelled audio folder or path,label table")
     parser.add_argument("-o", "--output", metavar="MODEL", required=True, help="the .mlmodel file to write")
-    parser.add_argument("--epochs", type=int, default=25, help="maximum epochs (default: 25)")
-    parser.add_argument("--batch-size", type=int, default=32, help="mini-batch size (default: 32)")
-    parser.add_argument("--learning-rate", type=float, default=3e-3, help="Adam learning rate (default: 0.003)")
+    parser.add_argument("--feature-extractor", choices=FEATURE_EXTRACTORS, default="scratch",
+                        help="scratch: log-mel CNN trained from scratch (thousands of clips); sounds: pretrained "
+                             "general-sounds backbone; speech: pretrained speech backbone (default: scratch)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="maximum epochs (default: the extractor's, " + _defaults("epochs") + ")")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="mini-batch size (default: " + _defaults("batch_size") + ")")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="Adam learning rate (default: " + _defaults("learning_rate") + ")")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--validation-fraction", type=float, default=0.05,
                         help="share of each label's files held out for early stopping (default: 0.05)")
@@ -30,6 +40,10 @@ def add_parser(subparsers, parents):
                         help="train on the patches as they are (default: random time shifts and masks)")
     parser.set_defaults(handler=run)
     return parser
+
+
+def _defaults(name: str) -> str:
+    return ", ".join(f"{extractor} {values[name]:g}" for extractor, values in DEFAULTS.items())
 
 
 def _fmt(value) -> str:
@@ -48,7 +62,7 @@ def run(args) -> Result:
                  f"validation loss {_fmt(row.get('val_loss'))}, validation accuracy {_fmt(row.get('val_accuracy'))}")
 
     classifier = SoundClassifier(
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        feature_extractor=args.feature_extractor, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         validation_fraction=args.validation_fraction, early_stopping_patience=args.patience,
         overlap=args.overlap, augment=args.augment, random_state=args.seed, progress=args.show_progress,
     )

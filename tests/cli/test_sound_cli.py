@@ -128,7 +128,7 @@ def test_train_sound_defaults_are_the_classifiers_defaults():
 
     args = build_parser().parse_args(["train", "sound", "DATA", "-o", "m.mlmodel"])
     api = {k: p.default for k, p in inspect.signature(SoundClassifier).parameters.items()}
-    cli = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+    cli = {"feature_extractor": args.feature_extractor, "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
            "validation_fraction": args.validation_fraction, "early_stopping_patience": args.patience,
            "overlap": args.overlap, "augment": args.augment}
     assert cli == {k: api[k] for k in cli}
