@@ -1,6 +1,6 @@
 """The classifier head over a frozen backbone, and the exported pipeline ``backbone -> head``.
 
-The head takes one window's embedding sequence as the blob ``embedding``
+The head takes one window's embedding sequence as the blob ``backboneEmbedding``
 [shape=(embedding_dim, n_steps, 1)] (channels = embedding dimensions, height =
 time steps: the layout the exported backbone stage gives) and is:
 
@@ -30,13 +30,13 @@ from .preprocessing_spec import AUDIO_INPUT
 
 __all__ = ["EMBEDDING_INPUT", "HEAD_KINDS", "build_head", "export_backbone_pipeline"]
 
-EMBEDDING_INPUT = "embedding"
+EMBEDDING_INPUT = "backboneEmbedding"  # not "embedding": personalization names its cut network's output so
 HEAD_KINDS = ("pool", "conv")
 
 
 def build_head(class_labels, *, embedding_dim: int, n_steps: int, kind: str = "pool", hidden: int = 0,
                channels: int = 128, seed: int, learning_rate: float, batch_size: int, epochs: int) -> Model:
-    """An untrained NeuralNetworkClassifier: ``embedding`` [embedding_dim, n_steps, 1] -> label and probabilities.
+    """An untrained NeuralNetworkClassifier: ``backboneEmbedding`` [embedding_dim, n_steps, 1] -> label and probabilities.
 
     Parameters
     ----------
@@ -90,7 +90,7 @@ def build_head(class_labels, *, embedding_dim: int, n_steps: int, kind: str = "p
 
 
 def _backbone_stage(backbone) -> Model:
-    """A ``neuralNetwork``: ``audioSamples`` [window_samples] -> ``embedding`` [embedding_dim, n_steps, 1]."""
+    """A ``neuralNetwork``: ``audioSamples`` [window_samples] -> ``backboneEmbedding`` [embedding_dim, n_steps, 1]."""
     from ..pipelines.build import NetworkBuilder
 
     b = NetworkBuilder(inputs=[(AUDIO_INPUT, (backbone.window_samples,))], outputs=[EMBEDDING_INPUT])

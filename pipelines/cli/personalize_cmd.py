@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 
 from ...spec import io as spec_io
 from ..personalize.sound import personalize_head, personalize_knn, sound_parts
 from ..runtime.model import load
 from .exit_codes import HELP_EPILOG
 from .output import Result, warn
-from .update_cmd import ProgressReporter
+from .update_cmd import ProgressReporter, read_labelled_windows
 
 
 def add_parser(subparsers, parents):
@@ -63,29 +62,16 @@ def training_source(spec) -> Path | None:
     return None
 
 
-def read_labelled_windows(source, *, overlap: float):
-    """(windows [shape=(n_windows, 15600)], labels, n_files) of a labelled audio folder or table."""
-    from ...audio.io import read_windows  # lazy: the CLI may use the audio layer
-    from ...datasets import load_sound_dataset
-
-    dataset = load_sound_dataset(source)
-    windows, labels = [], []
-    for path, label in zip(dataset.paths, dataset.labels):
-        _, w = read_windows(path, overlap=overlap, warn_short=False)
-        windows.append(w)
-        labels += [label] * len(w)
-    return np.concatenate(windows), labels, len(dataset)
-
-
 def run(args):
     spec = spec_io.load(args.model)
     sound_parts(spec)  # fail early, naming the model, if it is not a sound classifier
     old = [str(x) for x in load(sound_parts(spec)[1]).class_labels]
-    windows, labels, n_files = read_labelled_windows(args.examples, overlap=args.overlap)
+    model = load(spec)
+    windows, labels, n_files = read_labelled_windows(args.examples, model, overlap=args.overlap)
     base_path = Path(args.base_examples) if args.base_examples else training_source(spec)
     base = None
     if base_path is not None:
-        base_windows, base_labels, _ = read_labelled_windows(base_path, overlap=args.overlap)
+        base_windows, base_labels, _ = read_labelled_windows(base_path, model, overlap=args.overlap)
         base = (base_windows, base_labels)
     elif not args.head:
         warn("no old-class recordings (--base-examples) found: old classes are remembered by synthesized "

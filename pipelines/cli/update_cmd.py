@@ -56,10 +56,34 @@ def is_audio_data(path: Path, model) -> bool:
 
 
 def _audio_input(model) -> str | None:
-    for name, d in model.input_descriptions.items():
-        if d.type.WhichOneof("Type") == "multiArrayType" and list(d.type.multiArrayType.shape) == [15600]:
-            return name
-    return None
+    """The model's audio input name, or None when it takes no audio windows."""
+    from ...audio.errors import AudioError
+    from ...audio.inference import audio_input
+
+    try:
+        return audio_input(model)[0]
+    except AudioError:
+        return None
+
+
+def read_labelled_windows(source, model, *, overlap: float = 0.5):
+    """(windows [shape=(n_windows, window_samples)], labels [shape=(n_windows,)], n_files) of labelled audio.
+
+    Windows are cut as the model's audio input takes them (its length and sample rate,
+    ``pippin.audio.inference.audio_input``); every window of a file gets the file's label.
+    """
+    from ...audio.inference import audio_input
+    from ...audio.io import read_windows  # lazy: the CLI may use the audio layer
+    from ...datasets import load_sound_dataset
+
+    _, window, rate = audio_input(model)
+    dataset = load_sound_dataset(source)
+    windows, labels = [], []
+    for path, label in zip(dataset.paths, dataset.labels):
+        _, w = read_windows(path, overlap=overlap, warn_short=False, sample_rate=rate, window=window)
+        windows.append(w)
+        labels.extend([label] * len(w))
+    return np.concatenate(windows), labels, len(dataset)
 
 
 def label_input(spec, *, exclude: str) -> str:
@@ -73,19 +97,11 @@ def label_input(spec, *, exclude: str) -> str:
 
 
 def load_audio_examples(source, model, *, overlap: float = 0.5) -> tuple[dict[str, Any], int]:
-    """(training data, n_files) from labelled audio: every 975 ms window of a file gets its label."""
-    from ...audio.io import read_windows  # lazy: the CLI may use the audio layer
-    from ...datasets import load_sound_dataset
-
-    dataset = load_sound_dataset(source)
+    """(training data, n_files) from labelled audio: every window of a file gets its label."""
     audio = _audio_input(model)
-    windows, labels = [], []
-    for path, label in zip(dataset.paths, dataset.labels):
-        _, w = read_windows(path, overlap=overlap, warn_short=False)
-        windows.append(w)
-        labels.extend([label] * len(w))
+    windows, labels, n_files = read_labelled_windows(source, model, overlap=overlap)
     label_name = label_input(model.spec, exclude=audio)
-    return {audio: np.concatenate(windows), label_name: np.array(labels, dtype=object)}, len(dataset)
+    return {audio: windows, label_name: np.array(labels, dtype=object)}, n_files
 
 
 class ProgressReporter:

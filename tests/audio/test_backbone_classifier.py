@@ -9,6 +9,7 @@ from pippin.audio import SoundClassifier
 from pippin.audio.backbones import BACKBONES, get_backbone
 from pippin.audio.embeddings import embed_windows
 from pippin.audio.errors import AudioError
+from pippin.audio.head import EMBEDDING_INPUT
 from pippin.audio.io import read_windows
 from pippin.datasets import make_demo_sounds
 from pippin.spec import io as spec_io
@@ -42,7 +43,7 @@ def test_exported_file_runs_equal_to_the_training_path(fitted, demo):
     windows = np.concatenate([read_windows(p, sample_rate=backbone.sample_rate, window=backbone.window_samples,
                                            warn_short=False)[1] for p in demo.paths[::5]])
     whole = pp.load(path).predict_batch({"audioSamples": windows})["classLabelProbs"]
-    head = pp.load(clf.network_spec_).predict_batch({"embedding": embed_windows(backbone, windows)})
+    head = pp.load(clf.network_spec_).predict_batch({EMBEDDING_INPUT: embed_windows(backbone, windows)})
     np.testing.assert_allclose(whole, head["classLabelProbs"], atol=1e-4)
     assert len(set(np.argmax(whole, axis=1))) > 1  # the windows differ
 
@@ -81,3 +82,15 @@ def test_same_seed_same_bytes(demo, tmp_path):
 def test_unknown_feature_extractor_is_named(demo):
     with pytest.raises(AudioError, match="feature_extractor='birds'"):
         SoundClassifier(feature_extractor="birds", progress=False).fit(demo)
+
+
+def test_personalizing_a_backbone_model_gives_a_valid_model(fitted, demo):
+    """k-NN personalization cuts the head; its blobs must not clash with the backbone stage's."""
+    from pippin.pipelines.personalize import personalize_knn
+
+    clf, path = fitted
+    backbone = get_backbone(clf.feature_extractor)
+    windows = np.concatenate([read_windows(p, sample_rate=backbone.sample_rate, window=backbone.window_samples,
+                                           warn_short=False)[1] for p in demo.paths[:3]])
+    personal = personalize_knn(spec_io.load(path), (windows, ["mine"] * len(windows)), k=1)
+    assert validate(personal) == []
