@@ -27,6 +27,7 @@ import numpy as np
 import scipy.fft
 
 from .errors import AudioError
+from .parallel import one_blas_thread
 
 __all__ = [
     "SAMPLE_RATE",
@@ -202,23 +203,6 @@ def _patches_of_range(clips: np.ndarray, out: np.ndarray) -> None:
         _log_mel_group(frames[first:first + k], buffer[:k], magnitude[:k * PATCH_FRAMES], flat_out[rows])
 
 
-_blas_controller = None
-
-
-def _one_blas_thread():
-    """A context in which BLAS runs single-threaded.
-
-    The mel product is small ([96, 257] x [257, 64]); multi-threaded BLAS spins on it
-    and slows the FFT threads down (measured), so our own thread pool does the spreading.
-    """
-    global _blas_controller
-    if _blas_controller is None:
-        from threadpoolctl import ThreadpoolController
-
-        _blas_controller = ThreadpoolController()
-    return _blas_controller.limit(limits=1, user_api="blas")
-
-
 def _default_workers(n_clips: int) -> int:
     return max(1, min(n_clips // 8 or 1, os.cpu_count() or 1))
 
@@ -254,7 +238,7 @@ def vggish_log_mel(samples, *, workers: int | None = None) -> np.ndarray:
     n_clips = flat.shape[0]
     out = np.empty((n_clips, 1, PATCH_FRAMES, N_MELS), dtype=np.float32)
     n_workers = max(1, min(workers if workers is not None else _default_workers(n_clips), n_clips))
-    with _one_blas_thread():
+    with one_blas_thread():
         if n_workers == 1:
             _patches_of_range(flat, out)
         else:

@@ -25,6 +25,7 @@ ROOMS = [
     ("pippin.recommend.errors", "errors"), ("pippin.datasets.errors", "errors"),
     ("pippin.datasets", "datasets"),
     ("pippin.audio.frontend", "frontend"),  # the one log-mel definition, shared by runtime and trainer
+    ("pippin.audio.parallel", "frontend"),  # its thread-pool helper
     ("pippin.audio", "audio trainer"),
     ("pippin.recommend", "recommend trainer"),
     ("pippin.pipelines", "pipelines api"),  # the package's __init__: re-exports runtime and builders

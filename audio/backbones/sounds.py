@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -44,6 +43,7 @@ import numpy as np
 import scipy.fft
 
 from ..errors import AudioError
+from ..parallel import map_chunks
 from .convert_sounds import ATTRIBUTION, CHANNELS, LICENCE, load_weights
 
 __all__ = ["SAMPLE_RATE", "WINDOW_SAMPLES", "EMBEDDING_DIM", "N_FRAMES", "N_MELS", "WEIGHTS_PATH", "SoundsBackbone",
@@ -228,27 +228,9 @@ def _forward_chunk(spectrogram: np.ndarray, layers) -> np.ndarray:
     return x.mean(axis=2)
 
 
-_blas_controller = None
-
-
-def _one_blas_thread():
-    global _blas_controller
-    if _blas_controller is None:
-        from threadpoolctl import ThreadpoolController
-
-        _blas_controller = ThreadpoolController()
-    return _blas_controller.limit(limits=1, user_api="blas")
-
-
 def _map_chunks(fn, n: int, n_threads: int | None) -> list:
-    """``fn(a, b)`` over ``_CHUNK``-sized ranges of ``range(n)``, in a thread pool with 1-thread BLAS."""
-    bounds = [(a, min(a + _CHUNK, n)) for a in range(0, n, _CHUNK)]
-    n_workers = max(1, min(n_threads or len(os.sched_getaffinity(0)), len(bounds)))
-    with _one_blas_thread():
-        if n_workers == 1:
-            return [fn(a, b) for a, b in bounds]
-        with ThreadPoolExecutor(max_workers=n_workers) as pool:
-            return list(pool.map(lambda ab: fn(*ab), bounds))
+    """``fn(a, b)`` over ``_CHUNK``-sized ranges of ``range(n)``, on the cores (``pippin.audio.parallel``)."""
+    return map_chunks(fn, n, chunk=_CHUNK, n_threads=n_threads)
 
 
 def forward(spectrogram, layers, *, temporal: bool = False, n_threads: int | None = None) -> np.ndarray:

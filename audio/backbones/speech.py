@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -41,6 +40,7 @@ import numpy as np
 import scipy.fft
 
 from ..errors import AudioError
+from ..parallel import map_chunks
 
 __all__ = ["SAMPLE_RATE", "WINDOW_SAMPLES", "EMBEDDING_DIM", "HOP_SAMPLES", "RECEPTIVE_SAMPLES", "WEIGHTS_PATH",
            "SpeechBackbone", "load", "embed", "frontend", "n_steps"]
@@ -263,14 +263,9 @@ class SpeechBackbone:
         x = self._check(windows)
         if len(x) == 0:
             return np.zeros((0, self.n_steps(x.shape[1]), EMBEDDING_DIM), np.float32)
-        chunks = [x[i:i + _CHUNK] for i in range(0, len(x), _CHUNK)]
-        run = lambda chunk: self.network(self._frontend(chunk))  # noqa: E731
-        workers = max(1, min(n_threads or len(os.sched_getaffinity(0)), len(chunks)))
-        with _one_blas_thread():  # our threads spread the chunks; threaded BLAS on top only oversubscribes
-            if workers == 1:
-                return np.concatenate([run(c) for c in chunks])
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                return np.concatenate(list(pool.map(run, chunks)))
+        parts = map_chunks(lambda a, b: self.network(self._frontend(x[a:b])), len(x), chunk=_CHUNK,
+                           n_threads=n_threads)
+        return np.concatenate(parts)
 
     def add_to_network(self, builder, input_name: str, output_name: str, *, prefix: str = "speech_") -> None:
         """Append the front end and the network to a ``NetworkBuilder`` as native Core ML 3 layers.
@@ -284,19 +279,6 @@ class SpeechBackbone:
     def __repr__(self) -> str:
         return (f"SpeechBackbone(sample_rate={SAMPLE_RATE}, window_samples={self.window_samples}, "
                 f"dim={EMBEDDING_DIM}, hop_samples={HOP_SAMPLES})")
-
-
-_blas_controller = None
-
-
-def _one_blas_thread():
-    """A context in which BLAS runs single-threaded (the thread pool does the spreading)."""
-    global _blas_controller
-    if _blas_controller is None:
-        from threadpoolctl import ThreadpoolController
-
-        _blas_controller = ThreadpoolController()
-    return _blas_controller.limit(limits=1, user_api="blas")
 
 
 @lru_cache(maxsize=4)
