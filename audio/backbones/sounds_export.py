@@ -88,13 +88,8 @@ class _Layers:
                              hint="pass another prefix=")
         for blob in inputs:
             self.shape(blob)
-        layer = self.builder.network.layers.add()
-        layer.name = name
-        layer.input.extend(inputs)
-        layer.output.append(output)
         self.names.add(name)
-        self.builder.shapes[output] = tuple(int(v) for v in shape)
-        return layer
+        return self.builder.add_layer(name, inputs, output, shape)
 
     def unary(self, name, input, output, op, **fields):
         p = self.add(name, [input], output, self.shape(input)).unary

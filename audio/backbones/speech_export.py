@@ -64,12 +64,7 @@ def _add(builder, name: str, inputs: list[str], output: str, shape) -> NeuralNet
         if blob not in builder.shapes:
             raise AudioError(f"blob {blob!r} does not exist; known blobs: {sorted(builder.shapes)}",
                              where=f"speech export: {name}")
-    layer = builder.network.layers.add()
-    layer.name = name
-    layer.input.extend(inputs)
-    layer.output.append(output)
-    builder.shapes[output] = tuple(int(v) for v in shape)
-    return layer
+    return builder.add_layer(name, inputs, output, shape)
 
 
 def _unary(builder, name: str, input: str, output: str, *, op: int, alpha: float = 0.0,

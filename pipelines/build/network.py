@@ -125,6 +125,14 @@ class NetworkBuilder(SpecBuilder):
                                 where="NetworkBuilder")
         return self.shapes[blob]
 
+    def add_layer(self, name: str, inputs: Sequence[str], output: str, shape) -> NeuralNetwork_pb2.NeuralNetworkLayer:
+        """Append a layer of any kind: the caller fills its oneof; ``shape`` is the output's ``(C, H, W)``.
+
+        For layer kinds without an ``add_*`` method (the backbones' front ends use unary,
+        reshape, permute, reduce...). Inputs must exist; the name must be new.
+        """
+        return self._layer(name, inputs, output, shape)
+
     def _layer(self, name: str, inputs: Sequence[str], output: str, shape) -> NeuralNetwork_pb2.NeuralNetworkLayer:
         if any(layer.name == name for layer in self.network.layers):
             raise PipelineError(f"a layer named {name!r} exists already", where="NetworkBuilder")

