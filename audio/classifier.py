@@ -24,13 +24,14 @@ from ..spec import io as spec_io
 from .augment import EmbeddingAugmenter, PatchAugmenter
 from .backbones import get_backbone
 from .defaults import DEFAULTS, FEATURE_EXTRACTORS
-from .embeddings import embed_files
+from .embeddings import embed_copies, embed_files
 from .errors import AudioError
 from .features import ClipFeatures, featurize_files
 from .inference import classify_files
 from .metrics import classification_report
 from .head import build_head, export_backbone_pipeline
 from .network import build_network, export_pipeline
+from .wave_augment import WaveAugmenter
 
 __all__ = ["SoundClassifier"]
 
@@ -55,18 +56,21 @@ class SoundClassifier(ParamsMixin):
     batch_size : int > 0 or None
     learning_rate : float > 0 or None
         Adam's initial learning rate; a cosine schedule decays it over ``epochs``.
-    validation_fraction : float in [0, 1)
+    validation_fraction : float in [0, 1) or None
         Share of each label's files held out for validation and early stopping
-        (0: no validation, no early stopping).
+        (0: no validation, no early stopping); None: the extractor's default
+        (0.05 for scratch; 0 for the backbones, whose few clips are all needed).
     early_stopping_patience : int > 0
         Epochs without a better validation loss before training stops (the best
         epoch's weights are kept).
     overlap : float in [0, 1)
         Window overlap when cutting clips into 975 ms windows.
     augment : bool
-        Shift each training patch by up to 40 ms and hide a few frames and mel bands
-        (``pippin.audio.augment.PatchAugmenter``); measured on FSDD, it turns a
+        Scratch: shift each training patch by up to 40 ms and hide a few frames and mel
+        bands (``pippin.audio.augment.PatchAugmenter``); measured on FSDD, it turns a
         memorising CNN into one that generalises (see the README's benchmark).
+        Backbones: add the extractor's number of changed copies of each training clip
+        (``pippin.audio.wave_augment.WaveAugmenter``; "sounds": 4, "speech": none).
     random_state : int or None
         Seeds the split, weight initialisation and shuffling; the same seed gives the same model bytes.
     progress : bool
@@ -77,7 +81,7 @@ class SoundClassifier(ParamsMixin):
 
     def __init__(self, *, feature_extractor: str = "scratch", epochs: int | None = None,
                  batch_size: int | None = None, learning_rate: float | None = None,
-                 validation_fraction: float = 0.05, early_stopping_patience: int = 5, overlap: float = 0.5,
+                 validation_fraction: float | None = None, early_stopping_patience: int = 5, overlap: float = 0.5,
                  augment: bool = True, random_state: int | None = None, progress: bool = True):
         self.feature_extractor = feature_extractor
         self.epochs = epochs
@@ -97,7 +101,7 @@ class SoundClassifier(ParamsMixin):
             raise AudioError(f"feature_extractor={self.feature_extractor!r}, expected one of "
                              f"{list(FEATURE_EXTRACTORS)}", where="SoundClassifier")
         settings = dict(DEFAULTS[self.feature_extractor])
-        settings.update({k: getattr(self, k) for k in ("epochs", "batch_size", "learning_rate")
+        settings.update({k: getattr(self, k) for k in ("epochs", "batch_size", "learning_rate", "validation_fraction")
                          if getattr(self, k) is not None})
         checks = [
             ("epochs", isinstance(settings["epochs"], (int, np.integer)) and settings["epochs"] >= 1, "an int >= 1"),
@@ -105,8 +109,8 @@ class SoundClassifier(ParamsMixin):
              "an int >= 1"),
             ("learning_rate", isinstance(settings["learning_rate"], (int, float))
              and 0 < settings["learning_rate"] <= 1, "in (0, 1]"),
-            ("validation_fraction", isinstance(self.validation_fraction, (int, float))
-             and 0 <= self.validation_fraction < 1, "in [0, 1)"),
+            ("validation_fraction", isinstance(settings["validation_fraction"], (int, float))
+             and 0 <= settings["validation_fraction"] < 1, "in [0, 1)"),
             ("early_stopping_patience", isinstance(self.early_stopping_patience, (int, np.integer))
              and self.early_stopping_patience >= 1, "an int >= 1"),
             ("overlap", isinstance(self.overlap, (int, float)) and 0 <= self.overlap < 1, "in [0, 1)"),
@@ -149,7 +153,7 @@ class SoundClassifier(ParamsMixin):
         self.skipped_ = features.skipped
         classes = self._check_labels(data, features)
         clip_targets = np.searchsorted(classes, np.asarray(data.labels, dtype=object).astype(str))
-        is_val_clip = self._split(clip_targets, features.used, rng)
+        is_val_clip = self._split(clip_targets, features.used, rng, settings["validation_fraction"])
         window_targets = clip_targets[features.clip_index]
         val_windows = is_val_clip[features.clip_index]
         seed = int(rng.integers(0, 2**31 - 1))
@@ -170,8 +174,17 @@ class SoundClassifier(ParamsMixin):
         validation = None
         if val_windows.any():
             validation = (features.patches[val_windows], window_targets[val_windows])
+        train_x, train_y = features.patches[~val_windows], window_targets[~val_windows]
+        copies = settings.get("copies", 0) if self.augment and backbone is not None else 0
+        if copies:  # changed copies of the training clips, embedded once each (pippin.audio.wave_augment)
+            wave_augmenter = WaveAugmenter()
+            train_clips = np.flatnonzero(features.used & ~is_val_clip)
+            extra = embed_copies([data.paths[i] for i in train_clips], backbone, copies=copies,
+                                 augmenter=wave_augmenter, seed=seed, overlap=self.overlap, progress=self.progress)
+            train_x = np.concatenate([train_x, extra.patches])
+            train_y = np.concatenate([train_y, clip_targets[train_clips][extra.clip_index]])
         trained, history = fit_network(
-            network, features.patches[~val_windows], window_targets[~val_windows],
+            network, train_x, train_y,
             epochs=int(epochs), batch_size=int(batch_size), optimizer="adam",
             learning_rate=float(learning_rate), lr_schedule="cosine", validation=validation,
             weight_decay=float(settings["weight_decay"]),
@@ -193,7 +206,9 @@ class SoundClassifier(ParamsMixin):
             self.spec_ = export_pipeline(trained, metadata=metadata)
         else:
             training.update({"head": settings["head"], "hidden": settings["hidden"],
-                             "weight_decay": float(settings["weight_decay"])})
+                             "weight_decay": float(settings["weight_decay"]),
+                             "copies": None if not copies else {"n": copies, **wave_augmenter.describe()}})
+            metadata["align"] = backbone.align
             self.spec_ = export_backbone_pipeline(trained, backbone, metadata=metadata)
         return self
 
@@ -222,17 +237,17 @@ class SoundClassifier(ParamsMixin):
                              where=data.source or None)
         return classes
 
-    def _split(self, clip_targets: np.ndarray, used: np.ndarray, rng) -> np.ndarray:
-        """Stratified by label: a ``validation_fraction`` share of each label's usable files (at least one
+    def _split(self, clip_targets: np.ndarray, used: np.ndarray, rng, fraction: float) -> np.ndarray:
+        """Stratified by label: a ``fraction`` share of each label's usable files (at least one
         when the label has two or more)."""
         is_val = np.zeros(len(clip_targets), dtype=bool)
-        if self.validation_fraction <= 0:
+        if fraction <= 0:
             return is_val
         for target in np.unique(clip_targets[used]):
             members = np.flatnonzero(used & (clip_targets == target))
             if len(members) < 2:
                 continue
-            n_val = min(len(members) - 1, max(1, int(round(self.validation_fraction * len(members)))))
+            n_val = min(len(members) - 1, max(1, int(round(fraction * len(members)))))
             is_val[rng.permutation(members)[:n_val]] = True
         return is_val
 

@@ -13,9 +13,12 @@ __all__ = ["DEFAULTS", "FEATURE_EXTRACTORS"]
 
 #: per feature extractor: the value a ``SoundClassifier`` parameter left at None takes, and the head's shape
 DEFAULTS = {
-    "scratch": {"epochs": 25, "batch_size": 32, "learning_rate": 3e-3, "weight_decay": 0.0},
-    "sounds": {"epochs": 60, "batch_size": 32, "learning_rate": 1e-3, "weight_decay": 1e-3,
-               "head": "pool", "hidden": 0, "channels": 128, "noise": 0.5},
+    "scratch": {"epochs": 25, "batch_size": 32, "learning_rate": 3e-3, "weight_decay": 0.0,
+                "validation_fraction": 0.05},
+    # drums with whole kits held out: 0.85-0.86 over seeds with 4 changed copies of each clip, 0.76-0.79 without
+    "sounds": {"epochs": 20, "batch_size": 32, "learning_rate": 1e-3, "weight_decay": 1e-2,
+               "validation_fraction": 0.0, "head": "pool", "hidden": 0, "channels": 128, "noise": 0.0, "copies": 4},
+    # FSDD, one speaker held out: k=5 0.96, k=20 0.97 (1.5 s windows, short clips centred)
     "speech": {"epochs": 60, "batch_size": 32, "learning_rate": 3e-3, "weight_decay": 1e-3,
-               "head": "conv", "hidden": 0, "channels": 64, "noise": 0.0},
+               "validation_fraction": 0.0, "head": "pool", "hidden": 0, "channels": 64, "noise": 0.0, "copies": 0},
 }

@@ -19,9 +19,9 @@ import numpy as np
 from .errors import AudioError
 from .features import ClipFeatures, collect_features
 from .frontend import window_starts
-from .io import iter_windows
+from .io import iter_windows, read_audio, windows_of
 
-__all__ = ["embed_files", "embed_windows"]
+__all__ = ["embed_files", "embed_copies", "embed_windows"]
 
 _BATCH_WINDOWS = 64  # windows per backbone call: large products, bounded memory (64 x 2.3 s x 44.1 kHz = 26 MB)
 _FILES_AHEAD = 32
@@ -45,12 +45,13 @@ def embed_windows(backbone, windows: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(seq.transpose(0, 2, 1)[..., None])
 
 
-def _read(path: Path, backbone, overlap: float):
+def _read(path: Path, backbone, overlap: float):  # noqa: D401
     """(starts, windows, padded) of one file, or the AudioError that stopped it."""
     try:
         info: dict = {}
         parts = list(iter_windows(path, overlap=overlap, warn_short=False, info=info, batch_windows=1 << 30,
-                                  sample_rate=backbone.sample_rate, window=backbone.window_samples))
+                                  sample_rate=backbone.sample_rate, window=backbone.window_samples,
+                                  align=backbone.align))
         starts = np.concatenate([s for s, _ in parts])
         windows = np.concatenate([w for _, w in parts])
         return starts, windows, info["n_samples"] < backbone.window_samples
@@ -107,4 +108,55 @@ def embed_files(paths, backbone, *, overlap: float = 0.5, progress: bool = True,
         if bar is not None:
             bar.close()
     empty = np.zeros((0, backbone.embedding_dim, backbone.n_steps, 1), dtype=np.float32)
+    return collect_features(paths, results, empty=empty, sample_rate=backbone.sample_rate)
+
+
+def embed_copies(paths, backbone, *, copies: int, augmenter, seed: int, overlap: float = 0.5,
+                 progress: bool = True) -> ClipFeatures:
+    """Embeddings of ``copies`` changed versions of every file (``pippin.audio.wave_augment``), for training only.
+
+    One generator seeded by ``seed`` walks the files in order, so a seeded run is
+    reproducible. Files that cannot be read are left out (``embed_files`` reports them).
+
+    Returns
+    -------
+    features : ClipFeatures
+        ``clip_index`` points into ``paths``; [shape=(n_windows, embedding_dim, n_steps, 1)].
+    """
+    paths = [Path(p) for p in paths]
+    rng = np.random.default_rng([seed, 0xC0B1])
+    empty = np.zeros((0, backbone.embedding_dim, backbone.n_steps, 1), dtype=np.float32)
+    results: list = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(paths), desc="augmented copies", unit="file", leave=False)
+    try:
+        for first in range(0, len(paths), _FILES_AHEAD):
+            chunk = paths[first:first + _FILES_AHEAD]
+            pieces = []
+            for path in chunk:
+                try:
+                    wave = read_audio(path, sample_rate=backbone.sample_rate)
+                except AudioError as exc:
+                    pieces.append(exc)
+                    continue
+                w = [windows_of(augmenter(wave, backbone.sample_rate, rng), window=backbone.window_samples,
+                                overlap=overlap, align=backbone.align) for _ in range(copies)]
+                pieces.append(np.concatenate(w))
+            good = [p for p in pieces if not isinstance(p, AudioError)]
+            embedded = embed_windows(backbone, np.concatenate(good)) if good else None
+            at = 0
+            for piece in pieces:
+                if isinstance(piece, AudioError):  # reported once, by embed_files
+                    results.append((np.zeros(0, np.int64), empty, False))
+                    continue
+                results.append((np.zeros(len(piece), np.int64), embedded[at:at + len(piece)], False))
+                at += len(piece)
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
     return collect_features(paths, results, empty=empty, sample_rate=backbone.sample_rate)

@@ -22,7 +22,7 @@ from .errors import AudioError
 from .frontend import PATCH_SAMPLES, SAMPLE_RATE, window_starts
 from .io import iter_windows, read_windows
 
-__all__ = ["audio_input", "audio_input_name", "classify_files"]
+__all__ = ["audio_input", "audio_input_name", "window_align", "classify_files"]
 
 _BATCH_WINDOWS = 256
 
@@ -54,6 +54,12 @@ def audio_input(model) -> tuple[str, int, int]:
                      where=where, hint="add userDefined metadata 'sample_rate'")
 
 
+def window_align(model) -> str:
+    """Where the model expects a clip shorter than one window: "start" (default) or "center" (metadata ``align``)."""
+    align = model.spec.description.metadata.userDefined.get("align", "start")
+    return align if align in ("start", "center") else "start"
+
+
 def audio_input_name(model) -> str:
     """The name of the model input that takes audio windows (see ``audio_input``)."""
     return audio_input(model)[0]
@@ -63,13 +69,13 @@ _STREAM_SECONDS = 60.0  # files longer than this are streamed batch by batch ins
 _FILES_AHEAD = 32  # files read ahead on the thread pool
 
 
-def _read(path: Path, overlap: float, rate: int, window: int):
+def _read(path: Path, overlap: float, rate: int, window: int, align: str):
     """A short file's windows, ``None`` for a long file (streamed later), or the AudioError."""
     try:
         info = soundfile.info(str(path))
         if info.samplerate > 0 and info.frames / info.samplerate > _STREAM_SECONDS:
             return None
-        return read_windows(path, overlap=overlap, warn_short=False, sample_rate=rate, window=window)
+        return read_windows(path, overlap=overlap, warn_short=False, sample_rate=rate, window=window, align=align)
     except AudioError as exc:
         return exc
     except (soundfile.LibsndfileError, RuntimeError) as exc:
@@ -133,6 +139,7 @@ def classify_files(model, paths, *, overlap: float = 0.5, progress: bool = False
     """
     window_starts(0, overlap=overlap)  # validates overlap before any work
     input_name, window, rate = audio_input(model)
+    align = window_align(model)
     class_labels = getattr(model, "class_labels", None)
     probs_name = model.spec.description.predictedProbabilitiesName
     if class_labels is None or not probs_name:
@@ -152,7 +159,7 @@ def classify_files(model, paths, *, overlap: float = 0.5, progress: bool = False
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             for first in range(0, len(paths), _FILES_AHEAD):
                 chunk = paths[first:first + _FILES_AHEAD]
-                reads = pool.map(lambda p: _read(p, overlap, rate, window), chunk)
+                reads = pool.map(lambda p: _read(p, overlap, rate, window, align), chunk)
                 for key, read in enumerate(reads, start=first):
                     if read is None:
                         _stream(batcher, key, paths[key], overlap, failed, rate, window)

@@ -98,7 +98,7 @@ def read_audio(path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE) -> np
 
 def iter_windows(
     path: str | os.PathLike, *, overlap: float = 0.5, batch_windows: int = 256, warn_short: bool = True,
-    info: dict | None = None, sample_rate: int = SAMPLE_RATE, window: int = PATCH_SAMPLES,
+    info: dict | None = None, sample_rate: int = SAMPLE_RATE, window: int = PATCH_SAMPLES, align: str = "start",
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """A file's analysis windows (975 ms at 16 kHz by default), streamed in batches (bounded memory).
 
@@ -119,6 +119,10 @@ def iter_windows(
         The rate windows are cut at (16 kHz: VGGish; a backbone may need another).
     window : int > 0
         Samples per window (15,600: 975 ms at 16 kHz).
+    align : {"start", "center"}
+        Where a clip shorter than one window sits in it: at the start (VGGish), or in
+        the middle with silence on both sides (the speech backbone: every one of its
+        0.775 s views then sees the word, measured in ``benchmarks/bench_fewshot.py``).
 
     Yields
     ------
@@ -126,6 +130,8 @@ def iter_windows(
         First sample (at ``sample_rate``) of each window.
     windows : np.ndarray [shape=(n_windows, window)], float32
     """
+    if align not in ("start", "center"):
+        raise AudioError(f"align={align!r}, expected 'start' or 'center'")
     hop = int(window_starts(2 * window, overlap=overlap, window=window)[1])
     pending = np.zeros(0, dtype=np.float32)  # signal from sample `offset` on
     offset = next_start = total = 0
@@ -156,14 +162,16 @@ def iter_windows(
             continue
         local = int(start) - offset
         piece = pending[local:local + window]
-        starts.append(int(start))
-        windows.append(np.concatenate([piece, np.zeros(window - piece.size, dtype=np.float32)]))
+        lead = (window - piece.size) // 2 if align == "center" and total < window else 0
+        starts.append(int(start) - lead)
+        windows.append(np.concatenate([np.zeros(lead, dtype=np.float32), piece,
+                                       np.zeros(window - lead - piece.size, dtype=np.float32)]))
     if windows:
         yield np.asarray(starts, dtype=np.int64), np.stack(windows)
 
 
 def read_windows(path: str | os.PathLike, *, overlap: float = 0.5, warn_short: bool = True,
-                 sample_rate: int = SAMPLE_RATE, window: int = PATCH_SAMPLES):
+                 sample_rate: int = SAMPLE_RATE, window: int = PATCH_SAMPLES, align: str = "start"):
     """All of a file's windows at once (see ``iter_windows``).
 
     Returns
@@ -172,5 +180,27 @@ def read_windows(path: str | os.PathLike, *, overlap: float = 0.5, warn_short: b
     windows : np.ndarray [shape=(n_windows, window)], float32
     """
     parts = list(iter_windows(path, overlap=overlap, warn_short=warn_short, batch_windows=1 << 30,
-                              sample_rate=sample_rate, window=window))
+                              sample_rate=sample_rate, window=window, align=align))
     return np.concatenate([s for s, _ in parts]), np.concatenate([w for _, w in parts])
+
+
+def windows_of(wave: np.ndarray, *, window: int = PATCH_SAMPLES, overlap: float = 0.5,
+               align: str = "start") -> np.ndarray:
+    """An in-memory clip's windows, cut as ``iter_windows`` cuts a file.
+
+    Parameters
+    ----------
+    wave : np.ndarray [shape=(n_samples,)], float32
+    window, overlap, align
+        As in ``iter_windows``.
+
+    Returns
+    -------
+    windows : np.ndarray [shape=(n_windows, window)], float32
+    """
+    wave = np.asarray(wave, dtype=np.float32)
+    starts = window_starts(wave.size, overlap=overlap, window=window)
+    lead = (window - wave.size) // 2 if align == "center" and wave.size < window else 0
+    padded = np.zeros(lead + int(starts[-1]) + window, dtype=np.float32)
+    padded[lead:lead + wave.size] = wave
+    return np.stack([padded[s:s + window] for s in starts])

@@ -32,8 +32,9 @@ def add_parser(subparsers, parents):
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="Adam learning rate (default: " + _defaults("learning_rate") + ")")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--validation-fraction", type=float, default=0.05,
-                        help="share of each label's files held out for early stopping (default: 0.05)")
+    parser.add_argument("--validation-fraction", type=float, default=None,
+                        help="share of each label's files held out for early stopping (default: "
+                             + _defaults("validation_fraction") + ")")
     parser.add_argument("--patience", type=int, default=5, help="early-stopping patience in epochs (default: 5)")
     parser.add_argument("--overlap", type=float, default=0.5, help="window overlap in [0, 1) (default: 0.5)")
     parser.add_argument("--no-augment", dest="augment", action="store_false",

@@ -72,7 +72,7 @@ def read_labelled_windows(source, model, *, overlap: float = 0.5):
     Windows are cut as the model's audio input takes them (its length and sample rate,
     ``pippin.audio.inference.audio_input``); every window of a file gets the file's label.
     """
-    from ...audio.inference import audio_input
+    from ...audio.inference import audio_input, window_align
     from ...audio.io import read_windows  # lazy: the CLI may use the audio layer
     from ...datasets import load_sound_dataset
 
@@ -80,7 +80,8 @@ def read_labelled_windows(source, model, *, overlap: float = 0.5):
     dataset = load_sound_dataset(source)
     windows, labels = [], []
     for path, label in zip(dataset.paths, dataset.labels):
-        _, w = read_windows(path, overlap=overlap, warn_short=False, sample_rate=rate, window=window)
+        _, w = read_windows(path, overlap=overlap, warn_short=False, sample_rate=rate, window=window,
+                            align=window_align(model))
         windows.append(w)
         labels.extend([label] * len(w))
     return np.concatenate(windows), labels, len(dataset)
