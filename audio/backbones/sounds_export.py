@@ -45,7 +45,7 @@ _TINY = 1e-30  # a unary layer's epsilon: 0 would mean 1e-6 (NeuralNetwork.proto
 
 
 def dft_basis() -> np.ndarray:
-    """The framing convolution's kernels: Hann-windowed cos and -sin of every rFFT bin.
+    """The framing convolution's kernels: Hann-windowed cos and -sin of every rFFT bin, times ``WINDOW_GAIN``.
 
     Returns
     -------
@@ -55,7 +55,7 @@ def dft_basis() -> np.ndarray:
     n = np.arange(_s.N_FFT, dtype=np.float64)
     k = np.arange(_s.N_FFT // 2 + 1, dtype=np.float64)[:, None]
     angle = 2.0 * np.pi * ((k * n) % _s.N_FFT) / _s.N_FFT
-    window = _s.hann().astype(np.float64)
+    window = _s.hann().astype(np.float64) * _s.WINDOW_GAIN
     basis = np.concatenate([np.cos(angle) * window, -np.sin(angle) * window])
     return basis.astype(np.float32).reshape(-1, 1, 1, _s.N_FFT)
 

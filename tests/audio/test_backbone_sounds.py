@@ -85,13 +85,13 @@ def windows(fsdd_dir) -> np.ndarray:
 
 
 def _librosa_frontend(windows: np.ndarray) -> np.ndarray:
-    """aisfx's front end written with librosa in float64: peak-normalise, centred (zero-padded)
-    STFT 2048/1024, power, 96 HTK mel bands 0-22050 Hz with unit-sum filters, log10(1e4 x + 1),
+    """aisfx's front end written with librosa in float64: peak-normalise, scale to the level of
+    Essentia's area-2 window (1/512), centred (zero-padded) STFT 2048/1024, power, 96 HTK mel bands 0-22050 Hz with unit-sum filters, log10(1e4 x + 1),
     divided by 9.457798957824707."""
     librosa = pytest.importorskip("librosa")
     out = []
     for y in windows.astype(np.float64):
-        y = y / max(np.abs(y).max(), sounds.PEAK_FLOOR)
+        y = y / max(np.abs(y).max(), sounds.PEAK_FLOOR) / 512.0
         mel = librosa.feature.melspectrogram(y=y, sr=44100, n_fft=2048, hop_length=1024, win_length=2048,
                                              window="hann", center=True, pad_mode="constant", power=2.0,
                                              n_mels=96, fmin=0.0, fmax=22050.0, htk=True, norm=1.0)
