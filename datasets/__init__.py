@@ -1,5 +1,6 @@
 """pippin.datasets."""
 
+from .drums import DRUM_CLASSES, load_drumkits
 from .errors import DatasetError
 from .interaction_demo import make_demo_interactions
 from .interactions import load_interactions, read_table
@@ -9,6 +10,8 @@ from .sound_demo import make_demo_sounds
 
 __all__ = [
     "DatasetError",
+    "DRUM_CLASSES",
+    "load_drumkits",
     "load_interactions",
     "load_movielens",
     "load_movielens_titles",
