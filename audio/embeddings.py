@@ -61,6 +61,46 @@ def _read(path: Path, backbone, overlap: float):  # noqa: D401
         return AudioError(f"cannot read file ({exc.strerror or exc})", where=str(path))
 
 
+def _empty(backbone) -> np.ndarray:
+    return np.zeros((0, backbone.embedding_dim, backbone.n_steps, 1), dtype=np.float32)
+
+
+def _embed_chunks(paths: list[Path], backbone, read, *, parallel: bool, progress: bool,
+                  description: str) -> ClipFeatures:
+    """Read files ``_FILES_AHEAD`` at a time (``read(path)`` -> (starts, windows, padded) or AudioError) and
+    embed each chunk's windows in one go, so the backbone's products stay large."""
+    empty = _empty(backbone)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(paths), desc=description, unit="file", leave=False)
+    pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1) if parallel else None
+    results: list = []
+    try:
+        for first in range(0, len(paths), _FILES_AHEAD):
+            chunk = paths[first:first + _FILES_AHEAD]
+            reads = list(pool.map(read, chunk)) if pool is not None else [read(p) for p in chunk]
+            good = [r for r in reads if not isinstance(r, AudioError)]
+            embedded = embed_windows(backbone, np.concatenate([w for _, w, _ in good])) if good else empty
+            at = 0
+            for r in reads:
+                if isinstance(r, AudioError):
+                    results.append(r)
+                    continue
+                starts, windows, padded = r
+                results.append((starts, embedded[at:at + len(windows)], padded))
+                at += len(windows)
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if pool is not None:
+            pool.shutdown()
+        if bar is not None:
+            bar.close()
+    return collect_features(paths, results, empty=empty, sample_rate=backbone.sample_rate)
+
+
 def embed_files(paths, backbone, *, overlap: float = 0.5, progress: bool = True,
                 description: str = "embeddings") -> ClipFeatures:
     """Embedding sequences of all windows of all files.
@@ -80,83 +120,34 @@ def embed_files(paths, backbone, *, overlap: float = 0.5, progress: bool = True,
         ``starts`` are in samples at ``backbone.sample_rate``.
     """
     window_starts(0, overlap=overlap)  # validates overlap before any work
-    paths = [Path(p) for p in paths]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(paths), desc=description, unit="file", leave=False)
-    results: list = []
-    try:
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            for first in range(0, len(paths), _FILES_AHEAD):
-                chunk = paths[first:first + _FILES_AHEAD]
-                reads = list(pool.map(lambda p: _read(p, backbone, overlap), chunk))
-                good = [r for r in reads if not isinstance(r, AudioError)]
-                embedded = embed_windows(backbone, np.concatenate([w for _, w, _ in good])) if good else None
-                at = 0
-                for path, read in zip(chunk, reads):
-                    if isinstance(read, AudioError):
-                        results.append(read)
-                        continue
-                    starts, windows, padded = read
-                    results.append((starts, embedded[at:at + len(windows)], padded))
-                    at += len(windows)
-                if bar is not None:
-                    bar.update(len(chunk))
-    finally:
-        if bar is not None:
-            bar.close()
-    empty = np.zeros((0, backbone.embedding_dim, backbone.n_steps, 1), dtype=np.float32)
-    return collect_features(paths, results, empty=empty, sample_rate=backbone.sample_rate)
+    return _embed_chunks([Path(p) for p in paths], backbone, lambda p: _read(p, backbone, overlap), parallel=True,
+                         progress=progress, description=description)
 
 
 def embed_copies(paths, backbone, *, copies: int, augmenter, seed: int, overlap: float = 0.5,
                  progress: bool = True) -> ClipFeatures:
     """Embeddings of ``copies`` changed versions of every file (``pippin.audio.wave_augment``), for training only.
 
-    One generator seeded by ``seed`` walks the files in order, so a seeded run is
-    reproducible. Files that cannot be read are left out (``embed_files`` reports them).
+    One generator seeded by ``seed`` walks the files in order (so files are read one
+    after another), and a seeded run is reproducible. A file that cannot be read gives
+    no copies (``embed_files`` reports it).
 
     Returns
     -------
     features : ClipFeatures
         ``clip_index`` points into ``paths``; [shape=(n_windows, embedding_dim, n_steps, 1)].
     """
-    paths = [Path(p) for p in paths]
     rng = np.random.default_rng([seed, 0xC0B1])
-    empty = np.zeros((0, backbone.embedding_dim, backbone.n_steps, 1), dtype=np.float32)
-    results: list = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(paths), desc="augmented copies", unit="file", leave=False)
-    try:
-        for first in range(0, len(paths), _FILES_AHEAD):
-            chunk = paths[first:first + _FILES_AHEAD]
-            pieces = []
-            for path in chunk:
-                try:
-                    wave = read_audio(path, sample_rate=backbone.sample_rate)
-                except AudioError as exc:
-                    pieces.append(exc)
-                    continue
-                w = [windows_of(augmenter(wave, backbone.sample_rate, rng), window=backbone.window_samples,
-                                overlap=overlap, align=backbone.align) for _ in range(copies)]
-                pieces.append(np.concatenate(w))
-            good = [p for p in pieces if not isinstance(p, AudioError)]
-            embedded = embed_windows(backbone, np.concatenate(good)) if good else None
-            at = 0
-            for piece in pieces:
-                if isinstance(piece, AudioError):  # reported once, by embed_files
-                    results.append((np.zeros(0, np.int64), empty, False))
-                    continue
-                results.append((np.zeros(len(piece), np.int64), embedded[at:at + len(piece)], False))
-                at += len(piece)
-            if bar is not None:
-                bar.update(len(chunk))
-    finally:
-        if bar is not None:
-            bar.close()
-    return collect_features(paths, results, empty=empty, sample_rate=backbone.sample_rate)
+    def read(path: Path):
+        try:
+            wave = read_audio(path, sample_rate=backbone.sample_rate)
+        except AudioError:
+            return np.zeros(0, np.int64), np.zeros((0, backbone.window_samples), np.float32), False
+        windows = np.concatenate([windows_of(augmenter(wave, backbone.sample_rate, rng),
+                                             window=backbone.window_samples, overlap=overlap, align=backbone.align)
+                                  for _ in range(copies)])
+        return np.zeros(len(windows), np.int64), windows, False
+
+    return _embed_chunks([Path(p) for p in paths], backbone, read, parallel=False, progress=progress,
+                         description="augmented copies")
