@@ -23,6 +23,7 @@ from ..pipelines.update.estimator import ParamsMixin
 from ..spec import io as spec_io
 from .augment import EmbeddingAugmenter, PatchAugmenter
 from .backbones import get_backbone
+from .choose import choose_backbone
 from .defaults import DEFAULTS, FEATURE_EXTRACTORS
 from .embeddings import embed_copies, embed_files
 from .errors import AudioError
@@ -43,13 +44,14 @@ class SoundClassifier(ParamsMixin):
 
     Parameters
     ----------
-    feature_extractor : {"scratch", "sounds", "speech"}
+    feature_extractor : {"scratch", "sounds", "speech", "auto"}
         ``"scratch"``: VGGish log-mel patches and a small CNN trained from scratch
         (needs thousands of clips; exported as SoundAnalysisPreprocessing -> CNN).
         ``"sounds"`` / ``"speech"``: a pretrained, frozen backbone
         (``pippin.audio.backbones``) and a small head trained on its embeddings,
         computed once per clip (a few examples per class are enough; exported as
-        backbone layers -> head).
+        backbone layers -> head). ``"auto"``: the backbone whose head cross-validates
+        best on the data (``pippin.audio.choose``); the choice is in ``feature_extractor_``.
     epochs : int > 0 or None
         Maximum training epochs (early stopping may end sooner); None: the
         extractor's default (``pippin.audio.defaults.DEFAULTS``).
@@ -95,12 +97,12 @@ class SoundClassifier(ParamsMixin):
         self.progress = progress
 
     # -- training ---------------------------------------------------------------
-    def _settings(self) -> dict:
-        """The checked hyper-parameters, with the extractor's defaults where a parameter is None."""
+    def _settings(self, extractor: str) -> dict:
+        """The checked hyper-parameters, with ``extractor``'s defaults where a parameter is None."""
         if self.feature_extractor not in FEATURE_EXTRACTORS:
             raise AudioError(f"feature_extractor={self.feature_extractor!r}, expected one of "
                              f"{list(FEATURE_EXTRACTORS)}", where="SoundClassifier")
-        settings = dict(DEFAULTS[self.feature_extractor])
+        settings = dict(DEFAULTS[extractor])
         settings.update({k: getattr(self, k) for k in ("epochs", "batch_size", "learning_rate", "validation_fraction")
                          if getattr(self, k) is not None})
         checks = [
@@ -141,14 +143,23 @@ class SoundClassifier(ParamsMixin):
         DatasetError
             The dataset folder or table is malformed.
         """
-        settings = self._settings()
+        extractor = self.feature_extractor
+        settings = self._settings("speech" if extractor == "auto" else extractor)  # checks before any work
         data = load_sound_dataset(dataset)
         rng = np.random.default_rng(self.random_state)
-        backbone = None if self.feature_extractor == "scratch" else get_backbone(self.feature_extractor)
+        self.selection_ = None
+        if extractor == "auto":
+            extractor, features, scores = choose_backbone(data.paths, data.labels, overlap=self.overlap,
+                                                          seed=int(rng.integers(0, 2**31 - 1)),
+                                                          progress=self.progress)
+            self.selection_ = {"rule": "cross-validated head accuracy", "scores": scores, "chosen": extractor}
+            settings = self._settings(extractor)
+        self.feature_extractor_ = extractor
+        backbone = None if extractor == "scratch" else get_backbone(extractor)
         if backbone is None:
             features = featurize_files(data.paths, overlap=self.overlap, progress=self.progress,
                                        description="features")
-        else:
+        elif self.selection_ is None:
             features = embed_files(data.paths, backbone, overlap=self.overlap, progress=self.progress)
         self.skipped_ = features.skipped
         classes = self._check_labels(data, features)
@@ -209,6 +220,8 @@ class SoundClassifier(ParamsMixin):
                              "weight_decay": float(settings["weight_decay"]),
                              "copies": None if not copies else {"n": copies, **wave_augmenter.describe()}})
             metadata["align"] = backbone.align
+            if self.selection_ is not None:
+                metadata["feature_extractor_selection"] = self.selection_
             self.spec_ = export_backbone_pipeline(trained, backbone, metadata=metadata)
         return self
 

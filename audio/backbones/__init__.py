@@ -27,8 +27,9 @@ from ..errors import AudioError
 
 __all__ = ["FEATURE_EXTRACTORS", "BACKBONES", "get_backbone"]
 
-#: every value ``SoundClassifier(feature_extractor=...)`` takes; "scratch" is the CNN on log-mel patches
-FEATURE_EXTRACTORS = ("scratch", "sounds", "speech")
+#: every value ``SoundClassifier(feature_extractor=...)`` takes; "scratch" is the CNN on log-mel patches,
+#: "auto" the backbone that cross-validates best on the data (``pippin.audio.choose``)
+FEATURE_EXTRACTORS = ("scratch", "sounds", "speech", "auto")
 BACKBONES = ("sounds", "speech")
 
 

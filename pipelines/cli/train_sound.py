@@ -24,7 +24,8 @@ def add_parser(subparsers, parents):
     parser.add_argument("-o", "--output", metavar="MODEL", required=True, help="the .mlmodel file to write")
     parser.add_argument("--feature-extractor", choices=FEATURE_EXTRACTORS, default="scratch",
                         help="scratch: log-mel CNN trained from scratch (thousands of clips); sounds: pretrained "
-                             "general-sounds backbone; speech: pretrained speech backbone (default: scratch)")
+                             "general-sounds backbone; speech: pretrained speech backbone; auto: the backbone "
+                             "whose head cross-validates best on DATA (default: scratch)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="maximum epochs (default: the extractor's, " + _defaults("epochs") + ")")
     parser.add_argument("--batch-size", type=int, default=None,

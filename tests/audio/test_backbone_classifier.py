@@ -94,3 +94,16 @@ def test_personalizing_a_backbone_model_gives_a_valid_model(fitted, demo):
                                            warn_short=False)[1] for p in demo.paths[:3]])
     personal = personalize_knn(spec_io.load(path), (windows, ["mine"] * len(windows)), k=1)
     assert validate(personal) == []
+
+
+def test_auto_chooses_a_backbone_by_cross_validation_and_records_it(demo):
+    import json
+
+    clf = SoundClassifier(feature_extractor="auto", random_state=0, progress=False).fit(demo)
+    assert clf.feature_extractor_ in BACKBONES and clf.feature_extractor == "auto"
+    scores = clf.selection_["scores"]
+    assert set(scores) == set(BACKBONES) and all(0.0 <= v <= 1.0 for v in scores.values())
+    assert scores[clf.feature_extractor_] == max(scores.values())
+    meta = clf.spec_.description.metadata.userDefined
+    assert json.loads(meta["feature_extractor_selection"])["chosen"] == clf.feature_extractor_
+    assert meta["feature_extractor"] == clf.feature_extractor_
