@@ -19,7 +19,7 @@ import numpy as np
 
 from .frontend import LOG_OFFSET
 
-__all__ = ["PatchAugmenter", "EmbeddingAugmenter"]
+__all__ = ["PatchAugmenter"]
 
 SILENCE = float(np.log(LOG_OFFSET))
 
@@ -74,29 +74,3 @@ class PatchAugmenter:
             flat = np.where(hidden.reshape(shape), means, flat)
         return flat.reshape(x.shape).astype(x.dtype, copy=False)
 
-
-class EmbeddingAugmenter:
-    """Train-time noise on a backbone's embeddings: ``x + noise * std * N(0, 1)``.
-
-    ``std`` is each embedding dimension's standard deviation over the batch and the
-    time steps, so the noise scales with the feature it perturbs (the backbones'
-    dimensions differ in scale by orders of magnitude). With a handful of clips per
-    class, a head memorises them; noise keeps it to the directions that separate classes.
-
-    Called by ``fit_network(..., augment=...)`` with a batch ``{name: x}``, x
-    [shape=(batch, embedding_dim, n_steps, 1)], and the training ``rng``.
-    """
-
-    def __init__(self, *, noise: float = 0.5):
-        self.noise = float(noise)
-
-    def __call__(self, batch: dict, rng: np.random.Generator) -> dict:
-        out = {}
-        for name, x in batch.items():
-            std = x.std(axis=(0, 2, 3), keepdims=True)
-            out[name] = (x + rng.standard_normal(x.shape, dtype=np.float32) * (self.noise * std)).astype(np.float32)
-        return out
-
-    def describe(self) -> dict:
-        """The settings, for the model's metadata."""
-        return {"kind": "embedding_noise", "noise": self.noise}

@@ -21,7 +21,8 @@ from .backbones import BACKBONES, get_backbone
 from .defaults import DEFAULTS
 from .embeddings import embed_files
 from .features import ClipFeatures
-from .head import build_head
+from .head import EMBEDDING_INPUT, head_for
+from .network import PROBS_OUTPUT
 
 __all__ = ["choose_backbone"]
 
@@ -41,7 +42,6 @@ def _cv_accuracy(features: ClipFeatures, clip_targets: np.ndarray, classes, back
     from ..pipelines.update import fit_network
 
     settings = DEFAULTS[backbone.name]
-    n_steps, dim = backbone.sequence_shape()
     fold = _folds(clip_targets, features.used, n_folds, np.random.default_rng([seed, 0xF01D]))
     window_fold = fold[features.clip_index]
     window_targets = clip_targets[features.clip_index]
@@ -50,16 +50,12 @@ def _cv_accuracy(features: ClipFeatures, clip_targets: np.ndarray, classes, back
         train, test = window_fold != f, window_fold == f
         if not test.any() or len(np.unique(window_targets[train])) < 2:
             continue
-        head = build_head(list(classes), embedding_dim=dim, n_steps=n_steps, kind=settings["head"],
-                          hidden=settings["hidden"], channels=settings["channels"], seed=seed,
-                          learning_rate=settings["learning_rate"], batch_size=settings["batch_size"],
-                          epochs=settings["epochs"])
-        trained, _ = fit_network(head, features.patches[train], window_targets[train],
+        trained, _ = fit_network(head_for(backbone, list(classes), settings, seed=seed), features.patches[train], window_targets[train],
                                  epochs=settings["epochs"], batch_size=settings["batch_size"],
                                  learning_rate=settings["learning_rate"], weight_decay=settings["weight_decay"],
                                  random_state=seed)
-        probs = np.asarray(load(trained).predict_batch({"backboneEmbedding": features.patches[test]})
-                           ["classLabelProbs"], dtype=np.float64)
+        probs = np.asarray(load(trained).predict_batch({EMBEDDING_INPUT: features.patches[test]})[PROBS_OUTPUT],
+                           dtype=np.float64)
         clips = features.clip_index[test]
         sums = np.zeros((len(clip_targets), probs.shape[1]))
         np.add.at(sums, clips, probs)

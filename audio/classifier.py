@@ -21,7 +21,7 @@ import numpy as np
 from ..datasets.sound import SoundDataset, load_sound_dataset
 from ..pipelines.update.estimator import ParamsMixin
 from ..spec import io as spec_io
-from .augment import EmbeddingAugmenter, PatchAugmenter
+from .augment import PatchAugmenter
 from .backbones import get_backbone
 from .choose import choose_backbone
 from .defaults import DEFAULTS, FEATURE_EXTRACTORS
@@ -30,7 +30,7 @@ from .errors import AudioError
 from .features import ClipFeatures, featurize_files
 from .inference import classify_files
 from .metrics import classification_report
-from .head import build_head, export_backbone_pipeline
+from .head import export_backbone_pipeline, head_for
 from .network import build_network, export_pipeline
 from .wave_augment import WaveAugmenter
 
@@ -174,11 +174,8 @@ class SoundClassifier(ParamsMixin):
                                     epochs=epochs)
             augmenter = PatchAugmenter() if self.augment else None
         else:
-            n_steps, dim = backbone.sequence_shape()
-            network = build_head(list(classes), embedding_dim=dim, n_steps=n_steps, kind=settings["head"],
-                                 hidden=settings["hidden"], channels=settings["channels"], seed=seed,
-                                 learning_rate=learning_rate, batch_size=batch_size, epochs=epochs)
-            augmenter = EmbeddingAugmenter(noise=settings["noise"]) if self.augment and settings["noise"] else None
+            network = head_for(backbone, list(classes), settings, seed=seed)
+            augmenter = None  # a backbone's clips are augmented as audio, before embedding (copies below)
         from ..pipelines.update import fit_network  # the trainer of the runtime's networks
 
         reporter = _EpochReporter(int(epochs), on_epoch=on_epoch, bar=self.progress)
@@ -216,7 +213,7 @@ class SoundClassifier(ParamsMixin):
         if backbone is None:
             self.spec_ = export_pipeline(trained, metadata=metadata)
         else:
-            training.update({"head": settings["head"], "hidden": settings["hidden"],
+            training.update({"hidden": settings["hidden"],
                              "weight_decay": float(settings["weight_decay"]),
                              "copies": None if not copies else {"n": copies, **wave_augmenter.describe()}})
             metadata["align"] = backbone.align

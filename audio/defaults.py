@@ -17,8 +17,8 @@ DEFAULTS = {
                 "validation_fraction": 0.05},
     # drums with whole kits held out: 0.85-0.86 over seeds with 4 changed copies of each clip, 0.76-0.79 without
     "sounds": {"epochs": 20, "batch_size": 32, "learning_rate": 1e-3, "weight_decay": 1e-2,
-               "validation_fraction": 0.0, "head": "pool", "hidden": 0, "channels": 128, "noise": 0.0, "copies": 4},
+               "validation_fraction": 0.0, "hidden": 0, "copies": 4},
     # FSDD, one speaker held out: k=5 0.96, k=20 0.97 (1.5 s windows, short clips centred)
     "speech": {"epochs": 60, "batch_size": 32, "learning_rate": 3e-3, "weight_decay": 1e-3,
-               "validation_fraction": 0.0, "head": "pool", "hidden": 0, "channels": 64, "noise": 0.0, "copies": 0},
+               "validation_fraction": 0.0, "hidden": 0, "copies": 0},
 }

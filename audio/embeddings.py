@@ -10,7 +10,6 @@ A file that cannot be used is reported by name in ``skipped`` and left out.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from .errors import AudioError
 from .features import ClipFeatures, collect_features
 from .frontend import window_starts
 from .io import iter_windows, read_audio, windows_of
+from .parallel import n_cpus
 
 __all__ = ["embed_files", "embed_copies", "embed_windows"]
 
@@ -45,7 +45,7 @@ def embed_windows(backbone, windows: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(seq.transpose(0, 2, 1)[..., None])
 
 
-def _read(path: Path, backbone, overlap: float):  # noqa: D401
+def _read(path: Path, backbone, overlap: float):
     """(starts, windows, padded) of one file, or the AudioError that stopped it."""
     try:
         info: dict = {}
@@ -75,7 +75,7 @@ def _embed_chunks(paths: list[Path], backbone, read, *, parallel: bool, progress
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(paths), desc=description, unit="file", leave=False)
-    pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1) if parallel else None
+    pool = ThreadPoolExecutor(max_workers=n_cpus()) if parallel else None
     results: list = []
     try:
         for first in range(0, len(paths), _FILES_AHEAD):

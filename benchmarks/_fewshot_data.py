@@ -32,7 +32,7 @@ import numpy as np
 import soundfile
 import soxr
 
-from pippin.audio.frontend import window_starts
+from pippin.audio.io import windows_of
 
 CACHE = Path(os.environ.get("PIPPIN_FEWSHOT_CACHE", "/tmp/pippin-fewshot-cache"))
 CACHE_VERSION = 2  # bump when a backbone's numerics change (2: the sounds front end's Essentia level)
@@ -103,22 +103,7 @@ def read_clip(path, rate: int) -> np.ndarray:
     return wave if sr == rate else soxr.resample(wave, sr, rate, quality="HQ").astype(np.float32)
 
 
-def clip_windows(wave: np.ndarray, *, window: int, overlap: float, offset: int = 0,
-                 align: str = "start") -> np.ndarray:
-    """The clip's windows [shape=(n_windows, window)], zero-padded; ``offset`` samples of silence lead.
-
-    ``align="center"`` centres a clip shorter than one window in it (silence on both sides).
-    """
-    if align == "center" and wave.size < window:
-        offset += (window - wave.size) // 2
-    if offset:
-        wave = np.concatenate([np.zeros(offset, np.float32), wave])
-    starts = window_starts(wave.size, overlap=overlap, window=window)
-    padded = np.concatenate([wave, np.zeros(int(starts[-1]) + window - wave.size, np.float32)])
-    return np.stack([padded[s:s + window] for s in starts])
-
-
-def embed_files(paths, *, embed, rate: int, window: int, overlap: float, name: str, offsets=None,
+def embed_files(paths, *, embed, rate: int, window: int, overlap: float, name: str,
                 max_windows: int | None = None, align: str = "start", augment=None, seed: int = 0,
                 cache: bool = True):
     """Embeddings of every window of every file, cached under ``CACHE``.
@@ -132,9 +117,8 @@ def embed_files(paths, *, embed, rate: int, window: int, overlap: float, name: s
     clip_index : np.ndarray [shape=(n_windows,)], int64
     """
     paths = [str(p) for p in paths]
-    offsets = np.zeros(len(paths), np.int64) if offsets is None else np.asarray(offsets, np.int64)
     source = f"{getattr(embed, '__module__', '')}.{getattr(embed, '__qualname__', repr(embed))}"
-    key = hashlib.sha1(repr((paths, rate, window, overlap, offsets.tolist(), max_windows, align,
+    key = hashlib.sha1(repr((paths, rate, window, overlap, max_windows, align,
                              augment is not None, seed, source, CACHE_VERSION)).encode()).hexdigest()[:16]
     file = CACHE / f"{name}-{key}.npz"
     if cache and file.is_file():
@@ -142,11 +126,11 @@ def embed_files(paths, *, embed, rate: int, window: int, overlap: float, name: s
             return z["steps"], z["clip_index"]
     windows, index = [], []
     rng = np.random.default_rng(seed)
-    for i, (path, off) in enumerate(zip(paths, offsets)):
+    for i, path in enumerate(paths):
         wave = read_clip(path, rate)
         if augment is not None:
             wave = augment(wave, rate, rng)
-        w = clip_windows(wave, window=window, overlap=overlap, offset=int(off), align=align)[:max_windows]
+        w = windows_of(wave, window=window, overlap=overlap, align=align)[:max_windows]  # as SoundClassifier cuts
         windows.append(w)
         index.extend([i] * len(w))
     steps = np.concatenate([embed(np.concatenate(windows[i:i + 64])) for i in range(0, len(windows), 64)])

@@ -3,7 +3,7 @@
 The head is ``pippin.audio.head.build_head`` (what ``SoundClassifier`` trains), fed
 [n, dim, n_steps, 1] blobs as the exported backbone stage gives them, trained with
 ``fit_network`` and scored by Pippin's runtime. Settings come in as keyword arguments
-(``kind``, ``hidden``, ``epochs``, ``learning_rate``, ``weight_decay``, ...).
+(``hidden``, ``epochs``, ``batch_size``, ``learning_rate``, ``weight_decay``).
 """
 
 from __future__ import annotations
@@ -22,17 +22,12 @@ def as_blob(steps: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(steps.transpose(0, 2, 1)[..., None], dtype=np.float32)
 
 
-def train_head(steps: np.ndarray, labels, *, kind: str = "pool", hidden: int = 0, channels: int = 128,
-               pooling: str = "maxmean", epochs: int = 60, batch_size: int = 32, learning_rate: float = 1e-3,
-               weight_decay: float = 0.0,
-               augment=None, seed: int = 0):
+def train_head(steps: np.ndarray, labels, *, hidden: int = 0, epochs: int = 60, batch_size: int = 32,
+               learning_rate: float = 1e-3, weight_decay: float = 0.0, augment=None, seed: int = 0):
     """Train a head on step embeddings [n, n_steps, dim] with Pippin's engine; returns (spec, history)."""
-    if pooling != "maxmean":
-        raise ValueError(f"pooling={pooling!r}: Pippin's head pools max and mean over time")
     classes = sorted(set(np.asarray(labels).tolist()))
-    spec = build_head(classes, embedding_dim=steps.shape[2], n_steps=steps.shape[1], kind=kind, hidden=hidden,
-                      channels=channels, seed=seed, learning_rate=learning_rate, batch_size=batch_size,
-                      epochs=epochs)
+    spec = build_head(classes, embedding_dim=steps.shape[2], n_steps=steps.shape[1], hidden=hidden, seed=seed,
+                      learning_rate=learning_rate, batch_size=batch_size, epochs=epochs)
     return fit_network(spec, as_blob(steps), np.asarray(labels), epochs=epochs, batch_size=batch_size,
                        learning_rate=learning_rate, weight_decay=weight_decay, augment=augment, random_state=seed)
 

@@ -33,6 +33,9 @@ import numpy as np
 import _fewshot_data as data
 import _fewshot_heads as heads
 from timing import median_seconds
+from pippin.audio.backbones import BACKBONE_WINDOWS
+from pippin.audio.defaults import DEFAULTS
+from pippin.audio.io import windows_of
 from pippin.audio.wave_augment import WaveAugmenter
 from pippin.datasets import SoundDataset
 from pippin.datasets.drums import load_drumkits
@@ -44,14 +47,17 @@ FSDD = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fsdd" / "r
 # 1.5 s windows (10 steps of 80 ms), short clips centred -- with the word at the window's start
 # the 0.775 s receptive field sees mostly silence, and FSDD k=5 / k=20 fall from 0.95 / 0.97 to
 # 0.39 / 0.50 with the same head (a (1, 3) convolution over time instead: 0.38 / 0.52).
-# HEAD is the drums head, FSDD_HEAD the FSDD and personalization head.
-SETTINGS = {
-    "sounds": {"rate": 44100, "window": 101376, "align": "start"},
-    "speech": {"rate": 16000, "window": 24000, "align": "center"},
-}
-HEAD = {"kind": "pool", "pooling": "maxmean", "epochs": 20, "batch_size": 32, "learning_rate": 1e-3,
-        "weight_decay": 1e-2}
-FSDD_HEAD = {"kind": "pool", "pooling": "maxmean", "epochs": 60, "learning_rate": 3e-3, "weight_decay": 1e-3}
+# Windows and heads are SoundClassifier's (pippin.audio.backbones, pippin.audio.defaults): HEAD, the
+# drums head, is the "sounds" defaults; FSDD_HEAD, the FSDD and personalization head, the "speech" ones.
+SETTINGS = {name: {"rate": BACKBONE_WINDOWS[name][0], "window": BACKBONE_WINDOWS[name][1],
+                   "align": BACKBONE_WINDOWS[name][2]} for name in BACKBONE_WINDOWS}
+
+
+def _head(extractor: str) -> dict:
+    return {k: DEFAULTS[extractor][k] for k in ("hidden", "epochs", "batch_size", "learning_rate", "weight_decay")}
+
+
+HEAD, FSDD_HEAD = _head("sounds"), _head("speech")
 
 
 def embedder(backbone: str, *, reference: bool):
@@ -160,7 +166,7 @@ def log_mel_stats(paths) -> np.ndarray:
     """[n, 1, 128]: mean and std over frames of the VGGish log-mel of each clip's first 975 ms window."""
     from pippin.audio import vggish_log_mel
 
-    windows = np.stack([data.clip_windows(data.read_clip(p, 16000), window=15600, overlap=0.5)[0] for p in paths])
+    windows = np.stack([windows_of(data.read_clip(p, 16000), window=15600, overlap=0.5)[0] for p in paths])
     patches = vggish_log_mel(windows)[:, 0]
     return np.concatenate([patches.mean(1), patches.std(1)], 1)[:, None, :].astype(np.float32)
 

@@ -25,12 +25,16 @@ from functools import lru_cache
 
 from ..errors import AudioError
 
-__all__ = ["FEATURE_EXTRACTORS", "BACKBONES", "get_backbone"]
+__all__ = ["FEATURE_EXTRACTORS", "BACKBONES", "BACKBONE_WINDOWS", "get_backbone"]
 
 #: every value ``SoundClassifier(feature_extractor=...)`` takes; "scratch" is the CNN on log-mel patches,
 #: "auto" the backbone that cross-validates best on the data (``pippin.audio.choose``)
 FEATURE_EXTRACTORS = ("scratch", "sounds", "speech", "auto")
 BACKBONES = ("sounds", "speech")
+#: per backbone, how SoundClassifier cuts audio for it: (sample rate, window samples, short-clip alignment).
+#: speech: 1.5 s (10 steps of 80 ms) with short clips centred: FSDD few-shot k=5 0.96 against 0.45 with
+#: the word at the window's start, where most views see silence (benchmarks/bench_fewshot.py)
+BACKBONE_WINDOWS = {"sounds": (44100, 101376, "start"), "speech": (16000, 24000, "center")}
 
 
 class _Sequence:
@@ -88,11 +92,13 @@ def get_backbone(name: str):
     if name == "sounds":
         from . import sounds
 
-        return _Sequence(sounds.load(), temporal=True)
-    if name == "speech":
+        backbone = sounds.load()
+    elif name == "speech":
         from . import speech
 
-        # 1.5 s (10 steps of 80 ms) with short clips centred: FSDD few-shot k=5 0.96 against 0.45 with
-        # the word at the window's start, where most views see silence (benchmarks/bench_fewshot.py)
-        return _Sequence(speech.load(), temporal=True, window_samples=24000, align="center")
-    raise AudioError(f"feature_extractor={name!r}, expected one of {list(FEATURE_EXTRACTORS)}")
+        backbone = speech.load()
+    else:
+        raise AudioError(f"feature_extractor={name!r}, expected one of {list(FEATURE_EXTRACTORS)}")
+    rate, window, align = BACKBONE_WINDOWS[name]
+    assert rate == backbone.sample_rate, (name, rate)
+    return _Sequence(backbone, temporal=True, window_samples=window, align=align)
