@@ -22,7 +22,7 @@ from ...spec.errors import SpecError
 from ..errors import PipelineError
 from .base import LAYERS, OVERRIDES, Layer, LayerContext
 
-__all__ = ["build_layers", "fuse_layers", "array_to_blob", "run_layers", "layer_where", "splittable",
+__all__ = ["uses_exact_shapes", "build_layers", "fuse_layers", "array_to_blob", "run_layers", "layer_where", "splittable",
            "run_layers_split"]
 
 
@@ -103,6 +103,11 @@ def fuse_layers(layers: Sequence[Layer], keep: Iterable[str]) -> list:
             out.append(found[0])
             i += found[1]
     return out
+
+
+def uses_exact_shapes(network) -> bool:
+    """Whether a ``NeuralNetwork*`` message maps arrays exactly (Core ML 3's ND mapping) rather than to rank 5."""
+    return int(network.arrayInputShapeMapping) == 1  # fact: NeuralNetwork.proto EXACT_ARRAY_MAPPING = 1
 
 
 def array_to_blob(name: str, array: Any, *, exact_shapes: bool, where: str) -> np.ndarray:

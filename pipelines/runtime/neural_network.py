@@ -25,7 +25,6 @@ from .model import RunnableModel, register_kind
 
 __all__ = ["NeuralNetworkModel"]
 
-EXACT_ARRAY_MAPPING = 1
 RANK4_IMAGE_MAPPING = 1
 
 
@@ -55,7 +54,7 @@ class NeuralNetworkModel(RunnableModel):
         super().__init__(spec, path=path)
         self.fast = fast
         self.network = getattr(spec, self.kind)
-        self.exact_shapes = self.network.arrayInputShapeMapping == EXACT_ARRAY_MAPPING
+        self.exact_shapes = _network.uses_exact_shapes(self.network)
         self.rank4_images = self.network.imageInputShapeMapping == RANK4_IMAGE_MAPPING
         self.prefix = f"{self.where}: {self.kind}"
         self.layers: list[Layer] = _network.build_layers(

@@ -13,13 +13,12 @@ import numpy as np
 
 from ...spec import Model
 from ..errors import PipelineError
-from ..layers.network import array_to_blob, build_layers
+from ..layers.network import array_to_blob, build_layers, uses_exact_shapes
 from ..layers.weights import write_weights
 
 __all__ = ["network_of", "layers_of", "input_blob", "write_back", "class_labels"]
 
 NN_KINDS = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor")
-EXACT_ARRAY_MAPPING = 1
 
 
 def network_of(spec: Model, *, where: str = "<model>"):
@@ -47,7 +46,7 @@ def layers_of(spec: Model, *, where: str = "<model>", fast: bool = True) -> list
     """
     nn = network_of(spec, where=where)
     return build_layers(nn.layers, prefix=f"{where}: {spec.WhichOneof('Type')}",
-                        exact_shapes=int(nn.arrayInputShapeMapping) == EXACT_ARRAY_MAPPING,
+                        exact_shapes=uses_exact_shapes(nn),
                         spec_version=int(spec.specificationVersion), fast=fast)
 
 
@@ -62,7 +61,7 @@ def input_blob(spec: Model, name: str, values, *, where: str = "<model>") -> np.
     if shape and x.shape[1:] != shape:
         raise PipelineError(f"input {name!r} has shape {x.shape} (with the batch axis), expected "
                             f"(n_samples, {', '.join(map(str, shape))})", where=where)
-    exact = int(network_of(spec, where=where).arrayInputShapeMapping) == EXACT_ARRAY_MAPPING
+    exact = uses_exact_shapes(network_of(spec, where=where))
     return array_to_blob(name, x, exact_shapes=exact, where=where)
 
 
