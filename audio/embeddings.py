@@ -74,7 +74,7 @@ def _embed_chunks(paths: list[Path], backbone, read, *, parallel: bool, progress
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(paths), desc=description, unit="file", leave=False)
+        bar = tqdm(total=len(paths), desc=description, unit="file", leave=False, disable=None)
     pool = ThreadPoolExecutor(max_workers=n_cpus()) if parallel else None
     results: list = []
     try:

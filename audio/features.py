@@ -102,7 +102,7 @@ def featurize_files(paths, *, overlap: float = 0.5, progress: bool = True,
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(paths), desc=description, unit="file", leave=False)
+        bar = tqdm(total=len(paths), desc=description, unit="file", leave=False, disable=None)
     results = []
     try:
         with ThreadPoolExecutor(max_workers=n_workers) as pool:

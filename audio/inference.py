@@ -20,7 +20,7 @@ import soundfile
 
 from .errors import AudioError
 from .frontend import PATCH_SAMPLES, SAMPLE_RATE, window_starts
-from .io import iter_windows, read_windows
+from .io import iter_windows, probe, read_windows
 
 __all__ = ["audio_input", "audio_input_name", "window_align", "classify_files"]
 
@@ -72,8 +72,8 @@ _FILES_AHEAD = 32  # files read ahead on the thread pool
 def _read(path: Path, overlap: float, rate: int, window: int, align: str):
     """A short file's windows, ``None`` for a long file (streamed later), or the AudioError."""
     try:
-        info = soundfile.info(str(path))
-        if info.samplerate > 0 and info.frames / info.samplerate > _STREAM_SECONDS:
+        frames, samplerate = probe(path)  # names a missing file, a loop, a folder, a FIFO; any file name
+        if samplerate > 0 and frames / samplerate > _STREAM_SECONDS:
             return None
         return read_windows(path, overlap=overlap, warn_short=False, sample_rate=rate, window=window, align=align)
     except AudioError as exc:
@@ -154,7 +154,7 @@ def classify_files(model, paths, *, overlap: float = 0.5, progress: bool = False
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(paths), desc="predict", unit="file", leave=False)
+        bar = tqdm(total=len(paths), desc="predict", unit="file", leave=False, disable=None)
     try:
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             for first in range(0, len(paths), _FILES_AHEAD):

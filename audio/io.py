@@ -8,7 +8,9 @@ a streaming resampler, so memory stays bounded by the block and the windows aske
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -20,7 +22,7 @@ import soxr
 from .errors import AudioError
 from .frontend import PATCH_SAMPLES, SAMPLE_RATE, window_starts
 
-__all__ = ["RESAMPLER", "read_audio", "stream_audio", "iter_windows", "read_windows"]
+__all__ = ["RESAMPLER", "read_audio", "stream_audio", "iter_windows", "read_windows", "probe"]
 
 _QUALITY = "HQ"
 #: The resampler, as recorded in exported models' metadata.
@@ -29,18 +31,56 @@ _BLOCK_FRAMES = 1 << 16  # frames decoded per block (about 4 s at 16 kHz)
 
 
 def _open(path: Path) -> soundfile.SoundFile:
-    if not path.is_file():
-        raise AudioError("no such audio file", where=str(path))
+    """Open ``path`` for decoding, naming each way it cannot be: missing, a dangling symlink, a
+    symlink loop, a folder, not a regular file (a FIFO would block), undecodable, empty.
+
+    The file is opened by Python and handed to libsndfile as a descriptor, so any name the
+    file system holds works, valid UTF-8 or not.
+    """
+    where = str(path)
     try:
-        handle = soundfile.SoundFile(str(path))
-    except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioError(f"cannot decode audio ({exc})", where=str(path),
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise AudioError(f"symlink to a missing file ({os.readlink(path)!r})", where=where) from None
+        raise AudioError("no such audio file", where=where) from None
+    except IsADirectoryError:
+        raise AudioError("is a folder, not an audio file", where=where) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise AudioError("symlink loop: the link never reaches a file", where=where) from None
+        raise AudioError(f"cannot open audio file ({exc.strerror or exc})", where=where) from None
+    info = os.fstat(fd)
+    if stat.S_ISDIR(info.st_mode):
+        os.close(fd)
+        raise AudioError("is a folder, not an audio file", where=where)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise AudioError("is not a regular file (a FIFO, a device or a socket)", where=where)
+    try:
+        handle = soundfile.SoundFile(fd, closefd=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        os.close(fd)
+        raise AudioError(f"cannot decode audio ({exc})", where=where,
                          hint="libsndfile reads wav, flac, ogg and (recent builds) mp3") from None
     if handle.frames == 0 or handle.samplerate <= 0:
         handle.close()
         raise AudioError(f"file has no audio samples (frames={handle.frames}, "
-                         f"sample rate={handle.samplerate})", where=str(path))
+                         f"sample rate={handle.samplerate})", where=where)
     return handle
+
+
+def probe(path: str | os.PathLike) -> tuple[int, int]:
+    """``(n_frames, sample_rate)`` of an audio file, with ``_open``'s named errors.
+
+    Raises
+    ------
+    AudioError
+        Missing, a dangling symlink, a symlink loop, a folder, not a regular file,
+        undecodable or empty.
+    """
+    with _open(Path(path)) as handle:
+        return int(handle.frames), int(handle.samplerate)
 
 
 def stream_audio(path: str | os.PathLike, *, block_frames: int = _BLOCK_FRAMES,

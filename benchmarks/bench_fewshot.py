@@ -119,7 +119,7 @@ def drums_scratch(ds, folds, *, seeds, log) -> dict:
     for seed in seeds:
         accs = []
         for te in folds:
-            clf = SoundClassifier(random_state=seed, progress=False).fit(ds.subset(~te))
+            clf = SoundClassifier(feature_extractor="scratch", random_state=seed, progress=False).fit(ds.subset(~te))
             accs.append(clf.evaluate(ds.subset(te))["accuracy"])
         per_seed.append(accs)
         log(f"drums scratch seed {seed}: {np.mean(accs):.3f} {np.round(accs, 3).tolist()}")
@@ -153,7 +153,7 @@ def fsdd_scratch(paths, table, *, ks, seeds, log) -> dict:
     for k in ks:
         per_seed = []
         for seed in seeds:
-            accs = [SoundClassifier(random_state=seed, progress=False).fit(full.subset(tr))
+            accs = [SoundClassifier(feature_extractor="scratch", random_state=seed, progress=False).fit(full.subset(tr))
                     .evaluate(full.subset(te))["accuracy"]
                     for _, tr, te in data.fsdd_fewshot_splits(table, k=k, seed=seed)]
             per_seed.append(accs)

@@ -1,21 +1,23 @@
-"""Neural-network runtime and training speed: pippin vs PyTorch CPU on the sound classifier's CNN.
+"""Neural-network training and inference speed: pippin vs PyTorch CPU on the sound classifier's CNN.
 
-The network (the sound-classifier issue's): three 3x3 convolutions (16, 32, 32 channels)
-each followed by batchnorm and ReLU, 2x2 max pooling after the first two, global
-mean and global max pooling concatenated, dense 32, ReLU, dense 10, softmax; inputs
-[1, 96, 64] float32 patches. Both libraries run the same weights on the same data
-in this one process, PyTorch with ``torch.set_num_threads(2)``.
+The network is the one ``pippin train sound`` trains (``pippin.audio.network.build_network``:
+three 3x3 convolutions with 16/32/64 channels, each with batchnorm and ReLU, 2x2 max
+pooling after the first two, global mean and max pooling concatenated, dense 64,
+ReLU, dense 10, softmax), on FSDD log-mel patches ([1, 96, 64], one per recording,
+``--fsdd``; random patches if the folder is absent). Both libraries run the same
+initial weights on the same data in this one process.
 
-- inference: patches/s of ``model.predict_batch`` (pippin's public path, batch
-  conversion included) vs ``model(x)`` under ``torch.no_grad()``.
-- training: patches/s of one epoch of Adam mini-batch training (forward, loss,
-  backward, update; batchnorm in training mode): pippin's ``fit_network`` vs a
-  PyTorch loop.
+- training: patches/s of one epoch of Adam (lr 3e-3) mini-batch training at batch 32
+  (forward, loss, backward, update; batchnorm in training mode): pippin's
+  ``fit_network(..., n_jobs=k)`` against a PyTorch loop under ``torch.set_num_threads(k)``,
+  for k = 1 and 2 cores, all four interleaved in each repeat (so a change of machine
+  load hits every column alike); median of ``--repeats`` after a warm-up. Also
+  reported: each run's process CPU time over wall time, patches per CPU second (which
+  a busy machine disturbs less than wall time), and the 1 -> 2 speed-ups.
+- inference: patches/s of ``model.predict_batch`` against ``model(x)`` under
+  ``torch.no_grad()`` (2 threads), at batch 64.
 
-Each is measured at every batch size of a small sweep (median of ``--repeats`` runs
-after a warm-up) and compared at each library's fastest batch size.
-
-Usage: ``python benchmarks/bench_nn.py [--n 512] [--repeats 3] [--json]``
+Usage: ``python benchmarks/bench_nn.py [--n 512] [--repeats 5] [--json] [--fsdd DIR]``
 """
 
 from __future__ import annotations
@@ -24,37 +26,37 @@ import argparse
 import json
 import os
 import platform
+import resource
+import statistics
+import time
+from pathlib import Path
 
 import numpy as np
-from timing import median_seconds
 
-INFER_BATCHES = (16, 32, 64, 128)
-TRAIN_BATCHES = (16, 32, 64)
+BATCH = 32
+THREADS = (1, 2)
+FSDD = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "fsdd"
 
 
-def sound_net_spec(seed=0):
-    from pippin.pipelines.build.network import NetworkBuilder
+def patches(n: int, fsdd: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """``n`` patches [n, 1, 96, 64] and digit labels: the first window of FSDD recordings, else random."""
+    files = sorted((fsdd / "recordings").glob("*.wav")) if (fsdd / "recordings").is_dir() else []
+    if not files:
+        rng = np.random.default_rng(0)
+        return rng.standard_normal((n, 1, 96, 64)).astype(np.float32), rng.integers(0, 10, n), "random"
+    from pippin.audio.features import featurize_files
 
-    b = NetworkBuilder(inputs=[("x", (1, 96, 64))], outputs=["probs"], mode="classifier",
-                       class_labels=[str(i) for i in range(10)], seed=seed)
-    prev = "x"
-    for i, (c, pool) in enumerate([(16, True), (32, True), (32, False)]):
-        b.add_conv(f"conv{i}", prev, f"c{i}", n_out=c, bias=False)
-        b.add_batchnorm(f"bn{i}", f"c{i}", f"b{i}")
-        b.add_activation(f"relu{i}", f"b{i}", f"r{i}")
-        prev = f"r{i}"
-        if pool:
-            b.add_pooling(f"pool{i}", prev, f"p{i}", type="max")
-            prev = f"p{i}"
-    b.add_pooling("gavg", prev, "ga", type="average", is_global=True)
-    b.add_pooling("gmax", prev, "gm", type="max", is_global=True)
-    b.add_concat("cat", ["ga", "gm"], "cat")
-    b.add_flatten("flat", "cat", "flat")
-    b.add_dense("fc1", "flat", "fc1", n_out=32)
-    b.add_activation("relu_fc", "fc1", "rfc")
-    b.add_dense("fc2", "rfc", "logits", n_out=10)
-    b.add_softmax("sm", "logits", "probs")
-    return b.spec
+    chosen = [files[i] for i in np.random.default_rng(0).permutation(len(files))[:n]]
+    feats = featurize_files(chosen, progress=False)
+    first = np.unique(feats.clip_index, return_index=True)[1]
+    labels = np.array([int(chosen[i].name.split("_")[0]) for i in feats.clip_index[first]])
+    return feats.patches[first], labels, f"fsdd ({len(first)} recordings)"
+
+
+def sound_spec(seed=0):
+    from pippin.audio.network import build_network
+
+    return build_network([str(i) for i in range(10)], seed=seed, learning_rate=3e-3, batch_size=BATCH, epochs=1)
 
 
 def torch_net(spec):
@@ -62,22 +64,25 @@ def torch_net(spec):
 
     layers = {layer.name: layer for layer in spec.neuralNetworkClassifier.layers}
 
-    def arr(layer, field, shape):
-        p = getattr(layers[layer], layers[layer].WhichOneof("layer"))
+    def arr(name, field, shape):
+        p = getattr(layers[name], layers[name].WhichOneof("layer"))
         return torch.tensor(np.array(getattr(p, field).floatValue, np.float32).reshape(shape))
+
+    chans = [(1, 16), (16, 32), (32, 64)]
 
     class Net(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            chans = [(1, 16), (16, 32), (32, 32)]
-            self.convs = torch.nn.ModuleList(torch.nn.Conv2d(a, b, 3, padding=1, bias=False) for a, b in chans)
+            self.convs = torch.nn.ModuleList(torch.nn.Conv2d(a, b, 3, padding=1) for a, b in chans)
             self.bns = torch.nn.ModuleList(torch.nn.BatchNorm2d(b) for _, b in chans)
-            self.fc1, self.fc2 = torch.nn.Linear(64, 32), torch.nn.Linear(32, 10)
+            self.fc1, self.fc2 = torch.nn.Linear(128, 64), torch.nn.Linear(64, 10)
             with torch.no_grad():
                 for i, (a, b) in enumerate(chans):
-                    self.convs[i].weight.copy_(arr(f"conv{i}", "weights", (b, a, 3, 3)))
-                self.fc1.weight.copy_(arr("fc1", "weights", (32, 64)))
-                self.fc2.weight.copy_(arr("fc2", "weights", (10, 32)))
+                    self.convs[i].weight.copy_(arr(f"conv{i + 1}", "weights", (b, a, 3, 3)))
+                    self.convs[i].bias.copy_(arr(f"conv{i + 1}", "bias", (b,)))
+                for fc, name, shape in ((self.fc1, "dense1", (64, 128)), (self.fc2, "dense2", (10, 64))):
+                    fc.weight.copy_(arr(name, "weights", shape))
+                    fc.bias.copy_(arr(name, "bias", shape[:1]))
 
         def forward(self, x):
             for i in range(3):
@@ -90,66 +95,98 @@ def torch_net(spec):
     return Net()
 
 
-def bench(n=512, repeats=3, seed=0):
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _timed(fn) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), _cpu()
+    fn()
+    return time.perf_counter() - wall, _cpu() - cpu
+
+
+def training(x, y, repeats: int) -> dict:
+    """Median patches/s and CPU/wall of one epoch per (library, cores), interleaved."""
+    import torch
+
+    from pippin.pipelines.update import fit_network
+
+    spec = sound_spec()
+    n = len(y)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def ours(k):
+        fit_network(spec, x, y, epochs=1, batch_size=BATCH, learning_rate=3e-3, lr_schedule=None, random_state=0,
+                    n_jobs=k)
+
+    def theirs(k):
+        torch.set_num_threads(k)
+        net = torch_net(spec)
+        net.train()
+        opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+        order = torch.from_numpy(np.random.default_rng(0).permutation(n))
+        for s in range(0, n, BATCH):
+            idx = order[s:s + BATCH]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
+            opt.step()
+
+    runs = {(lib, k): [] for lib in ("pippin", "torch") for k in THREADS}
+    for rep in range(repeats + 1):  # the first round warms up (numba, torch's kernels)
+        for k in THREADS:
+            for lib, fn in (("pippin", ours), ("torch", theirs)):
+                wall, cpu = _timed(lambda: fn(k))
+                if rep:
+                    runs[(lib, k)].append((wall, cpu))
+    out = {}
+    for (lib, k), times in runs.items():
+        wall = statistics.median(t[0] for t in times)
+        out[f"{lib}_{k}"] = {"patches_per_s": round(n / wall, 1),
+                             "cpu_per_wall": round(statistics.median(t[1] / t[0] for t in times), 2),
+                             "patches_per_cpu_s": round(statistics.median(n / t[1] for t in times), 1)}
+    for k in THREADS:
+        out[f"ratio_{k}"] = round(out[f"pippin_{k}"]["patches_per_s"] / out[f"torch_{k}"]["patches_per_s"], 3)
+        out[f"ratio_per_cpu_s_{k}"] = round(out[f"pippin_{k}"]["patches_per_cpu_s"]
+                                            / out[f"torch_{k}"]["patches_per_cpu_s"], 3)
+    for lib in ("pippin", "torch"):
+        out[f"{lib}_speedup_1_to_2"] = round(out[f"{lib}_2"]["patches_per_s"] / out[f"{lib}_1"]["patches_per_s"], 3)
+    return out
+
+
+def inference(x, repeats: int, batch: int = 64) -> dict:
     import torch
 
     import pippin.pipelines as pp
-    from pippin.pipelines.update import fit_network
 
     torch.set_num_threads(2)
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, 1, 96, 64)).astype(np.float32)
-    y = rng.integers(0, 10, n)
-    spec = sound_net_spec()
+    spec = sound_spec()
     model = pp.load(spec)
-    net = torch_net(spec)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    results = {"inference": {"pippin": {}, "torch": {}}, "training": {"pippin": {}, "torch": {}}}
+    net = torch_net(spec).eval()
+    xt = torch.from_numpy(x)
+    n = len(x)
 
-    for bs in INFER_BATCHES:
-        def ours():
-            for s in range(0, n, bs):
-                model.predict_batch({"x": x[s:s + bs]})
+    def ours():
+        for s in range(0, n, batch):
+            model.predict_batch({"preprocessedAudio": x[s:s + batch]})
 
-        def theirs():
-            net.eval()
-            with torch.no_grad():
-                for s in range(0, n, bs):
-                    torch.softmax(net(xt[s:s + bs]), dim=1)
+    def theirs():
+        with torch.no_grad():
+            for s in range(0, n, batch):
+                torch.softmax(net(xt[s:s + batch]), dim=1)
 
-        results["inference"]["torch"][bs] = n / median_seconds(theirs, repeats)
-        results["inference"]["pippin"][bs] = n / median_seconds(ours, repeats)
-
-    for bs in TRAIN_BATCHES:
-        def ours_train():
-            fit_network(spec, x, y, epochs=1, batch_size=bs, learning_rate=3e-3, lr_schedule=None, random_state=0)
-
-        def theirs_train():
-            tnet = torch_net(spec)
-            tnet.train()
-            opt = torch.optim.Adam(tnet.parameters(), lr=3e-3)
-            order = torch.from_numpy(np.random.default_rng(0).permutation(n))
-            for s in range(0, n, bs):
-                idx = order[s:s + bs]
-                opt.zero_grad()
-                torch.nn.functional.cross_entropy(tnet(xt[idx]), yt[idx]).backward()
-                opt.step()
-
-        results["training"]["torch"][bs] = n / median_seconds(theirs_train, repeats)
-        results["training"]["pippin"][bs] = n / median_seconds(ours_train, repeats)
-
-    summary = {}
-    for task in ("inference", "training"):
-        best = {lib: max(v.items(), key=lambda kv: kv[1]) for lib, v in results[task].items()}
-        summary[task] = {
-            "pippin_patches_per_s": round(best["pippin"][1], 1), "pippin_batch": best["pippin"][0],
-            "torch_patches_per_s": round(best["torch"][1], 1), "torch_batch": best["torch"][0],
-            "ratio": round(best["pippin"][1] / best["torch"][1], 3),
-        }
-    return results, summary
+    times = {"pippin": [], "torch": []}
+    for rep in range(repeats + 1):
+        for lib, fn in (("pippin", ours), ("torch", theirs)):
+            wall, _ = _timed(fn)
+            if rep:
+                times[lib].append(wall)
+    p, t = (n / statistics.median(times[k]) for k in ("pippin", "torch"))
+    return {"batch": batch, "pippin_patches_per_s": round(p, 1), "torch_patches_per_s": round(t, 1),
+            "ratio": round(p / t, 3)}
 
 
-def machine():
+def machine() -> dict:
     import numpy
     import scipy
     import torch
@@ -159,30 +196,41 @@ def machine():
     except (OSError, StopIteration):
         cpu = platform.processor()
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "numpy": numpy.__version__,
-            "scipy": scipy.__version__, "torch": torch.__version__, "torch_threads": 2,
-            "load_average": os.getloadavg()[0]}
+            "scipy": scipy.__version__, "torch": torch.__version__}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=512, help="patches per run (default 512)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per setting (median; default 3)")
+    parser.add_argument("--n", type=int, default=512, help="patches per epoch (default 512)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per setting (median; default 5)")
+    parser.add_argument("--fsdd", type=Path, default=FSDD, help="FSDD folder (with recordings/)")
+    parser.add_argument("--skip-inference", action="store_true", help="time training only")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    results, summary = bench(n=args.n, repeats=args.repeats)
+    x, y, source = patches(args.n, args.fsdd)
+    load_before = os.getloadavg()
+    train = training(x, y, args.repeats)
+    infer = None if args.skip_inference else inference(x, args.repeats)
     info = machine()
+    info["load_average_before"] = [round(v, 2) for v in load_before]
+    info["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
     if args.json:
-        print(json.dumps({"machine": info, "n": args.n, "repeats": args.repeats, "summary": summary,
-                          "sweep": results}, default=str))
+        print(json.dumps({"machine": info, "data": source, "n": len(y), "batch": BATCH, "repeats": args.repeats,
+                          "training": train, "inference": infer}))
         return
     print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()))
-    print(f"{'task':10s} {'batch':>5s} {'pippin/s':>9s} {'torch/s':>9s}")
-    for task, libs in results.items():
-        for bs in libs["pippin"]:
-            print(f"{task:10s} {bs:5d} {libs['pippin'][bs]:9.1f} {libs['torch'][bs]:9.1f}")
-    for task, s in summary.items():
-        print(f"{task}: pippin {s['pippin_patches_per_s']}/s (batch {s['pippin_batch']}) vs torch "
-              f"{s['torch_patches_per_s']}/s (batch {s['torch_batch']}): ratio {s['ratio']}")
+    print(f"data: {source}, batch {BATCH}, median of {args.repeats}")
+    print(f"{'training epoch':16s} {'pippin/s':>9s} {'cpu/wall':>8s} {'torch/s':>9s} {'cpu/wall':>8s} {'ratio':>6s}"
+          f" {'per CPU s: pippin':>17s} {'torch':>7s} {'ratio':>6s}")
+    for k in THREADS:
+        p, t = train[f"pippin_{k}"], train[f"torch_{k}"]
+        print(f"{k} core(s)/threads {p['patches_per_s']:9.1f} {p['cpu_per_wall']:8.2f} {t['patches_per_s']:9.1f} "
+              f"{t['cpu_per_wall']:8.2f} {train[f'ratio_{k}']:6.3f} {p['patches_per_cpu_s']:17.1f} "
+              f"{t['patches_per_cpu_s']:7.1f} {train[f'ratio_per_cpu_s_{k}']:6.3f}")
+    print(f"speed-up 1 -> 2: pippin {train['pippin_speedup_1_to_2']}x, torch {train['torch_speedup_1_to_2']}x")
+    if infer:
+        print(f"inference (batch {infer['batch']}, 2 threads): pippin {infer['pippin_patches_per_s']}/s vs torch "
+              f"{infer['torch_patches_per_s']}/s: ratio {infer['ratio']}")
 
 
 if __name__ == "__main__":

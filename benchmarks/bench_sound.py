@@ -7,7 +7,11 @@ stopping, export, evaluation through the exported pipeline in Pippin's runtime).
 With ``--torch`` the same CNN is also trained in PyTorch CPU on the same features,
 in the same process, as the reference (time and accuracy side by side).
 
-    python benchmarks/bench_sound.py [--data ../shared/datasets/fsdd] [--epochs N] [--seed N] [--no-augment] [--torch] [--json]
+    python benchmarks/bench_sound.py [--data ../shared/datasets/fsdd] [--feature-extractor auto|scratch|sounds|speech]
+        [--epochs N] [--seed N] [--no-augment] [--torch] [--json]
+
+Defaults are ``SoundClassifier``'s (so the CLI's): ``--feature-extractor auto``. ``--torch``
+trains the scratch CNN in PyTorch, so compare it with ``--feature-extractor scratch``.
 """
 
 from __future__ import annotations
@@ -34,10 +38,10 @@ from pippin.pipelines import load
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fsdd"
 
 
-def run_pippin(train, test, *, epochs: int, seed: int, log, validation_fraction: float, patience: int,
-               augment: bool = True) -> dict:
+def run_pippin(train, test, *, feature_extractor: str, epochs: int | None, seed: int, log,
+               validation_fraction: float | None, patience: int, augment: bool = True) -> dict:
     t0 = time.perf_counter()
-    clf = SoundClassifier(epochs=epochs, random_state=seed, progress=False, validation_fraction=validation_fraction,
+    clf = SoundClassifier(feature_extractor=feature_extractor, epochs=epochs, random_state=seed, progress=False, validation_fraction=validation_fraction,
                           early_stopping_patience=patience, augment=augment)
     clf.fit(train, on_epoch=lambda r: log(f"epoch {r['epoch']}: loss {r['loss']:.4f} "
                                             f"train acc {r['train_accuracy']:.4f} val acc {r['val_accuracy'] or 0:.4f} "
@@ -49,7 +53,8 @@ def run_pippin(train, test, *, epochs: int, seed: int, log, validation_fraction:
         report = evaluate_model(load(path), test, overlap=0.5)
         t_eval = time.perf_counter() - t1
     return {"train_seconds": t_train, "evaluate_seconds": t_eval, "total_seconds": t_train + t_eval,
-            "test_accuracy": report["accuracy"], "epochs_run": clf.history_["epochs_run"],
+            "test_accuracy": report["accuracy"], "feature_extractor": clf.feature_extractor_,
+            "selection": clf.selection_, "epochs_run": clf.history_["epochs_run"],
             "best_epoch": clf.history_["best_epoch"], "n_train_windows": clf.training_summary_["n_windows"],
             "n_test_clips": report["n_clips"]}
 
@@ -108,7 +113,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="the FSDD folder (or its recordings/)")
     defaults = {k: p.default for k, p in inspect.signature(SoundClassifier).parameters.items()}
-    parser.add_argument("--epochs", type=int, default=defaults["epochs"])
+    parser.add_argument("--feature-extractor", default=defaults["feature_extractor"],
+                        choices=("auto", "scratch", "sounds", "speech"))
+    parser.add_argument("--epochs", type=int, default=defaults["epochs"], help="default: the extractor's")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--validation-fraction", type=float, default=defaults["validation_fraction"])
     parser.add_argument("--patience", type=int, default=defaults["early_stopping_patience"])
@@ -131,14 +138,17 @@ def main(argv=None) -> int:
         "validation_fraction": args.validation_fraction, "patience": args.patience, "augment": args.augment,
     }
     if not args.torch_only:
-        result["pippin"] = run_pippin(train, test, epochs=args.epochs, seed=args.seed, log=log,
+        result["pippin"] = run_pippin(train, test, feature_extractor=args.feature_extractor, epochs=args.epochs, seed=args.seed, log=log,
                                       validation_fraction=args.validation_fraction, patience=args.patience,
                                       augment=args.augment)
     if args.torch or args.torch_only:
         import torch
 
         result["versions"]["torch"] = torch.__version__
-        result["torch"] = run_torch(train, test, epochs=args.epochs, seed=args.seed, log=log)
+        from pippin.audio.defaults import DEFAULTS
+
+        result["torch"] = run_torch(train, test, epochs=args.epochs or DEFAULTS["scratch"]["epochs"], seed=args.seed,
+                                    log=log)
         if "pippin" in result:
             result["train_time_ratio_pippin_over_torch"] = (result["pippin"]["train_seconds"]
                                                             / result["torch"]["train_seconds"])
@@ -148,7 +158,7 @@ def main(argv=None) -> int:
         return 0
     p = result.get("pippin")
     if p is not None:
-        print(f"pippin: test accuracy {p['test_accuracy']:.4f} ({p['n_test_clips']} clips); train {p['train_seconds']:.0f} s "
+        print(f"pippin ({p['feature_extractor']}): test accuracy {p['test_accuracy']:.4f} ({p['n_test_clips']} clips); train {p['train_seconds']:.0f} s "
               f"({p['epochs_run']} epochs, {p['n_train_windows']} windows), evaluate {p['evaluate_seconds']:.1f} s, "
               f"total {p['total_seconds']:.0f} s")
     if "torch" in result:

@@ -8,6 +8,13 @@ Outputs: ``recommendations`` (sequence of items, best first) and ``scores``
 (dictionary item -> double). Items are ``itemStringIds`` or ``itemInt64Ids`` in the
 model's sorted order; ``SimilarItems`` ``i`` lists ``sim(i -> k)`` best first and
 carries ``shift_i`` as ``itemScoreAdjustment``.
+
+Metadata (``userDefined``): ``similarity``, ``top_k``, ``threshold``; the training
+table's column names (``user_column``, ``item_column``, ``rating_column``, the last
+empty without ratings), which ``pippin evaluate``/``recommend`` use as defaults; and
+``item_popularity``: each item's number of training interactions, in item order, from
+which Pippin's runtime recommends the most popular items to a user with no known item
+(Core ML itself ranks such a user's all-zero scores in item order).
 """
 
 from __future__ import annotations
@@ -15,6 +22,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
+from ..pipelines.runtime.item_similarity import POPULARITY_KEY
 from ..spec import Model
 from ..spec import io as spec_io
 
@@ -77,6 +87,16 @@ def build_spec(model, *, short_description: str | None = None) -> Model:
     desc.metadata.userDefined["similarity"] = str(model.similarity)
     desc.metadata.userDefined["top_k"] = str(model.top_k)
     desc.metadata.userDefined["threshold"] = repr(float(model.threshold))
+    if getattr(model, "l2_", None) is not None:  # similarity="ease": the ridge penalty used
+        desc.metadata.userDefined["l2"] = repr(float(model.l2_))
+    columns = getattr(model, "columns_", None) or {}
+    for role in ("user", "item", "rating"):
+        if columns.get(role) is not None or role == "rating":
+            desc.metadata.userDefined[f"{role}_column"] = str(columns.get(role) or "")
+    popularity = getattr(model, "popularity_", None)
+    if popularity is None:
+        popularity = np.diff(model.interactions_.tocsc().indptr)
+    desc.metadata.userDefined[POPULARITY_KEY] = ",".join(map(str, np.asarray(popularity, dtype=np.int64).tolist()))
 
     isr = spec.itemSimilarityRecommender
     if string_ids:

@@ -191,3 +191,63 @@ def merge_heaps(heap_v, heap_j, heap_n, out_j, out_v, out_n):
                 size = heap_push(hv, hj, size, top_k, heap_v[part, i, t], heap_j[part, i, t])
         heap_sort_desc(hv, hj, size)
         out_n[i] = size
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def gram_upper(col_ptr, col_users, col_pos, col_vals, row_ptr, row_items, row_vals, G):
+    """Add the upper triangle (diagonal included) of ``XᵀX`` into the dense ``G`` [shape=(n_items, n_items)].
+
+    ``col_*``/``row_*`` are the CSC and CSR of ``X`` as in ``topk_symmetric`` (rows' items
+    sorted, ``col_pos[p]`` the CSR position of CSC entry ``p``). Row ``i`` of ``G`` is
+    written only by the thread that owns item ``i``: no two threads touch the same row.
+    """
+    n_items = G.shape[0]
+    n_chunks = min(n_items, 256)
+    for chunk in prange(n_chunks):
+        for i in range(chunk, n_items, n_chunks):  # interleaved rows balance popular items
+            g = G[i]
+            for p in range(col_ptr[i], col_ptr[i + 1]):
+                u = col_users[p]
+                a = col_vals[p]
+                for q in range(col_pos[p], row_ptr[u + 1]):
+                    g[row_items[q]] += a * row_vals[q]
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def mirror_upper(G):
+    """Copy the upper triangle of the square ``G`` onto its lower triangle, in place."""
+    n = G.shape[0]
+    n_chunks = min(n, 256)
+    for chunk in prange(n_chunks):
+        for i in range(chunk, n, n_chunks):
+            for j in range(i):
+                G[i, j] = G[j, i]
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def walk_counts(items, col_ptr, col_users, row_ptr, row_items, n_items):
+    """For each of ``items``: how many (user, partner) steps its row of ``XᵀX`` takes and how many
+    distinct partners it touches, as two arrays [shape=(len(items),)] (the fit's cost model)."""
+    n = items.shape[0]
+    steps = np.zeros(n, dtype=np.int64)
+    touched = np.zeros(n, dtype=np.int64)
+    n_chunks = min(n, 64)
+    for chunk in prange(n_chunks):
+        seen = np.zeros(n_items, dtype=np.bool_)
+        for r in range(chunk, n, n_chunks):
+            i = items[r]
+            count = 0
+            for p in range(col_ptr[i], col_ptr[i + 1]):
+                u = col_users[p]
+                steps[r] += row_ptr[u + 1] - row_ptr[u]
+                for q in range(row_ptr[u], row_ptr[u + 1]):
+                    j = row_items[q]
+                    if not seen[j]:
+                        seen[j] = True
+                        count += 1
+            touched[r] = count
+            for p in range(col_ptr[i], col_ptr[i + 1]):
+                u = col_users[p]
+                for q in range(row_ptr[u], row_ptr[u + 1]):
+                    seen[row_items[q]] = False
+    return steps, touched

@@ -29,6 +29,11 @@ from .similarity import SIMILARITIES, item_similarity
 __all__ = ["ItemSimilarityRecommender"]
 
 
+def _plain(value):
+    """A NumPy scalar as the Python value, so messages show ``5``, not ``np.int64(5)``."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 class ItemSimilarityRecommender(ParamsMixin):
     """Item-item nearest-neighbour recommender exported as Core ML ``ItemSimilarityRecommender``.
 
@@ -36,11 +41,20 @@ class ItemSimilarityRecommender(ParamsMixin):
     ----------
     similarity : str
         One of ``SIMILARITIES``: ``jaccard``, ``cosine``, ``pearson``, ``bm25``,
-        ``tfidf``, ``lift``, ``cooccurrence``.
+        ``tfidf``, ``lift``, ``cooccurrence``; or ``ease``: learned item-item weights
+        (Steck 2019, see ``pippin.recommend.ease``), negative ones included.
     top_k : int > 0 or None
-        Neighbours kept per item (``None``: all above ``threshold``).
+        Neighbours kept per item (``None``: all above ``threshold``); for ``ease``, the
+        largest weights by magnitude.
     threshold : float
-        Similarities below it are dropped.
+        Similarities below it are dropped (for ``ease``: weights whose magnitude is below it).
+    l2 : float > 0 or "auto"
+        ``ease`` only: the ridge penalty λ; ``"auto"`` picks it from ``ease.L2_GRID`` on a
+        validation split of the training data (``ease.select_l2``).
+    neighbours : int > 0 or None
+        ``ease`` only: ``None`` solves the exact dense problem; ``m`` solves each item's
+        weights over its ``m`` top co-occurring items only (``ease_sparse``), for
+        catalogues too large for the dense matrix.
     progress : bool
         Draw a progress bar while fitting.
 
@@ -55,16 +69,23 @@ class ItemSimilarityRecommender(ParamsMixin):
     interactions_ : scipy.sparse.csr_matrix [shape=(n_users, n_items)]
         The training interactions (what ``exclude_seen`` excludes).
     has_ratings_ : bool
+    l2_ : float
+        ``ease`` only: the penalty used; ``l2_scores_`` holds ``{l2: validation precision@10}``
+        when it was chosen with ``l2="auto"``.
+    popularity_ : np.ndarray[int64] [shape=(n_items,)]
+        Training interactions per item: a new user (no known item) gets the most popular.
     """
 
     _param_error = RecommendError
 
     def __init__(self, *, similarity: str = "jaccard", top_k: int | None = 64, threshold: float = 0.001,
-                 progress: bool = False):
+                 progress: bool = False, l2: float | str = 500.0, neighbours: int | None = None):
         self.similarity = similarity
         self.top_k = top_k
         self.threshold = threshold
         self.progress = progress
+        self.l2 = l2
+        self.neighbours = neighbours
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "similarity_"):
@@ -90,9 +111,9 @@ class ItemSimilarityRecommender(ParamsMixin):
         -------
         self
         """
-        if self.similarity not in SIMILARITIES:
-            raise RecommendError(f"similarity={self.similarity!r}; expected one of {sorted(SIMILARITIES)}",
-                                 where="similarity")
+        if self.similarity not in SIMILARITIES and self.similarity != "ease":
+            raise RecommendError(f"similarity={self.similarity!r}; expected one of "
+                                 f"{sorted([*SIMILARITIES, 'ease'])}", where="similarity")
         if self.top_k is not None and (not isinstance(self.top_k, (int, np.integer)) or self.top_k < 1):
             raise RecommendError(f"top_k={self.top_k!r}; expected a positive integer or None", where="top_k")
         if not np.isfinite(float(self.threshold)):
@@ -101,14 +122,39 @@ class ItemSimilarityRecommender(ParamsMixin):
         data, _ = to_interactions(interactions, user=user, item=item, rating=rating, where=where)
         if data.matrix.shape[1] == 0 or data.matrix.nnz == 0:
             raise RecommendError("no interactions to learn from", where=where or "interactions")
-        S, shift = item_similarity(data.matrix, similarity=self.similarity, top_k=self.top_k,
-                                   threshold=float(self.threshold), progress=self.progress)
+        self.__dict__.pop("l2_", None)  # fit forgets earlier fits
+        self.__dict__.pop("l2_scores_", None)
+        if self.similarity == "ease":
+            S, shift = self._fit_ease(data.matrix)
+        else:
+            S, shift = item_similarity(data.matrix, similarity=self.similarity, top_k=self.top_k,
+                                       threshold=float(self.threshold), progress=self.progress)
         self.similarity_, self.shift_ = S, shift
         self.item_ids_, self.user_ids_ = data.item_ids, data.user_ids
         self.n_items_, self.n_users_ = len(data.item_ids), len(data.user_ids)
         self.interactions_, self.has_ratings_ = data.matrix, data.has_ratings
+        self.popularity_ = np.diff(data.matrix.tocsc().indptr)  # training interactions per item
         self.columns_ = {"user": user, "item": item, "rating": rating}
         return self
+
+    def _fit_ease(self, X: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray]:
+        from .ease import fit_ease
+        from .ease_sparse import fit_ease_sparse
+
+        l2 = self.l2
+        if not (l2 == "auto" or (isinstance(l2, (int, float, np.number)) and not isinstance(l2, bool)
+                                 and np.isfinite(l2) and l2 > 0)):
+            raise RecommendError(f"l2={l2!r}; expected a positive number or 'auto'", where="l2")
+        m = self.neighbours
+        if m is not None and (not isinstance(m, (int, np.integer)) or isinstance(m, bool) or m < 1):
+            raise RecommendError(f"neighbours={m!r}; expected a positive integer or None", where="neighbours")
+        threshold = max(float(self.threshold), 0.0)
+        if m is None:
+            S, self.l2_, self.l2_scores_ = fit_ease(X, l2=l2, top_k=self.top_k, threshold=threshold)
+        else:
+            S, self.l2_, self.l2_scores_ = fit_ease_sparse(X, l2=l2, neighbours=int(m), top_k=self.top_k,
+                                                           threshold=threshold)
+        return S, np.zeros(X.shape[1])
 
     # -- recommending --------------------------------------------------------
     def _item_mask(self, items, *, name: str, n_rows: int) -> sp.csr_matrix | None:
@@ -168,12 +214,18 @@ class ItemSimilarityRecommender(ParamsMixin):
                 raise RecommendError(f"histories have {histories.shape[1]} item columns, the model has "
                                      f"{self.n_items_} items", where="users_or_histories")
         else:
-            users = np.atleast_1d(np.asarray(users_or_histories, dtype=self.user_ids_.dtype))
+            try:
+                users = np.atleast_1d(np.asarray(users_or_histories, dtype=self.user_ids_.dtype))
+                if self.user_ids_.dtype == object:  # text ids: compare as text, as the table loader stored them
+                    users = np.asarray([str(u) for u in users], dtype=object)
+            except (TypeError, ValueError, OverflowError):
+                raise RecommendError(f"unknown user {_plain(users_or_histories)!r}: the model's user ids are "
+                                     f"integers", where="users_or_histories") from None
             rows = np.searchsorted(self.user_ids_, users)
             rows = np.minimum(rows, max(self.n_users_ - 1, 0))
             bad = self.user_ids_[rows] != users
             if bad.any():
-                raise RecommendError(f"unknown user {users[np.flatnonzero(bad)[0]]!r}", where="users_or_histories",
+                raise RecommendError(f"unknown user {_plain(users[np.flatnonzero(bad)[0]])!r}", where="users_or_histories",
                                      hint="pass new users' histories as a sparse matrix, or use recommend_from_interactions")
             histories = self.interactions_[rows]
         codes, scores = self._rank(histories, k=k, exclude_seen=exclude_seen, exclude=exclude,
@@ -188,7 +240,8 @@ class ItemSimilarityRecommender(ParamsMixin):
         Parameters
         ----------
         items_or_ratings : sequence of item ids, or dict of item id -> rating
-            Unknown items are ignored (``n_unknown_`` of the last call counts them).
+            Unknown items are ignored (``n_unknown_`` of the last call counts them). With no
+            known item, the answer is the ``k`` most popular items (``popularity_``), score 0.
         k : int >= 0
         exclude : sequence of item ids, optional
             Excluded in addition to the user's own items.
@@ -210,7 +263,18 @@ class ItemSimilarityRecommender(ParamsMixin):
         row = {int(c): float(r) for c, r in zip(codes[known], ratings[known])}
         histories = sp.csr_matrix((list(row.values()), (np.zeros(len(row), dtype=np.int64), list(row))),
                                   shape=(1, self.n_items_))
+        if not row and k:  # a new user: the most popular items, as Pippin's runtime answers for the file
+            return self._popular(k=k, exclude=exclude, restrict_to=restrict_to)
         codes, scores = self._rank(histories, k=k, exclude_seen=True, exclude=exclude, restrict_to=restrict_to)
+        return self._ids(codes)[0], scores[0]
+
+    def _popular(self, *, k, exclude, restrict_to):
+        from ..pipelines.runtime.item_similarity import popular_topk
+
+        if not isinstance(k, (int, np.integer)) or k < 0:
+            raise RecommendError(f"k={k!r}; expected an integer >= 0", where="k")
+        codes, scores = popular_topk(self.popularity_, k=int(k), exclude=self._item_mask(exclude, name="exclude", n_rows=1),
+                                     restrict=self._item_mask(restrict_to, name="restrict_to", n_rows=1))
         return self._ids(codes)[0], scores[0]
 
     def similar_items(self, items, *, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -226,7 +290,8 @@ class ItemSimilarityRecommender(ParamsMixin):
         single = np.isscalar(items)
         codes, known = encode_items(self.item_ids_, list(np.atleast_1d(np.asarray(items, dtype=object))))
         if not known.all():
-            raise RecommendError(f"unknown item {np.atleast_1d(items)[np.flatnonzero(~known)[0]]!r}", where="items")
+            unknown = np.atleast_1d(np.asarray(items, dtype=object))[np.flatnonzero(~known)[0]]
+            raise RecommendError(f"unknown item {_plain(unknown)!r}", where="items")
         n = len(codes)
         out_c = np.full((n, k), -1, dtype=np.int64)
         out_v = np.full((n, k), -np.inf)

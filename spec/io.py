@@ -8,15 +8,18 @@ so an interrupted save never leaves a half-written model behind.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
+import time
 from pathlib import Path
 
 from google.protobuf.message import DecodeError, Message
 
 from ._proto.Model_pb2 import Model
 from .errors import SpecError
+from .links import read_model_bytes
 
-__all__ = ["load", "save", "loads", "dumps", "write_atomically"]
+__all__ = ["load", "save", "loads", "dumps", "write_atomically", "check_output_path"]
 
 
 def loads(data: bytes, *, where: str = "<bytes>") -> Model:
@@ -53,7 +56,8 @@ def load(path: str | os.PathLike) -> Model:
     Raises
     ------
     SpecError
-        The file is missing, unreadable, empty, truncated or not a Core ML model.
+        The file is missing, unreadable, not a regular file (a device, a FIFO), larger
+        than ``links.MAX_MODEL_BYTES``, empty, truncated or not a Core ML model.
     """
     path = Path(path)
     if path.is_dir():
@@ -61,13 +65,7 @@ def load(path: str | os.PathLike) -> Model:
         if not inner.is_file():
             raise SpecError("is a folder, expected a .mlmodel file", where=str(path))
         path = inner
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise SpecError("no such file", where=str(path)) from None
-    except OSError as exc:
-        raise SpecError(f"cannot read file: {exc.strerror or exc}", where=str(path)) from None
-    return loads(data, where=str(path))
+    return loads(read_model_bytes(path), where=str(path))
 
 
 def dumps(model: Message) -> bytes:
@@ -88,23 +86,120 @@ def save(model: Message, path: str | os.PathLike) -> Path:
     return write_atomically(path, dumps(model))
 
 
-def write_atomically(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` through a temp file in the same folder, fsync, then ``os.replace``.
+def check_output_path(path: str | os.PathLike) -> Path:
+    """Check, before any long work, that a model can be written to ``path``; return it.
 
-    An interrupted write leaves the old file (or none) in place, never half a file.
+    Raises
+    ------
+    SpecError
+        One line naming the path: its folder is missing or not a folder, the path is an
+        existing folder, or the folder (or an existing file) cannot be written.
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
+    if path.is_dir():
+        raise SpecError("is a folder, expected the path of a model file to write", where=str(path),
+                        hint="give a file name, e.g. DIR/model.mlmodel")
+    if not folder.exists():
         raise SpecError("folder does not exist", where=str(folder))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    if not folder.is_dir():
+        raise SpecError("is not a folder, so no model can be written inside it", where=str(folder))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SpecError("folder is not writable", where=str(folder))
+    if path.exists() and not os.access(path, os.W_OK):
+        raise SpecError("file is not writable", where=str(path))
+    return path
+
+
+def _umask() -> int:
     try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # no /proc: read it the old way (briefly sets it; put back at once)
+    os.umask(mask)
+    return mask
+
+
+def _remove_stale_temps(folder: Path, name: str) -> int:
+    """Remove ``.NAME.<pid>.*.tmp`` files whose writing process no longer runs (a save killed
+    mid-write) and pid-less ones from older Pippin versions untouched for an hour; return the count."""
+    removed = 0
+    prefix = f".{name}."
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
+            continue
+        middle = entry.name[len(prefix):-len(".tmp")]
+        pid_text, _, rest = middle.partition(".")
+        try:
+            if pid_text.isdigit() and rest:
+                pid = int(pid_text)
+                if pid == os.getpid() or _alive(pid):
+                    continue
+            elif time.time() - entry.stat(follow_symlinks=False).st_mtime < 3600:
+                continue
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            os.unlink(entry.path)
+            removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def write_atomically(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` through a temp file in the same folder, fsync, then ``os.replace``.
+
+    An interrupted write leaves the old file (or none) in place, never half a file; the
+    temp file is named ``.NAME.<pid>.<random>.tmp`` and the next save to ``NAME`` removes
+    those left by processes that were killed. The file keeps the permissions of the file
+    it replaces (a new file gets ``0666`` less the umask, as ``open`` would).
+
+    Raises
+    ------
+    SpecError
+        One line naming the path: a missing or read-only folder, an existing folder as
+        the path, a full disk or any other write error.
+    """
+    path = check_output_path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    except OSError as exc:
+        raise SpecError(f"cannot write model file: {exc.strerror or exc}", where=str(path)) from None
+    _remove_stale_temps(folder, path.name)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=folder)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
+            os.fchmod(fh.fileno(), mode)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        tmp = None
+    except OSError as exc:
+        raise SpecError(f"cannot write model file: {exc.strerror or exc}", where=str(path)) from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
     return path

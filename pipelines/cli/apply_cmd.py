@@ -1,4 +1,8 @@
-"""``pippin apply BASE DELTA -o OUT``: rebuild a personalized model from its base and a delta, byte for byte."""
+"""``pippin apply BASE DELTA -o OUT``: rebuild a personalized model from its base and a delta, byte for byte.
+
+Both hashes the delta records are checked: the base's before anything is written, and
+the result's (a delta whose manifest was edited is refused, naming both digests).
+"""
 
 from __future__ import annotations
 
@@ -23,4 +27,5 @@ def run(args):
     delta = Delta.load(args.delta)
     out = write_atomically(args.output, apply_bytes(args.base, delta))
     payload = {"model": str(out), "sha256": delta.updated_sha256, "n_changes": len(delta.changes)}
-    return Result(payload, f"applied {len(delta.changes)} changes\nwrote {out}")
+    return Result(payload, f"applied {len(delta.changes)} changes (SHA-256 {delta.updated_sha256[:12]}... "
+                           f"verified)\nwrote {out}")

@@ -69,14 +69,17 @@ def _sound_data(root: Path, *, clips: int, seconds: float):
     return train, personal.parent, held_out
 
 
-def _train_sound(root: Path, train: Path, *, epochs: int, say) -> Path:
+def _train_sound(root: Path, train: Path, *, epochs: int | None, say) -> Path:
     from ...audio import SoundClassifier
 
-    say(f"training a sound classifier on {train} ({epochs} epochs) ...")
+    say(f"training a sound classifier on {train} (feature extractor: auto) ...")
     clf = SoundClassifier(epochs=epochs, random_state=0, progress=False, validation_fraction=0.0)
     clf.fit(train)
     last = clf.history_rows_[-1]
-    say(f"  trained: labels {list(clf.classes_)}, final loss {last['loss']:.4f}, "
+    if clf.selection_:
+        say(f"  chose the {clf.feature_extractor_!r} backbone (cross-validated accuracy "
+            + ", ".join(f"{k} {v:.3f}" for k, v in clf.selection_["scores"].items()) + ")")
+    say(f"  trained: labels {list(clf.classes_)}, {len(clf.history_rows_)} epochs, final loss {last['loss']:.4f}, "
         f"train accuracy {last['train_accuracy']:.2f}")
     return clf.export(root / "sound.mlmodel")
 
@@ -96,15 +99,18 @@ def _train_recommender(root: Path, say) -> tuple[Path, str, list]:
     return rec.export(root / "recommender.mlmodel"), user, history
 
 
-def _windows(folder: Path):
-    """Every 975 ms window of a labelled audio folder, and each window's label."""
+def _windows(model, folder: Path):
+    """Every window of a labelled audio folder, cut as ``model``'s audio input takes it, and each window's label."""
     import numpy as np
 
+    from ...audio.inference import audio_input, window_align
     from ...audio.io import read_windows
     from ...datasets import load_sound_folder
 
+    _, window, sample_rate = audio_input(model)
     data = load_sound_folder(folder)
-    parts = [read_windows(p, warn_short=False)[1] for p in data.paths]
+    parts = [read_windows(p, warn_short=False, sample_rate=sample_rate, window=window,
+                          align=window_align(model))[1] for p in data.paths]
     labels = [label for part, label in zip(parts, data.labels) for _ in range(len(part))]
     return np.concatenate(parts), labels
 
@@ -133,7 +139,7 @@ def run_demo(folder: str | Path = "pippin-demo", *, fast: bool = False,
     root = Path(folder).resolve()
     root.mkdir(parents=True, exist_ok=True)
     result = DemoResult(folder=str(root))
-    clips, seconds, epochs = (7, 1.5, 4) if fast else (10, 2.0, 8)
+    clips, seconds, epochs = (7, 1.5, 4) if fast else (10, 2.4, None)
     train, personal, held_out = _sound_data(root, clips=clips, seconds=seconds)
     say(f"generated demo sounds in {root / 'sounds'} ({clips} clips of {seconds:g} s per kind)")
     sound_path = _train_sound(root, train, epochs=epochs, say=say)
@@ -156,8 +162,8 @@ def run_demo(folder: str | Path = "pippin-demo", *, fast: bool = False,
     result.steps.append({"step": "recommend", "user": user, "items": top})
 
     say(f"personalizing: teaching {NEW_SOUND!r} from {N_PERSONAL} recordings in {personal} ...")
-    windows, labels = _windows(personal)
-    base_windows, base_labels = _windows(train)
+    windows, labels = _windows(sound, personal)
+    base_windows, base_labels = _windows(sound, train)
     personalized = personalize_knn(spec_io.load(sound_path), (windows, labels),
                                    base_examples=(base_windows, base_labels))
     personal_path = spec_io.save(personalized, root / "sound-personalized.mlmodel")

@@ -2,7 +2,10 @@
 
 Each user of TEST gets the model's top-k from their TRAIN interactions (their own
 items excluded, as the model does by default); the metrics are averaged over the
-users with at least one held-out item the model knows. Called by ``evaluate_cmd``.
+users with at least one held-out item the model knows. TRAIN's ratings count when the
+model was trained on ratings (the rating column recorded in its metadata, or
+``--rating-col``). ``--history TABLE --holdout-fraction F --seed S`` splits one table
+as ``pippin train recommender`` did with the same flags. Called by ``evaluate_cmd``.
 """
 
 from __future__ import annotations
@@ -12,13 +15,12 @@ import scipy.sparse as sp
 
 from ...spec.errors import PippinError
 from .output import Result
+from .tables import load_table, recorded_rating, split
 
 
-def _matrix(model, path, *, user, item, rating, users=None):
-    from ...datasets.interactions import load_interactions
+def _matrix(model, table, *, user, item, rating, users=None):
     from .recommend_cmd import _codes
 
-    table = load_interactions(path, user=user, item=item, rating=rating)
     table = table.drop_duplicates([user, item], keep="last")
     codes = _codes(model, table[item])
     known = np.array(codes.notna().to_numpy(), dtype=bool)
@@ -39,16 +41,22 @@ def run(args, spec) -> Result:
     from ...recommend.evaluate import coverage, map_at_k, ndcg_at_k, precision_at_k, recall_at_k
     from ..runtime.item_similarity import recommend_topk
 
-    if not (args.history and args.holdout):
-        raise PippinError("a recommender needs --history TRAIN and --holdout TEST tables", where="pippin evaluate")
+    if not args.history or (args.holdout is None) == (args.holdout_fraction is None):
+        raise PippinError("a recommender needs --history TRAIN and either --holdout TEST or --holdout-fraction F",
+                          where="pippin evaluate")
     if args.k < 1:
-        raise PippinError(f"--k {args.k}; expected a positive integer", where="--k")
+        raise PippinError(f"--k {args.k}; expected a positive integer")
     model = load(spec)
-    test, users, unknown_test = _matrix(model, args.holdout, user=args.user_col, item=args.item_col, rating=None)
+    history, rating = load_table(args, args.history, rating=args.rating_col, rating_default=recorded_rating(spec))
+    if args.holdout is not None:
+        holdout, _ = load_table(args, args.holdout, rating=None)
+    else:
+        history, holdout = split(args, history)
+    test, users, unknown_test = _matrix(model, holdout, user=args.user_col, item=args.item_col, rating=None)
     keep = np.diff(test.indptr) > 0
     test, users = test[keep], users[keep]
-    hist, _, unknown_hist = _matrix(model, args.history, user=args.user_col, item=args.item_col,
-                                    rating=args.rating_col, users=users)
+    hist, _, unknown_hist = _matrix(model, history, user=args.user_col, item=args.item_col,
+                                    rating=rating, users=users)
     ks = sorted({args.k, 10})
     codes, _ = recommend_topk(hist, model.similarity, model.shift, k=max(ks), exclude=hist)
     payload = {}
@@ -62,7 +70,8 @@ def run(args, spec) -> Result:
     payload["k"] = args.k
     payload["users"] = int(len(users))
     payload["unknown_items"] = {"history": unknown_hist, "holdout": unknown_test}
-    lines = [f"{len(users)} users, k={args.k}"]
+    payload["rating_col"] = rating
+    lines = [f"{len(users)} users, k={args.k}, " + (f"ratings from {rating!r}" if rating else "no ratings")]
     for k in ks:
         lines.append(f"@{k}: precision {payload[f'precision@{k}']:.4f}  recall {payload[f'recall@{k}']:.4f}  "
                      f"map {payload[f'map@{k}']:.4f}  ndcg {payload[f'ndcg@{k}']:.4f}  "

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ...spec.errors import SpecError
-from .output import Result
+from .output import Result, info
 from .predict_cmd import model_overlap
+from .train_sound import sound_data
 
 
 def run(args, spec) -> Result:
@@ -15,7 +16,11 @@ def run(args, spec) -> Result:
         raise SpecError("a sound classifier needs DATA: a labelled audio folder or a path,label table",
                         where=args.model)
     model = load(args.model)
-    report = evaluate_model(model, args.data, overlap=model_overlap(model, args.overlap),
+    data = sound_data(args)
+    if getattr(args, "show_lines", True):
+        n = f"{len(data)} files" if hasattr(data, "paths") else args.data
+        info(f"classifying {n}")
+    report = evaluate_model(model, data, overlap=model_overlap(model, args.overlap),
                             progress=args.show_progress)
     if args.plot:
         from ...audio.plot import plot_confusion_matrix

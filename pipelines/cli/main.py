@@ -16,7 +16,7 @@ import sys
 from ...spec import __version__ as PIPPIN_VERSION
 from ...spec.errors import PippinError
 from . import exit_codes
-from .output import envelope, print_json
+from .output import capture_library_output, envelope, print_json, terminal_safe
 
 # Command modules, in the order `pippin --help` lists them. Add new ones here.
 COMMAND_MODULES = (
@@ -31,6 +31,8 @@ COMMAND_MODULES = (
     "apply_cmd",
     "merge_cmd",
     "personalize_cmd",
+    "sync_cmd",
+    "federate_cmd",
     "demo_cmd",
 )
 
@@ -76,7 +78,7 @@ def _fail(args, error: dict, line: str) -> int:
     if getattr(args, "json", False):
         print_json(envelope({}, ok=False, error=error))
     else:
-        sys.stderr.write(f"pippin: error: {line}\n")
+        sys.stderr.write(f"pippin: error: {terminal_safe(line, one_line=True)}\n")
     return exit_codes.ERROR
 
 
@@ -87,14 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return exit_codes.ERROR
     verbosity = args.verbose - args.quiet
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else (logging.INFO if verbosity > 0 else logging.WARNING),
-        format="pippin: %(levelname)s: %(message)s",
-        stream=sys.stderr,
-    )
+    level = logging.DEBUG if args.debug else (logging.INFO if verbosity > 0 else logging.WARNING)
+    # bars only on a terminal (and not under --json or -q); stage/epoch lines unless -q, --json too
     args.show_progress = (not args.json) and verbosity >= 0 and sys.stderr.isatty()
+    args.show_lines = verbosity >= 0
     try:
-        result = args.handler(args)
+        with capture_library_output(level, quiet=verbosity < 0):
+            result = args.handler(args)
     except KeyboardInterrupt:
         return exit_codes.INTERRUPTED
     except PippinError as exc:
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print_json(envelope(result.payload, ok=result.code == exit_codes.OK))
     elif result.text:
-        sys.stdout.write(result.text.rstrip("\n") + "\n")
+        sys.stdout.write(terminal_safe(result.text.rstrip("\n")) + "\n")
     return result.code
 
 

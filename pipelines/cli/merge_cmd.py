@@ -1,11 +1,16 @@
-"""``pippin merge BASE DELTA... -o OUT``: average several users' updates of one base (federated averaging)."""
+"""``pippin merge BASE DELTA... -o OUT``: average several users' updates of one base (federated averaging).
+
+Each delta is verified (it must reproduce the update it records), example counts
+weigh the average, and deltas that change the model in incompatible ways (a k-NN
+personalization and a network update) are refused, naming both.
+"""
 
 from __future__ import annotations
 
 from ...spec import io as spec_io
 from ..personalize.delta import Delta, merge
 from .exit_codes import HELP_EPILOG
-from .output import Result
+from .output import Result, warn
 
 
 def add_parser(subparsers, parents):
@@ -24,5 +29,10 @@ def run(args):
     deltas = [Delta.load(path) for path in args.deltas]
     out = spec_io.save(merge(args.base, deltas), args.output)
     counts = [d.n_examples for d in deltas]
-    payload = {"model": str(out), "n_deltas": len(deltas), "n_examples": counts}
+    defaults = [d.where for d in deltas if d.n_examples_source == "default"]
+    if defaults and len(deltas) > 1:
+        warn(f"{', '.join(defaults)} weigh(s) 1 example by default (no count was recorded): the average may be "
+             "skewed; 'pippin diff --examples N' records one")
+    payload = {"model": str(out), "n_deltas": len(deltas), "n_examples": counts,
+               "n_examples_source": [d.n_examples_source for d in deltas]}
     return Result(payload, f"merged {len(deltas)} deltas (examples {counts})\nwrote {out}")

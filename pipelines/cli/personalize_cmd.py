@@ -3,10 +3,17 @@
 EXAMPLES is a folder with one sub-folder per label (or a ``path,label`` table) of
 the user's recordings: new labels, or more examples of old ones. By default the
 model becomes ``preprocessing -> embedding network -> updatable k-NN``; the k-NN
-remembers the old classes from ``--base-examples`` (default: the training data
-recorded in the model's metadata, when that folder still exists), or else from
-synthesized prototypes (weaker). ``--head`` instead grows the dense head by the
-new labels and updates it (Core ML 3 update) on the examples.
+remembers the old classes from ``--base-examples``, by default from the embedding
+memory the model carries (written by ``pippin train sound``, so the result does not
+depend on the working directory or on the training folder still existing), else
+from the training data the metadata records (its absolute path, or the recorded path
+relative to the model file, then to the working directory). ``--head`` instead grows
+the dense head by the new labels and updates it (Core ML 3 update) on the examples
+plus the old classes' recordings (``--base-examples`` or the recorded training data).
+When no old-class examples are found the command stops (exit 2, naming the paths
+tried) unless ``--without-old-examples`` is given. The personalization's example
+count (its windows) is added to the ``pippin.examples_seen`` metadata, which
+``pippin diff`` reads.
 """
 
 from __future__ import annotations
@@ -16,10 +23,12 @@ from pathlib import Path
 
 
 from ...spec import io as spec_io
+from ..errors import PipelineError
+from ..personalize.memory import memory_of
 from ..personalize.sound import personalize_head, personalize_knn, sound_parts
 from ..runtime.model import load
 from .exit_codes import HELP_EPILOG
-from .output import Result, warn
+from .output import Result, info, warn
 from .update_cmd import ProgressReporter, read_labelled_windows
 
 
@@ -33,13 +42,16 @@ def add_parser(subparsers, parents):
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the personalized model")
     parser.add_argument("--base-examples", metavar="DATA", default=None,
                         help="old-class recordings to remember (default: the model's training data, if present)")
+    parser.add_argument("--without-old-examples", action="store_true",
+                        help="go on when no old-class recordings (and, for the k-NN, no embedding memory) are found: "
+                             "the k-NN remembers old classes by synthesized prototypes, --head forgets them")
     parser.add_argument("--head", action="store_true", help="grow and update the dense head instead of a k-NN")
     knn = parser.add_argument_group("k-NN (default)")
     knn.add_argument("--neighbors", type=int, default=3, help="k (default: 3)")
     knn.add_argument("--weighting", choices=("inverse_distance", "uniform"), default="inverse_distance")
     parser.add_argument("--max-per-class", type=int, default=None,
-                        help="old-class memory per class: k-NN centroids (default: 20), or --head training windows "
-                             "(default: 100)")
+                        help="old-class memory per class: k-NN centroids (default: 20; the model's embedding memory "
+                             "holds at most 20, --base-examples gives more), or --head training windows (default: 100)")
     head = parser.add_argument_group("--head")
     head.add_argument("--epochs", type=int, default=None, help="update epochs (default: the model's own)")
     head.add_argument("--learning-rate", type=float, default=None, help="override the learning rate")
@@ -48,38 +60,88 @@ def add_parser(subparsers, parents):
     return parser
 
 
-def training_source(spec) -> Path | None:
-    """The training data folder/table a sound model's metadata records, if it still exists."""
+def training_sources(spec, model_path) -> tuple[Path | None, list[str]]:
+    """The training data folder/table a sound model's metadata records: (the first that exists, every path tried).
+
+    Tried in order: the absolute path recorded at training (``source_path``), then the
+    recorded ``source`` (and the folder after " in "/" of " in a described source) as
+    given, relative to the model file's own folder, then relative to the working directory.
+    """
     raw = spec.description.metadata.userDefined.get("training_data")
     try:
-        source = json.loads(raw).get("source", "") if raw else ""
+        summary = json.loads(raw) if raw else {}
+        source = str(summary.get("source") or "")
+        recorded = summary.get("source_path")
+    except (ValueError, AttributeError):
+        return None, []
+    names = [source] + [source.rsplit(sep, 1)[1] for sep in (" in ", " of ") if sep in source]
+    candidates = [Path(recorded)] if recorded else []
+    for name in filter(None, names):
+        path = Path(name)
+        candidates += [path] if path.is_absolute() else [Path(model_path).resolve().parent / path, path.resolve()]
+    tried = list(dict.fromkeys(str(c) for c in candidates))
+    return next((Path(c) for c in tried if Path(c).exists()), None), tried
+
+
+def _old_examples(args, spec, model):
+    """(old-class windows and labels or None, where they came from) for the personalization; refuses when
+    the old classes would be remembered by nothing real without the user asking for it."""
+    if args.base_examples:
+        if not Path(args.base_examples).exists():
+            raise PipelineError("no such file or folder", where=args.base_examples)
+        path = Path(args.base_examples)
+    else:
+        if not args.head and memory_of(spec, where=args.model) is not None:
+            return None, "the model's embedding memory"
+        path, tried = training_sources(spec, args.model)
+        if path is None:
+            if args.without_old_examples:
+                if not args.head:  # (personalize_head logs its own warning)
+                    warn("no old-class recordings: old classes are remembered by synthesized prototypes only, "
+                         "and may lose accuracy")
+                return None, None
+            missing = ", ".join(repr(t) for t in tried) or "none recorded"
+            raise PipelineError(
+                f"the old classes' training recordings are not found (tried {missing})"
+                + ("" if args.head else " and the model carries no valid embedding memory"),
+                where=args.model,
+                hint="give them with --base-examples DIR, or pass --without-old-examples to go on without them "
+                     "(old-class accuracy may drop)")
+    source = path
+    pattern = _recorded_label_pattern(spec) if not args.base_examples else None
+    if pattern and path.is_dir():  # trained with --label-from-name: the same files, labelled the same way
+        from ...datasets.sound import load_sound_named
+
+        source = load_sound_named(path, pattern)
+    windows, labels, _ = read_labelled_windows(source, model, overlap=args.overlap)
+    return (windows, labels), str(path)
+
+
+def _recorded_label_pattern(spec) -> str | None:
+    """The ``--label-from-name`` regex the model was trained with (training summary), if any."""
+    try:
+        summary = json.loads(spec.description.metadata.userDefined.get("training_data") or "{}")
+        pattern = summary.get("label_from_name")
     except (ValueError, AttributeError):
         return None
-    candidates = [source] + ([source.rsplit(" in ", 1)[1]] if " in " in source else [])
-    for candidate in candidates:
-        if candidate and Path(candidate).exists():
-            return Path(candidate)
-    return None
+    return pattern if isinstance(pattern, str) and pattern else None
 
 
 def run(args):
+    spec_io.check_output_path(args.output)  # before the work, not after it (issue 12.8)
     spec = spec_io.load(args.model)
     sound_parts(spec)  # fail early, naming the model, if it is not a sound classifier
     old = [str(x) for x in load(sound_parts(spec)[1]).class_labels]
     model = load(spec)
     windows, labels, n_files = read_labelled_windows(args.examples, model, overlap=args.overlap)
-    base_path = Path(args.base_examples) if args.base_examples else training_source(spec)
-    base = None
-    if base_path is not None:
-        base_windows, base_labels, _ = read_labelled_windows(base_path, model, overlap=args.overlap)
-        base = (base_windows, base_labels)
-    elif not args.head:
-        warn("no old-class recordings (--base-examples) found: old classes are remembered by synthesized "
-             "prototypes only, and may lose accuracy")
+    base, base_from = _old_examples(args, spec, model)
     new = sorted(set(labels) - set(old))
     payload = {"model": None, "mode": "head" if args.head else "knn", "old_labels": old, "new_labels": new,
-               "n_files": n_files, "n_windows": len(windows),
-               "base_examples": str(base_path) if base_path else None}
+               "n_files": n_files, "n_windows": len(windows), "n_examples": len(windows),
+               "base_examples": base_from}
+    info(f"personalizing ({payload['mode']}): running {len(windows)} new"
+         + (f" and {len(base[0])} old" if base is not None else "") + " windows through the network"
+         + (", then one line per epoch" if args.head else ""))
     if args.head:
         overrides = {"learning_rate": args.learning_rate} if args.learning_rate is not None else {}
         reporter = ProgressReporter(show=args.show_progress, total_epochs=args.epochs)
@@ -90,11 +152,13 @@ def run(args):
             reporter.close()
         payload["losses"] = reporter.epoch_losses
     else:
-        out_spec = personalize_knn(spec, (windows, labels), base_examples=base, k=args.neighbors,
+        explicit = "prototypes" if base is None and base_from is None else base  # the user chose them
+        out_spec = personalize_knn(spec, (windows, labels), base_examples=explicit, k=args.neighbors,
                                    weighting=args.weighting, max_per_class=args.max_per_class or 20)
         payload["memory"] = out_spec.description.metadata.userDefined["personalized"]
     out = spec_io.save(out_spec, args.output)
     payload["model"] = str(out)
     text = (f"personalized ({payload['mode']}): {len(old)} old labels + new {new} from {n_files} recordings"
-            f" ({len(windows)} windows)\nwrote {out}")
+            f" ({len(windows)} windows); old classes from "
+            f"{base_from or ('nothing: new examples only' if args.head else 'synthesized prototypes')}\nwrote {out}")
     return Result(payload, text)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from . import exit_codes
 from .exit_codes import HELP_EPILOG
-from .output import Result
+from .output import Result, info, terminal_safe
 
 
 def add_parser(subparsers, parents):
@@ -43,6 +43,8 @@ def run(args) -> Result:
     from ..runtime.model import load
 
     model = load(args.model)
+    if getattr(args, "show_lines", True) and len(args.files) > 1:
+        info(f"classifying {len(args.files)} files")
     results, skipped = classify_files(model, args.files, overlap=model_overlap(model, args.overlap),
                                       progress=args.show_progress)
     lines = []
@@ -58,6 +60,6 @@ def run(args) -> Result:
         import sys
 
         for s in skipped:
-            sys.stderr.write(f"pippin: error: {s['path']}: {s['reason']}\n")
+            sys.stderr.write(terminal_safe(f"pippin: error: {s['path']}: {s['reason']}", one_line=True) + "\n")
         lines = [line for line in lines if not line.startswith("pippin: warning")]
     return Result({"predictions": results, "skipped": skipped}, "\n".join(lines), code)

@@ -22,7 +22,7 @@ from ..errors import PipelineError
 from ..runtime.model import load
 from .training_data import load_training_data, n_examples, training_inputs
 from .exit_codes import HELP_EPILOG
-from .output import Result
+from .output import Result, info
 
 EXAMPLES_KEY = "pippin.examples_seen"
 
@@ -78,10 +78,20 @@ def read_labelled_windows(source, model, *, overlap: float = 0.5):
 
     _, window, rate = audio_input(model)
     dataset = load_sound_dataset(source)
+    info(f"reading {len(dataset)} audio file{'s' if len(dataset) != 1 else ''} from {dataset.source or source}")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ...audio.parallel import n_cpus
+
+    align = window_align(model)
+
+    def read(path):
+        return read_windows(path, overlap=overlap, warn_short=False, sample_rate=rate, window=window, align=align)[1]
+
+    with ThreadPoolExecutor(max_workers=n_cpus()) as pool:  # decoding and soxr release the GIL; results in order
+        parts = list(pool.map(read, dataset.paths))
     windows, labels = [], []
-    for path, label in zip(dataset.paths, dataset.labels):
-        _, w = read_windows(path, overlap=overlap, warn_short=False, sample_rate=rate, window=window,
-                            align=window_align(model))
+    for w, label in zip(parts, dataset.labels):
         windows.append(w)
         labels.extend([label] * len(w))
     return np.concatenate(windows), labels, len(dataset)
@@ -114,6 +124,7 @@ class ProgressReporter:
     def __init__(self, *, show: bool, total_epochs: int | None):
         self.losses: list[float] = []
         self.epoch_losses: list[float] = []
+        self.n_epochs = 0
         self.bar = None
         if show:
             from tqdm import tqdm
@@ -135,6 +146,8 @@ class ProgressReporter:
         if "epoch" in kind and "end" in kind:
             if loss is not None:
                 self.epoch_losses.append(float(loss))
+            self.n_epochs += 1  # one plain line per epoch too (a terminal's bar is redrawn below it; none under -q)
+            info(f"epoch {self.n_epochs}: loss " + ("-" if loss is None else f"{float(loss):.4f}"))
             if self.bar is not None:
                 self.bar.update(1)
                 if loss is not None:
@@ -153,6 +166,7 @@ def record_examples(spec, n: int) -> None:
 
 
 def run(args):
+    spec_io.check_output_path(args.output)  # before the training run, not after it (issue 12.8)
     model = load(args.model)
     if not model.is_updatable:
         raise PipelineError("the model is not updatable (isUpdatable is false)", where=args.model,
@@ -169,6 +183,7 @@ def run(args):
     overrides = {k: v for k, v in (("learning_rate", args.learning_rate), ("mini_batch_size", args.batch_size))
                  if v is not None}
     reporter = ProgressReporter(show=args.show_progress, total_epochs=args.epochs)
+    info(f"updating the {model.kind} with {n_examples(data)} examples")
     try:
         updated = model.update(data, epochs=args.epochs, progress=reporter, **overrides)
     finally:

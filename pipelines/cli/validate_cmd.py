@@ -1,7 +1,10 @@
 """``pippin validate MODEL...``: check models against the rules Core ML's compiler enforces.
 
 Each problem is printed as one line ``<file>: <field path>: <message>``. Every file
-is checked even when an earlier one is broken or unreadable.
+is checked even when an earlier one is broken or unreadable. A model that breaks no
+rule is then loaded as ``pipelines.load`` would: whatever stops it from loading is a
+problem too (rule ``pippin-runtime``), and so is a failing trial prediction on inputs made
+from the description (``RunnableModel.dry_run``): a model ``validate`` accepts is one Pippin runs.
 """
 
 from __future__ import annotations
@@ -9,10 +12,11 @@ from __future__ import annotations
 import sys
 
 from ...spec import io as spec_io
-from ...spec.errors import SpecError
+from ...spec.errors import PippinError, SpecError
 from ...spec.validate import validate
+from ..runtime.model import load
 from . import exit_codes
-from .output import Result
+from .output import Result, terminal_safe
 
 _EPILOG = (
     "exit codes: 0 = every model is valid; 1 = a model has problems (one line per problem); "
@@ -41,7 +45,17 @@ def _check_file(path: str) -> dict:
         entry["readable"] = False
         entry["error"] = exc.to_dict()
         return entry
-    entry["problems"] = [{"file": path, **p.to_dict()} for p in validate(model)]
+    # with the path, linked models are followed under the same rules as `pipelines.load`
+    entry["problems"] = [{"file": path, **p.to_dict()} for p in validate(model, path=path)]
+    if not entry["problems"]:
+        # one set of rules: what `pipelines.load` refuses (a layer Pippin cannot run, a
+        # weight out of range) is a problem here too, so a model that validates also runs
+        try:
+            load(path).dry_run()
+        except PippinError as exc:
+            field = (exc.where or "").removeprefix(f"{path}: ").removeprefix(str(path))
+            entry["problems"].append({"file": path, "path": field, "message": exc.message,
+                                      "rule": "pippin-runtime"})
     entry["valid"] = not entry["problems"]
     return entry
 
@@ -65,6 +79,6 @@ def run(args) -> Result:
     problems = [p for entry in files for p in entry["problems"]]
     payload = {"valid": code == exit_codes.OK, "problems": problems, "files": files}
     if unreadable and not getattr(args, "json", False):
-        sys.stderr.write("\n".join(unreadable) + "\n")
+        sys.stderr.write("\n".join(terminal_safe(line, one_line=True) for line in unreadable) + "\n")
         sys.stderr.flush()
     return Result(payload=payload, text="\n".join(lines), code=code)

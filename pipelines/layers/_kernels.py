@@ -7,7 +7,9 @@ passes each (a dozen for pooling); no well-kept library
 offers these fused steps on NumPy arrays (PyTorch is only a test oracle here).
 numba (already a dependency) compiles each into a single pass; measured 3 to 20
 times faster than the NumPy sequence on this project's CNN. They are serial:
-numba's parallel loops cost more than they save on 2 cores.
+numba's parallel loops cost more than they save on 2 cores. They release the GIL
+(``nogil``), so the training engine's threads (``pipelines.update.shards``) run
+them on every core at once.
 Every kernel takes C-contiguous arrays whose last axis is the channel: a
 convolution's ``[N, C, H, W]`` output is such an array seen through a transpose
 (see ``conv.py``). Only the faster layer variants of ``fast.py`` call them (the
@@ -17,11 +19,14 @@ any other memory layout.
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
 __all__ = ["channel_last", "channel_sums", "affine", "bn_input_grad", "relu", "relu_grad", "col2im_nhwc",
-           "maxpool2_train", "maxpool2_grad"]
+           "maxpool2_train", "maxpool2_grad", "depthwise_nhwc", "gelu_exact", "lstm_sequence", "gru_sequence",
+           "rnn_sequence"]
 
 
 def channel_last(x4: np.ndarray) -> np.ndarray | None:
@@ -30,7 +35,7 @@ def channel_last(x4: np.ndarray) -> np.ndarray | None:
     return view if view.flags.c_contiguous else None
 
 
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def _sums(a, b):
     m, c = a.shape
     s1, s2 = np.zeros(c, np.float64), np.zeros(c, np.float64)
@@ -56,7 +61,7 @@ def channel_sums(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _sums(a, b)
 
 
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def _affine(x, scale, shift, out):
     m, c = x.shape
     for i in range(m):
@@ -71,7 +76,7 @@ def affine(x2: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def _bn_grad(g, x, a, b, c0, out):
     m, c = g.shape
     for i in range(m):
@@ -87,13 +92,13 @@ def bn_input_grad(g2, x2, a, b, c):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _relu_grad(g, y, out):
     for i in range(g.size):
         out[i] = g[i] if y[i] > 0 else np.float32(0)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _relu(x, out):
     for i in range(x.size):
         out[i] = x[i] if x[i] > 0 else np.float32(0)
@@ -124,7 +129,7 @@ def relu_grad(g: np.ndarray, y: np.ndarray, *, _unary: bool = False) -> np.ndarr
     return out.transpose(np.argsort(perm)).reshape(g.shape)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def col2im_nhwc(cols, buf, stride_h, stride_w, dil_h, dil_w):
     """``buf[n, r*s + i*d, q*s + j*d, c] += cols[n, r, q, i, j, c]`` (the transpose of im2col)."""
     n, ho, wo, kh, kw, c = cols.shape
@@ -139,7 +144,7 @@ def col2im_nhwc(cols, buf, stride_h, stride_w, dil_h, dil_w):
                             buf[b, row, col, ch] += cols[b, r, q, i, j, ch]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _maxpool2(x, y, idx):
     n, h, w, c = x.shape
     ho, wo = h // 2, w // 2
@@ -171,7 +176,7 @@ def maxpool2_train(x_nhwc: np.ndarray):
     return y, idx
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _maxpool2_grad(g, idx, out):
     n, ho, wo, c = g.shape
     for p in range(n * ho):
@@ -192,3 +197,150 @@ def maxpool2_grad(g_nhwc: np.ndarray, idx: np.ndarray) -> np.ndarray:
     out = np.empty((n, 2 * ho, 2 * wo, c), dtype=np.float32)
     _maxpool2_grad(np.ascontiguousarray(g_nhwc), idx, out)
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _depthwise(buf, w, b, sh, sw, dh, dw, lo, hi, out):
+    n, ho, wo, c = out.shape
+    kh, kw = w.shape[0], w.shape[1]
+    acc = np.empty(c, np.float32)
+    for p in range(n * ho):
+        bi, r = p // ho, p % ho
+        for q in range(wo):
+            for ch in range(c):
+                acc[ch] = 0
+            for i in range(kh):
+                row = r * sh + i * dh
+                for j in range(kw):
+                    col = q * sw + j * dw
+                    for ch in range(c):
+                        acc[ch] += buf[bi, row, col, ch] * w[i, j, ch]
+            for ch in range(c):
+                v = acc[ch] + b[ch]
+                out[bi, r, q, ch] = min(max(v, lo), hi)
+
+
+def depthwise_nhwc(buf: np.ndarray, w: np.ndarray, bias: np.ndarray, out_hw, stride, dilation,
+                   clip=(-np.inf, np.inf)) -> np.ndarray:
+    """Depthwise 2-D cross-correlation of a zero-padded ``[N, Hp, Wp, C]`` buffer.
+
+    ``out[n, r, q, c] = clip(sum_ij buf[n, r*s + i*d, q*s + j*d, c] * w[i, j, c] + bias[c])``
+    with ``w`` ``[kH, kW, C]``; returns ``[N, H_out, W_out, C]`` (the clip bounds fold a
+    following ReLU or clip into the same pass).
+    """
+    n, c = buf.shape[0], buf.shape[3]
+    out = np.empty((n, out_hw[0], out_hw[1], c), dtype=np.float32)
+    _depthwise(buf, np.ascontiguousarray(w, np.float32), np.ascontiguousarray(bias, np.float32), stride[0],
+               stride[1], dilation[0], dilation[1], np.float32(clip[0]), np.float32(clip[1]), out)
+    return out
+
+
+
+
+@numba.njit(cache=True)
+def _gelu(x, out):
+    for i in range(x.size):
+        v = np.float64(x[i])
+        out[i] = 0.5 * v * (1.0 + math.erf(v * 0.7071067811865476))
+
+
+def gelu_exact(x: np.ndarray) -> np.ndarray:
+    """``0.5 x (1 + erf(x / sqrt 2))`` elementwise (erf in float64, result float32), any shape."""
+    flat = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.empty_like(flat)
+    _gelu(flat.reshape(-1), out.reshape(-1))
+    return out
+
+# -- recurrent sequences --------------------------------------------------------------------
+# Plain NumPy on purpose: per step one product with the recursion matrices side by side and a
+# dozen in-place passes over [N, gates * H]. A numba loop over the steps was measured 15-25x
+# slower (its scalar tanh/exp against NumPy's SIMD ones), and the Python cost per step is a few us.
+
+def _saturating(*fns) -> bool:
+    return all(getattr(fn, "saturates", False) for fn in fns)
+
+
+def lstm_sequence(pre, r, y0, c0, peep, *, coupled, clip_c, acts, reverse):
+    """One LSTM direction over ``pre`` ``[N, S, 4H]`` (``x W^T + b``, gates i, f, z, o), with
+    ``r`` ``[H, 4H]`` (the recursion matrices transposed, side by side), ``peep`` ``[3, H]`` or
+    None and ``acts = (f, g, h)``: ``(outputs [N, S, H], y [N, H], c [N, H])``.
+
+    The gate pre-activations are clipped to [-50, 50] unless every gate activation saturates
+    there anyway (sigmoid, tanh: the clip cannot change a float32 result).
+    """
+    f, g, h = acts
+    n, s, h4 = pre.shape
+    hs = h4 // 4
+    clip_gates = not _saturating(f, g)
+    y, c = np.array(y0, np.float32), np.array(c0, np.float32)
+    out = np.empty((n, s, hs), np.float32)
+    a = np.empty((n, h4), np.float32)
+    lo, hi, clip_c = np.float32(-50), np.float32(50), np.float32(clip_c)
+    for t in (range(s - 1, -1, -1) if reverse else range(s)):
+        np.matmul(y, r, out=a)
+        a += pre[:, t]
+        if peep is not None:
+            a[:, :hs] += peep[0] * c
+            a[:, hs:2 * hs] += peep[1] * c
+        if clip_gates:
+            np.clip(a, lo, hi, out=a)
+        i_f = f(a[:, :2 * hs])
+        z = g(a[:, 2 * hs:3 * hs])
+        if coupled:
+            c = c * (1 - i_f[:, :hs]) + i_f[:, :hs] * z
+        else:
+            c = c * i_f[:, hs:] + i_f[:, :hs] * z
+        np.clip(c, -clip_c, clip_c, out=c)
+        o = a[:, 3 * hs:]
+        if peep is not None:
+            o = o + peep[2] * c
+            if clip_gates:
+                np.clip(o, lo, hi, out=o)
+        y = h(c) * f(o)
+        out[:, t] = y
+    return out, y, c
+
+
+def gru_sequence(pre, rzr, ro, y0, *, acts, reverse):
+    """A GRU over ``pre`` ``[N, S, 3H]`` (gates z, r, o) with ``rzr`` ``[H, 2H]`` (update and reset
+    recursion matrices, transposed) and ``ro`` ``[H, H]``: ``(outputs [N, S, H], y [N, H])``."""
+    f, g = acts
+    n, s, h3 = pre.shape
+    hs = h3 // 3
+    clip_gates = not _saturating(f, g)
+    y = np.array(y0, np.float32)
+    out = np.empty((n, s, hs), np.float32)
+    a = np.empty((n, 2 * hs), np.float32)
+    b = np.empty((n, hs), np.float32)
+    lo, hi = np.float32(-50), np.float32(50)
+    for t in (range(s - 1, -1, -1) if reverse else range(s)):
+        np.matmul(y, rzr, out=a)
+        a += pre[:, t, :2 * hs]
+        if clip_gates:
+            np.clip(a, lo, hi, out=a)
+        zr = f(a)
+        np.matmul(zr[:, hs:] * y, ro, out=b)
+        b += pre[:, t, 2 * hs:]
+        if clip_gates:
+            np.clip(b, lo, hi, out=b)
+        z = zr[:, :hs]
+        y = ((1 - z) * g(b) + z * y).astype(np.float32)
+        out[:, t] = y
+    return out, y
+
+
+def rnn_sequence(pre, r, y0, *, act, reverse):
+    """``h_t = act(clip(pre_t + h_{t-1} r))`` over ``pre`` ``[N, S, H]``: ``(outputs, h)``."""
+    n, s, hs = pre.shape
+    clip_gates = not _saturating(act)
+    y = np.array(y0, np.float32)
+    out = np.empty((n, s, hs), np.float32)
+    a = np.empty((n, hs), np.float32)
+    for t in (range(s - 1, -1, -1) if reverse else range(s)):
+        np.matmul(y, r, out=a)
+        a += pre[:, t]
+        if clip_gates:
+            np.clip(a, np.float32(-50), np.float32(50), out=a)
+        y = act(a)
+        out[:, t] = y
+    return out, y

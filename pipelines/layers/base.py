@@ -19,6 +19,7 @@ Which ``specificationVersion`` a layer needs is not kept here: the one table is
 
 from __future__ import annotations
 
+import inspect
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
@@ -87,6 +88,49 @@ def register_fast(kind: str, *then: str):
     return decorate
 
 
+def input_range(cls: type) -> tuple[int, int | None]:
+    """(fewest, most) inputs ``cls.forward`` takes; most is None for ``*inputs``.
+
+    A ``*inputs`` layer takes at least one input, unless its kind makes its own data
+    (``...Static``, ``loop``) or its catch-all is named ``unused``.
+    """
+    cached = cls.__dict__.get("_input_range")
+    if cached is not None:
+        return cached
+    params = list(inspect.signature(cls.forward).parameters.values())[1:]
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    low = sum(p.default is p.empty for p in positional)
+    rest = next((p for p in params if p.kind == p.VAR_POSITIONAL), None)
+    high = None if rest is not None else len(positional)
+    if rest is not None and low == 0 and rest.name != "unused" and not (
+            cls.kind.endswith("Static") or cls.kind == "loop"):
+        low = 1
+    cls._input_range = (low, high)
+    return low, high
+
+
+def check_arity(cls: type, spec: Any, where: str) -> None:
+    """Refuse at load a layer whose declared inputs ``cls`` cannot take, or with no outputs.
+
+    Raises
+    ------
+    SpecError
+        Naming ``<where>.input`` or ``<where>.output``.
+    """
+    # branch/loop write into the enclosing namespace and loopBreak/loopContinue only signal: no outputs of
+    # their own (coremltools converts a PyTorch GRU to such a loop)
+    if not len(spec.output) and not getattr(cls, "controls_flow", False) and cls.kind not in ("loopBreak",
+                                                                                             "loopContinue"):
+        raise SpecError(f"layer {spec.name!r} ({cls.kind}) declares no outputs, expected at least one",
+                        where=f"{where}.output")
+    low, high = input_range(cls)
+    n = len(spec.input)
+    if n < low or (high is not None and n > high):
+        expected = f"{low}" if low == high else (f"at least {low}" if high is None else f"{low} to {high}")
+        raise SpecError(f"layer {spec.name!r} ({cls.kind}) has {n} inputs, expected {expected}",
+                        where=f"{where}.input")
+
+
 class Layer:
     """One Core ML neural-network layer, ready to run.
 
@@ -137,7 +181,10 @@ class Layer:
         """``forward`` plus the contract every layer keeps: one array per declared output,
         float32, with the batch size of its inputs (a layer without inputs makes one example)."""
         outputs = self.forward(*inputs)
-        if not isinstance(outputs, tuple) or len(outputs) != len(self.outputs):
+        if isinstance(outputs, tuple) and len(outputs) != len(self.outputs):  # the spec's count is wrong
+            raise SpecError(f"layer {self.name!r} ({self.kind}) computes {len(outputs)} outputs, but the spec "
+                            f"declares {len(self.outputs)}", where=f"{self.where}.output")
+        if not isinstance(outputs, tuple):
             raise AssertionError(
                 f"{type(self).__name__} returned {type(outputs).__name__} of "
                 f"{len(outputs) if isinstance(outputs, tuple) else '?'} outputs, expected {len(self.outputs)}"

@@ -66,6 +66,29 @@ def merge_groups(layer: Layer, blobs: dict, groups: list[tuple[np.ndarray, dict,
         blobs[name] = out
 
 
+def run_checked_once(layers: list[Layer], blobs: dict, *, optional, checked: bool) -> dict:
+    """``run_layers``, or after a first checked run of the same layers (``checked``) the same walk
+    without the per-layer checks: inputs looked up directly, ``forward`` instead of ``__call__``.
+
+    A loop body runs its layers once per iteration; the first iteration checks that every blob
+    exists and every output keeps the layer contract, and later ones (the same layers on the
+    blobs the first one made) save the checks' microseconds per layer.
+    """
+    if not checked:
+        return run_layers(layers, blobs, optional=optional)
+    for layer in layers:
+        if getattr(layer, "controls_flow", False):
+            layer.run_control(blobs, optional=optional)
+            continue
+        outputs = layer.forward(*[blobs.get(name) for name in layer.inputs])
+        if not layer.inputs and blobs:  # a layer without inputs makes one example: repeat it (as run_layers)
+            n = next(iter(blobs.values())).shape[0]
+            outputs = tuple(np.repeat(o, n, axis=0) if o.shape[0] == 1 and n != 1 else o for o in outputs)
+        for name, value in zip(layer.outputs, outputs):
+            blobs[name] = value
+    return blobs
+
+
 def _nested(layer: Layer, network: Any, field: str) -> list[Layer]:
     return build_layers(network.layers, prefix=f"{layer.where}.{layer.kind}.{field}",
                         exact_shapes=layer.context.exact_shapes, spec_version=layer.context.spec_version,
@@ -122,6 +145,8 @@ class Loop(Layer):
         self.condition = _nested(self, p.conditionNetwork, "conditionNetwork") if p.conditionVar else None
         self.condition_var = p.conditionVar
         self.signals = _has_signal(p.bodyNetwork)
+        #: later iterations skip the per-layer checks the first one made (``run_checked_once``)
+        self.fast = context.fast
 
     def _max_iterations(self, blobs) -> np.ndarray | None:
         if self.inputs:
@@ -130,13 +155,14 @@ class Loop(Layer):
         limit = int(self.p.maxLoopIterations)
         return None if (limit == 0 and self.condition is not None) else np.array([limit])
 
-    def _run(self, blobs: dict, limit: int | None, optional) -> dict:
-        iteration = 0
+    def _run(self, blobs: dict, limit: int | None, optional, *, iteration: int = 0, checked: bool = False) -> dict:
+        """Run the loop on ``blobs`` from ``iteration`` (``checked``: its condition already came out true)."""
         while True:
-            if self.condition is not None:
-                run_layers(self.condition, blobs, optional=optional)
+            if self.condition is not None and not checked:
+                run_checked_once(self.condition, blobs, optional=optional, checked=self.fast and iteration > 0)
                 if not _truth(blobs[self.condition_var]).all():
                     break
+            checked = False
             if limit is not None and iteration >= limit:
                 break
             if limit is None and iteration >= MAX_WHILE_ITERATIONS:
@@ -144,7 +170,7 @@ class Loop(Layer):
                                     f"{self.condition_var!r} turning false", where=self.where)
             iteration += 1
             try:
-                run_layers(self.body, blobs, optional=optional)
+                run_checked_once(self.body, blobs, optional=optional, checked=self.fast and iteration > 1)
             except LoopSignal as signal:
                 if signal.action == "break":
                     break
@@ -153,16 +179,43 @@ class Loop(Layer):
     def run_control(self, blobs: dict, *, optional=frozenset()) -> None:
         n = next(iter(blobs.values())).shape[0] if blobs else 1
         limits = self._max_iterations(blobs)
-        same = limits is not None and len(set(limits.tolist())) == 1
+        same = limits is None or len(set(limits.tolist())) == 1
         if n == 1 or (same and self.condition is None and not self.signals):
             self._run(blobs, int(limits[0]) if limits is not None else None, optional)
             return
+        start, checked = 0, False
+        if same and not self.signals:
+            start, checked = self._run_together(blobs, None if limits is None else int(limits[0]), optional)
+            if start is None:
+                return
         groups = []
-        for i in range(n):  # iteration counts may differ per example
+        for i in range(n):  # iteration counts differ per example: each example runs its own loop
             limit = None if limits is None else int(limits[min(i, limits.size - 1)])
             before = _subset(blobs, np.array([i]))
-            groups.append((np.array([i]), before, self._run(dict(before), limit, optional)))
+            if checked is not False and not checked[i]:  # its condition already turned false
+                after = before
+            else:
+                after = self._run(dict(before), limit, optional, iteration=start, checked=checked is not False)
+            groups.append((np.array([i]), before, after))
         merge_groups(self, blobs, groups, n)
+
+    def _run_together(self, blobs: dict, limit: int | None, optional) -> tuple:
+        """Run a while loop (without break/continue) on the whole batch for as long as its condition
+        is the same for every example: ``(None, None)`` when it ended for all of them together,
+        else ``(iteration, condition truth per example)`` where the examples part ways."""
+        iteration = 0
+        while True:
+            run_checked_once(self.condition, blobs, optional=optional, checked=self.fast and iteration > 0)
+            truth = _truth(blobs[self.condition_var])
+            if truth.any() and not truth.all():
+                return iteration, truth
+            if not truth.any() or (limit is not None and iteration >= limit):
+                return None, None
+            if limit is None and iteration >= MAX_WHILE_ITERATIONS:
+                raise PipelineError(f"while loop ran {MAX_WHILE_ITERATIONS} iterations without its condition "
+                                    f"{self.condition_var!r} turning false", where=self.where)
+            iteration += 1
+            run_checked_once(self.body, blobs, optional=optional, checked=self.fast and iteration > 1)
 
 
 @register

@@ -168,7 +168,9 @@ def conv2d_backward(gy, cols, x_shape, weights, *, stride, dilation, pads, group
         gw[g * og:(g + 1) * og] = (cg.T @ gg).reshape(kh, kw, c_in_g, og).transpose(3, 2, 0, 1)
         if need_input_grads:
             parts.append(gg @ _w_matrix(weights[g * og:(g + 1) * og]).T)
-    gb = g2d.sum(axis=0)
+    # column sums as one BLAS matrix-vector product: NumPy's axis-0 sum of a narrow [M, C] array
+    # strides down each column (measured 6.5x slower at C = 16)
+    gb = np.ones(g2d.shape[0], dtype=np.float32) @ g2d
     if not need_input_grads:
         return None, gw, gb
     if groups == 1:

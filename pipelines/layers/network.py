@@ -18,9 +18,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ...spec.errors import SpecError
+from ...spec.errors import PippinError, SpecError
 from ..errors import PipelineError
-from .base import LAYERS, OVERRIDES, Layer, LayerContext
+from .base import LAYERS, OVERRIDES, Layer, LayerContext, check_arity
 
 __all__ = ["uses_exact_shapes", "build_layers", "fuse_layers", "array_to_blob", "run_layers", "layer_where", "splittable",
            "run_layers_split"]
@@ -75,6 +75,7 @@ def build_layers(
         if cls is None:
             raise SpecError(f"layer {index} ({spec.name!r}) is of kind {kind!r}, which Pippin does not run",
                             where=where, hint=_supported())
+        check_arity(cls, spec, where)  # issue 12.4: the declared inputs and outputs, at load
         if fast:
             cls = OVERRIDES.get((kind,), cls)
         context = LayerContext(where=where, exact_shapes=exact_shapes, spec_version=spec_version, rng=rng,
@@ -147,6 +148,20 @@ def array_to_blob(name: str, array: Any, *, exact_shapes: bool, where: str) -> n
     )
 
 
+#: what NumPy raises when a layer's parameters do not fit the arrays it gets at run time
+#: (shapes that do not match, a zero step, more than 64 dimensions, an allocation that
+#: cannot be made): ``run_layers`` turns them into a ``PipelineError`` naming the layer
+_LAYER_FAULTS = (ValueError, IndexError, ZeroDivisionError, OverflowError, FloatingPointError, MemoryError)
+
+
+def layer_fault(layer: Layer, args: Sequence, exc: BaseException) -> PipelineError:
+    """The ``PipelineError`` for a layer that failed on its inputs: names the layer and the shapes."""
+    shapes = [None if a is None else tuple(np.shape(a)) for a in args]
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return PipelineError(f"layer {layer.name!r} ({layer.kind}) cannot run on inputs of shapes {shapes}: "
+                         f"{type(exc).__name__}{': ' + text if text else ''}", where=layer.where)
+
+
 def run_layers(
     layers: Sequence[Layer],
     blobs: dict[str, np.ndarray],
@@ -172,7 +187,12 @@ def run_layers(
                         f"blobs present: {sorted(blobs)}",
                         where=layer.where,
                     )
-            layer.run_control(blobs, optional=optional)
+            try:
+                layer.run_control(blobs, optional=optional)
+            except PippinError:
+                raise
+            except _LAYER_FAULTS as exc:
+                raise layer_fault(layer, [blobs.get(n) for n in layer.inputs], exc) from exc
             continue
         args = []
         for name in layer.inputs:
@@ -184,7 +204,12 @@ def run_layers(
                     where=layer.where,
                 )
             args.append(value)
-        outputs = layer(*args)
+        try:
+            outputs = layer(*args)
+        except PippinError:
+            raise
+        except _LAYER_FAULTS as exc:  # shapes or values the spec's parameters cannot take
+            raise layer_fault(layer, args, exc) from exc
         if not layer.inputs and blobs:
             # a layer without inputs (a constant, a static fill) makes one example: repeat it
             n = next(iter(blobs.values())).shape[0]

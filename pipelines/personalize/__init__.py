@@ -2,8 +2,11 @@
 
 - ``sound``: ``personalize_knn`` (embedding + updatable k-NN) and ``personalize_head``
   (grow and retrain the dense head) for sound-classifier pipelines.
+- ``memory``: the old classes' embedding memory a sound model carries (``pippin.memory``
+  metadata, written at training), so personalization needs no training folder.
 - ``delta``: ``diff`` / ``apply`` / ``merge`` small, verifiable ``.mldelta`` files
-  (``delta_walk`` walks two specs field by field, ``delta_wire`` keeps map order).
+  (``delta_walk`` walks two specs field by field, ``delta_wire`` keeps map order,
+  ``delta_read`` reads a file within size limits, every fault one error).
 
 This room sits above the runtime and the builders and below the CLI: it imports
 ``pippin.spec``, the runtime, ``layers``, ``update`` and ``build``, never a trainer,

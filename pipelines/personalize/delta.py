@@ -16,7 +16,8 @@ read with ``allow_pickle=False``). The manifest is::
     {"format": "pippin-delta", "version": 1,
      "base_sha256": "<hex digest of the base file's bytes>",
      "updated_sha256": "<hex digest of the updated file's bytes>",
-     "n_examples": <examples the update saw; weights merge>,
+     "n_examples": <examples the update saw, a whole number >= 1; weights merge>,
+     "n_examples_source": "metadata" | "given" | "default",
      "changes": [{"path": "neuralNetworkClassifier.layers[3].innerProduct.weights.floatValue",
                   "op": "array", "array": 0}, ...],
      "map_orders": {"description.metadata.userDefined": ["<hex of key record>", ...]}}
@@ -30,10 +31,23 @@ own: serialized messages concatenated in ``array`` with their byte lengths in
 written where the base had none or a different-length list), ``map`` (a map
 field's added or changed entries, JSON ``value``, and removed keys, ``delete``).
 
+``n_examples_source`` says where the count came from: the updated model's
+``pippin.examples_seen`` metadata (``pippin update`` and ``pippin personalize`` add
+the examples they used), the caller (``--examples``), or the default 1.
+
+Reading (``delta_read``): size limits and every archive or format fault as one
+``PipelineError`` "not a pippin delta file: ...". ``apply`` checks both recorded
+hashes: the base's before, the result's after (an edited manifest is refused, both
+digests named).
+
 Merging: ``array`` changes present in every delta are averaged with weights
 ``n_examples`` (``float16Value`` bytes are averaged as float16); ``append``
 changes are concatenated (a k-NN index gets every user's examples); any other
-change must be equal in all deltas.
+change must be equal in all deltas. Each delta must reproduce its own recorded
+update first, and deltas that change the model in incompatible ways are refused,
+naming both: one that replaces or clears a field (a k-NN personalization replaces
+the pipeline's stages) while another changes something inside it (a network
+update of a stage's weights), in either order.
 """
 
 from __future__ import annotations
@@ -51,6 +65,7 @@ import numpy as np
 
 from ...spec import Model
 from ...spec import io as spec_io
+from .delta_read import check_count, not_a_delta, read_archive
 from .delta_walk import Differ, replay, resolve
 from .delta_wire import map_orders, reorder_maps
 from ..errors import PipelineError
@@ -86,8 +101,11 @@ class Delta:
     Attributes
     ----------
     base_sha256, updated_sha256 : str
-    n_examples : int
+    n_examples : int >= 1
         How many examples the update saw (the merge weight).
+    n_examples_source : {"metadata", "given", "default"}
+        Where the count came from: the updated model's ``pippin.examples_seen``
+        metadata, the caller (``--examples``), or the default 1 (neither said).
     changes : list[dict]
         Manifest entries (see the module docstring).
     arrays : list[np.ndarray]
@@ -100,11 +118,18 @@ class Delta:
     changes: list[dict] = field(default_factory=list)
     arrays: list[np.ndarray] = field(default_factory=list)
     map_orders: dict = field(default_factory=dict)
+    n_examples_source: str = "given"
+    where: str = field(default="", compare=False)  # the file it was read from, for messages
 
     def manifest(self) -> dict:
         return {"format": FORMAT, "version": VERSION, "base_sha256": self.base_sha256,
-                "updated_sha256": self.updated_sha256, "n_examples": int(self.n_examples),
-                "changes": self.changes, "map_orders": self.map_orders}
+                "updated_sha256": self.updated_sha256,
+                "n_examples": check_count(self.n_examples, where=self.where or "<delta>"),
+                "n_examples_source": self.n_examples_source, "changes": self.changes, "map_orders": self.map_orders}
+
+    def label(self, index: int) -> str:
+        """How messages name this delta: its file, else its position."""
+        return f"delta {index} ({self.where})" if self.where else f"delta {index}"
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the delta file atomically."""
@@ -120,25 +145,18 @@ class Delta:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Delta":
-        """Read a delta file written by ``save``."""
-        where = str(path)
-        try:
-            with zipfile.ZipFile(path) as archive:
-                manifest = json.loads(archive.read("manifest.json"))
-                arrays = []
-                for i in range(sum(1 for n in archive.namelist() if n.startswith("arrays/"))):
-                    arrays.append(np.load(io.BytesIO(archive.read(f"arrays/{i}.npy")), allow_pickle=False))
-        except FileNotFoundError:
-            raise PipelineError("no such file", where=where) from None
-        except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-            raise PipelineError(f"not a pippin delta file ({exc})", where=where) from None
-        if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-            raise PipelineError(f"manifest format {manifest.get('format')!r} version {manifest.get('version')!r}, "
-                                f"expected {FORMAT!r} version {VERSION}", where=f"{where}: manifest.json")
-        return cls(manifest["base_sha256"], manifest["updated_sha256"], int(manifest.get("n_examples", 1)),
-                   list(manifest["changes"]), arrays, dict(manifest.get("map_orders", {})))
+        """Read a delta file written by ``save``, within size limits (``delta_read``).
 
-
+        Raises
+        ------
+        PipelineError
+            "not a pippin delta file: ..." for any archive or format fault, an example
+            count that is not a positive whole number, or a file past the size limits.
+        """
+        manifest, arrays = read_archive(path)
+        return cls(manifest["base_sha256"], manifest["updated_sha256"], int(manifest["n_examples"]),
+                   list(manifest["changes"]), arrays, dict(manifest.get("map_orders", {})),
+                   manifest.get("n_examples_source", "given"), where=str(path))
 
 
 def diff(base: Any, updated: Any, *, n_examples: int | None = None) -> Delta:
@@ -147,9 +165,10 @@ def diff(base: Any, updated: Any, *, n_examples: int | None = None) -> Delta:
     Parameters
     ----------
     base, updated : path, bytes, spec or RunnableModel
-    n_examples : int, optional
-        Examples the update saw; default: the ``pippin.examples_seen`` metadata the
-        ``pippin update`` command records (updated minus base), else 1.
+    n_examples : int >= 1, optional
+        Examples the update saw; default: the ``pippin.examples_seen`` metadata that
+        ``pippin update`` and ``pippin personalize`` record (updated minus base), else 1
+        (``n_examples_source`` says which).
 
     Raises
     ------
@@ -164,16 +183,28 @@ def diff(base: Any, updated: Any, *, n_examples: int | None = None) -> Delta:
                             hint="diff a model against its own update")
     differ = Differ()
     differ.message(a, b, "")
+    source = "given"
     if n_examples is None:
-        seen = [int(m.description.metadata.userDefined.get("pippin.examples_seen", "0")) for m in (a, b)]
-        n_examples = max(1, seen[1] - seen[0])
+        n_examples, source = _recorded_examples(a, b)
+    n_examples = check_count(n_examples, where="n_examples")
     delta = Delta(hashlib.sha256(base_bytes).hexdigest(), hashlib.sha256(updated_bytes).hexdigest(),
-                  int(n_examples), differ.changes, differ.arrays, map_orders(updated_bytes, Model.DESCRIPTOR))
-    if apply_bytes(base_bytes, delta) != updated_bytes:
+                  n_examples, differ.changes, differ.arrays, map_orders(updated_bytes, Model.DESCRIPTOR), source)
+    if _replayed_bytes(base_bytes, delta) != updated_bytes:
         raise PipelineError("the updated file cannot be reproduced byte for byte from the base "
                             "(it was not written by a protobuf serializer in canonical field order)",
                             hint="load and re-save the updated model with pippin, then diff again")
     return delta
+
+
+def _recorded_examples(base: Model, updated: Model) -> tuple[int, str]:
+    """(examples the update saw, "metadata") from ``pippin.examples_seen``, else (1, "default")."""
+    seen = []
+    for m in (base, updated):
+        try:
+            seen.append(int(m.description.metadata.userDefined.get("pippin.examples_seen", "0")))
+        except ValueError:
+            seen.append(0)
+    return (seen[1] - seen[0], "metadata") if seen[1] > seen[0] else (1, "default")
 
 
 def apply(base: Any, delta: Delta | str | os.PathLike) -> Model:
@@ -193,7 +224,9 @@ def apply_bytes(base: Any, delta: Delta | str | os.PathLike) -> bytes:
     Raises
     ------
     PipelineError
-        ``delta`` was made for another base (its fingerprint differs).
+        ``delta`` was made for another base (its fingerprint differs), a change cannot
+        be replayed, or the result's SHA-256 is not the updated model's the delta
+        records (the delta was edited or damaged): both digests are named.
     """
     if not isinstance(delta, Delta):
         delta = Delta.load(delta)
@@ -204,31 +237,82 @@ def apply_bytes(base: Any, delta: Delta | str | os.PathLike) -> bytes:
                             f"this base is {digest[:12]}...",
                             where=str(base) if isinstance(base, (str, os.PathLike)) else "<base>",
                             hint="apply a delta to the exact model file it was diffed against")
-    spec = spec_io.loads(data, where="base")
-    for change in delta.changes:
-        replay(spec, change, delta.arrays)
+    out = _replayed_bytes(data, delta)
+    got = hashlib.sha256(out).hexdigest()
+    if got != delta.updated_sha256:
+        raise PipelineError(f"the delta records the updated model's SHA-256 as {delta.updated_sha256}, "
+                            f"but applying it gives {got}: the delta was edited or damaged",
+                            where=delta.where or "<delta>", hint="diff the two models again")
+    return out
+
+
+def _replayed_bytes(data: bytes, delta: Delta) -> bytes:
+    """The base file's bytes with ``delta``'s changes replayed and its map orders restored (no hash checks)."""
+    spec = _replayed(spec_io.loads(data, where="base"), delta.changes, delta.arrays, where=delta.where or "<delta>")
     return reorder_maps(spec.SerializeToString(), Model.DESCRIPTOR, delta.map_orders)
+
+
+def _replayed(spec: Model, changes: list[dict], arrays: list[np.ndarray], *, where: str) -> Model:
+    """``spec`` with ``changes`` replayed; a change that does not fit the model is one ``PipelineError``."""
+    for i, change in enumerate(changes):
+        try:
+            replay(spec, change, arrays)
+        except PipelineError as exc:
+            raise not_a_delta(f"changes[{i}]: {exc.message}", where) from None
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError) as exc:
+            raise not_a_delta(f"changes[{i}] ({change.get('op')} at {change.get('path')!r}) does not fit the model "
+                       f"({type(exc).__name__}: {exc})", where) from None
+    return spec
 
 
 def merge(base: Any, deltas: list[Delta | str | os.PathLike]) -> Model:
     """Federated averaging of several deltas of one base, weighted by their example counts.
 
     Numeric parameters changed in every delta become ``sum(n_i * p_i) / sum(n_i)``;
-    appended examples (a k-NN index) are concatenated; other changes must agree.
+    appended examples (a k-NN index) are concatenated; other changes must agree. Each
+    delta's hashes are verified; incompatible deltas are refused (see the module docstring).
+
+    Raises
+    ------
+    PipelineError
+        No delta, another base, a count below 1, a delta that does not give its recorded
+        update, or incompatible or disagreeing deltas.
     """
     deltas = [d if isinstance(d, Delta) else Delta.load(d) for d in deltas]
     if not deltas:
         raise PipelineError("merge needs at least one delta")
-    digest = fingerprint(base)
+    data = _bytes_of(base)
+    digest = hashlib.sha256(data).hexdigest()
     for i, d in enumerate(deltas):
+        check_count(d.n_examples, where=f"{d.label(i)}: n_examples")
         if d.base_sha256 != digest:
-            raise PipelineError(f"delta {i} was made for another base ({d.base_sha256[:12]}...)",
-                                hint="merge only deltas of the same base model")
-    changes, arrays = _merge_changes(deltas, spec_io.loads(_bytes_of(base), where="base"))
-    spec = spec_io.loads(_bytes_of(base), where="base")
-    for change in changes:
-        replay(spec, change, arrays)
-    return spec
+            raise PipelineError(f"{d.label(i)} was made for another base ({d.base_sha256[:12]}..., "
+                                f"this base is {digest[:12]}...)", hint="merge only deltas of the same base model")
+        apply_bytes(data, d)  # each delta on its own gives the update it records
+    _check_compatible(deltas)
+    changes, arrays = _merge_changes(deltas, spec_io.loads(data, where="base"))
+    return _replayed(spec_io.loads(data, where="base"), changes, arrays, where="merged deltas")
+
+
+def _check_compatible(deltas: list[Delta]) -> None:
+    """Refuse deltas where one replaces or clears a field another changes inside, naming both."""
+    by_delta = [{c["path"]: c for c in d.changes} for d in deltas]
+    for i, d in enumerate(deltas):
+        for change in d.changes:
+            outer = change["path"]
+            for j, other in enumerate(by_delta):
+                if j == i:
+                    continue
+                inner = next((p for p in other if p.startswith(outer + ".") or p.startswith(outer + "[")), None)
+                if inner is not None:
+                    first, second = sorted((i, j))
+                    raise PipelineError(
+                        f"{deltas[first].label(first)} and {deltas[second].label(second)} change the model in "
+                        "incompatible ways: "
+                        f"{d.label(i)} replaces {outer!r} ({change['op']}), inside which {deltas[j].label(j)} "
+                        f"changes {inner!r}", hint="merge deltas of the same kind of update (network updates "
+                        "together, k-NN personalizations together); to combine a network update and a k-NN "
+                        "personalization, apply the update, then personalize the result")
 
 
 def _base_values(base: Model, change: dict) -> np.ndarray:
@@ -270,8 +354,11 @@ def _merge_changes(deltas: list[Delta], base: Model) -> tuple[list[dict], list[n
             first = present[0][1]
             for i, c in present[1:]:
                 if not _same_change(c, deltas[i], first, deltas[present[0][0]]):
-                    raise PipelineError(f"deltas disagree on {path!r} ({first['op']} vs {c['op']}), "
-                                        "which cannot be averaged", hint="merge deltas of the same kind of update")
+                    raise PipelineError(f"{deltas[present[0][0]].label(present[0][0])} and {deltas[i].label(i)} "
+                                        f"disagree on {path!r} ({first['op']} vs {c['op']}), which cannot be "
+                                        "averaged", hint="merge deltas of the same kind of update; two k-NN "
+                                        "personalizations each replace the stages: personalize once, then merge "
+                                        "'pippin update' deltas of that personalized model")
             copy = dict(first)
             if "array" in copy:
                 copy["array"] = len(arrays)

@@ -15,11 +15,15 @@ The sound classifier is ``preprocessing -> NeuralNetworkClassifier``. Two ways:
      centroids per class (fewer, denser-than-data centroids keep the old classes
      and leave the few new examples room: on FSDD, 20 rather than 100 kept the old
      digits' accuracy and more than doubled the new ones');
-  2. otherwise, one synthesized prototype per old class: the embedding, at the
+  2. otherwise the embedding memory the model carries (``personalize.memory``: the
+     same centroids, computed by Pippin's trainer at export from the training
+     windows, so the result does not depend on where the training folder is);
+  3. otherwise, one synthesized prototype per old class: the embedding, at the
      typical embedding norm of the new examples, that the original dense head
      classifies as that class most confidently (projected gradient ascent on the
      head's log-softmax over non-negative vectors). This keeps old classes
-     separable but is weaker than real examples.
+     separable but is weaker than real examples. An old class left with no remembered
+     example (none classified right) gets its prototype too, so no class is dropped.
 
   Further examples can be appended later with ``pippin update``.
 - **dense head** (``personalize_head``): the last dense layer gets one new output
@@ -34,6 +38,7 @@ files is the caller's job (the ``pippin personalize`` command does it).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -47,6 +52,8 @@ from ..build.pipeline import PipelineClassifier, as_spec
 from ..runtime.model import load
 
 __all__ = ["embedding_network", "sound_parts", "embed", "personalize_knn", "personalize_head"]
+
+logger = logging.getLogger(__name__)
 
 EMBEDDING = "embedding"
 
@@ -224,6 +231,9 @@ def personalize_knn(spec: Any, examples: tuple[np.ndarray, list], *, base_exampl
         Windows of the user's recordings and their labels (new labels or old ones).
     base_examples : same form, optional
         Windows of old-class recordings; windows whose label the model does not know are ignored.
+        Default: the embedding memory the model carries (``memory.memory_of``; written by
+        Pippin's trainer), else synthesized prototypes (weaker; logged as a warning).
+        ``"prototypes"``: synthesized prototypes, chosen (no warning).
     k, weighting : k-NN settings (see ``KNearestNeighborsClassifier``).
     max_per_class : int > 0
         Cap on remembered old-class embeddings per class (k-means centroids).
@@ -239,6 +249,12 @@ def personalize_knn(spec: Any, examples: tuple[np.ndarray, list], *, base_exampl
     windows, labels = examples
     new_emb, _ = embed(spec, np.asarray(windows, dtype=np.float32))
     points, names = [new_emb], [str(x) for x in labels]
+    from .memory import memory_of  # memory.py builds on this module's sound_parts
+
+    chosen = isinstance(base_examples, str) and base_examples == "prototypes"
+    if chosen:
+        base_examples = None
+    stored = None if base_examples is not None or chosen else memory_of(spec)
     if base_examples is not None and len(base_examples[0]):
         keep = np.isin(np.asarray(base_examples[1], dtype=object).astype(str), old)
         base_emb, predicted = embed(spec, np.asarray(base_examples[0], dtype=np.float32)[keep])
@@ -247,11 +263,29 @@ def personalize_knn(spec: Any, examples: tuple[np.ndarray, list], *, base_exampl
         memory, memory_names = _memory(base_emb[right], list(base_labels[right]), max_per_class=max_per_class,
                                        seed=seed)
         source = f"{int(right.sum())} old-class windows ({len(memory)} remembered)"
+    elif stored is not None:
+        rows, row_labels, entry = stored
+        keep = np.isin(np.asarray(row_labels, dtype=object).astype(str), old)
+        memory, memory_names = _memory(rows[keep], list(np.asarray(row_labels, dtype=object)[keep].astype(str)),
+                                       max_per_class=max_per_class, seed=seed)
+        source = (f"the model's embedding memory ({len(memory)} centroids of {entry.get('n_windows', '?')} "
+                  "old-class windows)")
     else:
+        if not chosen:
+            logger.warning("no old-class examples and no embedding memory in the model: old classes are "
+                           "remembered by synthesized prototypes only, and may lose accuracy")
         raw, _ = embed(spec, np.asarray(windows, dtype=np.float32), normalize=False)
         memory = prototypes(net_spec, norm=float(np.median(np.linalg.norm(raw, axis=1))) or 1.0)
         memory, memory_names = memory / np.maximum(np.linalg.norm(memory, axis=1, keepdims=True), 1e-6), old
         source = "synthesized prototypes of the old classes"
+    missing = [c for c in old if c not in set(memory_names)]
+    if missing and memory_names:  # an old class with no remembered example keeps a synthesized prototype
+        raw, _ = embed(spec, np.asarray(windows, dtype=np.float32), normalize=False)
+        extra = prototypes(net_spec, norm=float(np.median(np.linalg.norm(raw, axis=1))) or 1.0)[
+            [old.index(c) for c in missing]]
+        memory = np.concatenate([memory, extra / np.maximum(np.linalg.norm(extra, axis=1, keepdims=True), 1e-6)])
+        memory_names = list(memory_names) + missing
+        source += f"; synthesized prototypes for {missing}"
     points.append(memory)
     names += memory_names
     embed_spec, n_dims = embedding_network(net_spec)
@@ -262,17 +296,27 @@ def personalize_knn(spec: Any, examples: tuple[np.ndarray, list], *, base_exampl
     knn.add_samples(np.concatenate(points), names)
     pipe = PipelineClassifier([("preprocessing", pre_spec), ("embedding", embed_spec), ("knn", knn.to_spec())])
     out = pipe.make_updatable(training_inputs=[audio, label_name]).to_spec()
-    _carry_metadata(spec, out, labels=sorted(set(names)), note=f"k-NN personalization; memory: {source}")
+    _carry_metadata(spec, out, labels=sorted(set(names)), note=f"k-NN personalization; memory: {source}",
+                    n_examples=len(labels))
     return out
 
 
-def _carry_metadata(original: Model, spec: Model, *, labels: list[str], note: str) -> None:
+def _carry_metadata(original: Model, spec: Model, *, labels: list[str], note: str, n_examples: int) -> None:
+    """The original's metadata, with the new labels, a note, and ``n_examples`` added to ``pippin.examples_seen``
+    (the count ``pippin diff`` records as the personalization's merge weight)."""
     import json
 
     spec.description.metadata.CopyFrom(original.description.metadata)
     meta = spec.description.metadata.userDefined
+    if "pippin.memory" in meta:  # the old classes' memory no longer describes the personalized model's classes
+        del meta["pippin.memory"]
     meta["labels"] = json.dumps(labels)
     meta["personalized"] = note
+    try:
+        seen = int(meta.get("pippin.examples_seen", "0"))
+    except ValueError:
+        seen = 0
+    meta["pippin.examples_seen"] = str(seen + int(n_examples))
     spec.description.metadata.shortDescription = (original.description.metadata.shortDescription
                                                   + " (personalized)").strip()
 
@@ -338,11 +382,15 @@ def personalize_head(spec: Any, examples: tuple[np.ndarray, list], *, base_examp
     out = pipe.make_updatable(training_inputs=[audio, label_name]).to_spec()
     if base_examples is not None and len(base_examples[0]):
         windows, labels = _balanced(windows, labels, base_examples, old=old, max_per_class=max_per_class, seed=seed)
+    elif epochs != 0:
+        logger.warning("no old-class examples: the dense head is updated on the new examples only, and the old "
+                       "classes may lose accuracy")
     model = load(out)
     if epochs != 0:
         model = model.update({audio: windows, label_name: np.asarray(labels, dtype=object)},
                              epochs=epochs, progress=progress, **overrides)
     final = model.spec
-    _carry_metadata(spec, final, labels=old + new, note=f"dense head grown by {new} and updated")
+    _carry_metadata(spec, final, labels=old + new, note=f"dense head grown by {new} and updated",
+                    n_examples=len(examples[1]))
     return final
 

@@ -1,7 +1,9 @@
 """The runtime: load a Core ML model file and predict with it over whole batches.
 
 One small module per model kind (``neural_network``, ``pipeline``, ``knn``,
-``item_similarity``, ``sound_analysis``, ``identity``, ``linked``), each a
+``item_similarity``, ``sound_analysis``, ``identity``, ``linked``, and the classic
+kinds: ``glm``, ``svm``, ``tree_ensemble``, ``encoders``, ``transforms`` on the shared
+``classic`` base; ``proprietary`` names the kinds refused), each a
 ``RunnableModel`` subclass registered with ``@register_kind``; ``model.load``
 resolves the kind once and builds everything up front. Neural-network layers
 live next door in ``pippin.pipelines.layers``.

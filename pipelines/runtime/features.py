@@ -60,6 +60,21 @@ def allowed_shape(description, shape: tuple[int, ...]) -> bool:
     return not array.shape or tuple(array.shape) == shape
 
 
+def expected_batch_shape(description) -> str:
+    """The batch shapes a multiArray accepts, for messages: ``(n_examples, 2, 3)``, ``(n_examples, *shape)
+    with shape [1, 3] or [2, 3]`` (enumerated), or ``(n_examples, 1..4, 3, 8..any)`` (ranges)."""
+    array = description.type.multiArrayType
+    which = array.WhichOneof("ShapeFlexibility")
+    if which == "enumeratedShapes" and len(array.enumeratedShapes.shapes) > 1:
+        shapes = [str(list(map(int, s.shape))) for s in array.enumeratedShapes.shapes]
+        return "(n_examples, *shape) with shape " + ", ".join(shapes[:-1]) + " or " + shapes[-1]
+    if which == "shapeRange" and array.shapeRange.sizeRanges:
+        axes = [str(r.lowerBound) if r.upperBound == r.lowerBound else
+                f"{r.lowerBound}..{r.upperBound if r.upperBound >= 0 else 'any'}" for r in array.shapeRange.sizeRanges]
+        return "(n_examples, " + ", ".join(axes) + ")"
+    return "(n_examples, " + ", ".join(map(str, declared_shape(description) or ())) + ")"
+
+
 def to_batch(description, value: Any, *, where: str) -> Any:
     """Check one feature's batch value against its description and normalise it.
 
@@ -74,11 +89,8 @@ def to_batch(description, value: Any, *, where: str) -> Any:
         except (TypeError, ValueError) as exc:
             raise PipelineError(f"input {name!r} is not numeric ({exc})", where=where) from None
         if array.ndim == 0 or not allowed_shape(description, tuple(array.shape[1:])):
-            expected = declared_shape(description)
-            raise PipelineError(
-                f"input {name!r} has shape {tuple(array.shape)}, expected (n_examples, *{expected})",
-                where=where,
-            )
+            raise PipelineError(f"input {name!r} has shape {tuple(array.shape)}, expected "
+                                f"{expected_batch_shape(description)}", where=where)
         return array
     if kind in ("int64Type", "doubleType"):
         dtype = np.int64 if kind == "int64Type" else np.float64

@@ -32,4 +32,9 @@ class IdentityModel(RunnableModel):
                                     where=self.where)
 
     def _predict_batch(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        absent = [source for source in self.sources.values() if source not in inputs]
+        if absent:  # an optional input that was not given
+            raise PipelineError(f"optional input {absent[0]!r} was not given, and output "
+                                f"{next(n for n, s in self.sources.items() if s == absent[0])!r} is that input",
+                                where=self.where)
         return {name: inputs[source] for name, source in self.sources.items()}

@@ -13,6 +13,12 @@ candidate, including items whose score is 0. Candidates rank by score, then by i
 index (their order in ``itemStringIds``/``itemInt64Ids``); ``k`` defaults to all
 items. ``recommend_topk`` is the pure kernel; the trainer imports it so the
 in-memory model and the file score the same way.
+
+New users: a history with no item the model knows (empty, or only unknown ids) scores 0
+everywhere, so Core ML itself answers the first ``k`` candidates in item order, all with
+score 0. Pippin's runtime answers the most popular candidates instead (still score 0),
+when the file's metadata holds ``item_popularity`` (training interactions per item, in
+item order, written by ``pippin.recommend.export``); ``popular_topk`` is that ranking.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ from ..errors import PipelineError
 from .model import RunnableModel, register_kind
 from .topk_heap import heap_push, heap_sort_desc
 
-__all__ = ["ItemSimilarityModel", "recommend_topk", "similarity_from_spec"]
+__all__ = ["ItemSimilarityModel", "recommend_topk", "similarity_from_spec", "popular_topk", "POPULARITY_KEY"]
+
+POPULARITY_KEY = "item_popularity"
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -150,6 +158,60 @@ def recommend_topk(histories: sp.csr_matrix, similarity: sp.csr_matrix, shift: n
     return out_j, out_v
 
 
+def popular_topk(popularity: np.ndarray, *, k: int, exclude: sp.csr_matrix | None = None,
+                 restrict: sp.csr_matrix | None = None, has_restrict: np.ndarray | None = None,
+                 n_users: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` most popular candidates of each user (ties: item order), the new-user fallback.
+
+    Parameters
+    ----------
+    popularity : np.ndarray [shape=(n_items,)]
+        Training interactions per item.
+    k : int >= 0
+    exclude, restrict, has_restrict
+        As in ``recommend_topk`` (patterns [shape=(n_users, n_items)]).
+
+    Returns
+    -------
+    ids : np.ndarray[int64] [shape=(n_users, k)]
+        Item indices, most popular first; ``-1`` pads.
+    scores : np.ndarray[float64] [shape=(n_users, k)]
+        0 (Core ML's score of every item for an empty history); ``-inf`` pads.
+    """
+    n_items = len(popularity)
+    order = np.argsort(-np.asarray(popularity, dtype=np.float64), kind="stable")
+    ids = np.full((n_users, k), -1, dtype=np.int64)
+    scores = np.full((n_users, k), -np.inf)
+    for u in range(n_users):
+        allowed = np.ones(n_items, dtype=bool)
+        if exclude is not None:
+            allowed[exclude.indices[exclude.indptr[u]:exclude.indptr[u + 1]]] = False
+        if restrict is not None and (has_restrict is None or has_restrict[u]):
+            inside = np.zeros(n_items, dtype=bool)
+            inside[restrict.indices[restrict.indptr[u]:restrict.indptr[u + 1]]] = True
+            allowed &= inside
+        picks = order[allowed[order]][:k]
+        ids[u, : len(picks)] = picks
+        scores[u, : len(picks)] = 0.0
+    return ids, scores
+
+
+def popularity_from_metadata(spec, n_items: int, *, where: str) -> np.ndarray | None:
+    """``item_popularity`` of the model's metadata [shape=(n_items,)], or None when absent."""
+    text = spec.description.metadata.userDefined.get(POPULARITY_KEY)
+    if not text:
+        return None
+    field = f"{where}: description.metadata.userDefined[{POPULARITY_KEY!r}]"
+    try:
+        values = np.array([int(v) for v in text.split(",")], dtype=np.int64)
+    except ValueError:
+        raise SpecError("expected comma-separated integers (interactions per item)", where=field) from None
+    if len(values) != n_items or (values < 0).any():
+        raise SpecError(f"{len(values)} counts for {n_items} items, expected one count >= 0 per item",
+                        where=field)
+    return values
+
+
 def similarity_from_spec(isr, *, where: str) -> tuple[list, sp.csr_matrix, np.ndarray]:
     """Item ids, the ``sim(i -> k)`` matrix and the shifts of an ``ItemSimilarityRecommender``."""
     rows, cols, vals, shift_at = [], [], [], {}
@@ -193,6 +255,8 @@ class ItemSimilarityModel(RunnableModel):
         self.item_ids, self.similarity, self.shift = similarity_from_spec(isr, where=self.where)
         self.index = {item: n for n, item in enumerate(self.item_ids)}
         self.string_ids = bool(isr.itemStringIds.vector)
+        self.popularity = popularity_from_metadata(spec, len(self.item_ids), where=self.where)
+        self.fallback_rows = np.zeros(0, dtype=np.int64)
         names = list(self.input_descriptions)
         self.item_input = isr.itemInputFeatureName or (names[0] if len(names) == 1 else "")
         if self.item_input not in self.input_descriptions:
@@ -216,7 +280,14 @@ class ItemSimilarityModel(RunnableModel):
             item = item.item()
         if not self.string_ids and isinstance(item, float) and item.is_integer():
             item = int(item)
-        return self.index.get(item)
+        try:
+            return self.index.get(item)
+        except TypeError:  # an unhashable value is no item of the model
+            return None
+
+    def index_of(self, item) -> int | None:
+        """The model's index of ``item`` (its position in the item ids), or None when unknown."""
+        return self._key(item)
 
     def encode(self, values, *, name: str, ratings: bool = True) -> tuple[sp.csr_matrix, int]:
         """Per-example dicts or item lists -> CSR [shape=(n_examples, n_items)] and the count of unknown items."""
@@ -263,6 +334,15 @@ class ItemSimilarityModel(RunnableModel):
         k = int(min(ks.max(initial=0), self.n_items))
         ids, scores = recommend_topk(histories, self.similarity, self.shift, k=k, exclude=exclude,
                                      restrict=restrict, has_restrict=has_restrict)
+        # new users (no known item): the most popular candidates, when the file records popularity
+        self.fallback_rows = np.flatnonzero(np.diff(histories.indptr) == 0) if self.popularity is not None \
+            else np.zeros(0, dtype=np.int64)
+        if len(self.fallback_rows) and k:
+            rows = self.fallback_rows
+            ids[rows], scores[rows] = popular_topk(
+                self.popularity, k=k, exclude=exclude[rows], n_users=len(rows),
+                restrict=None if restrict is None else restrict[rows],
+                has_restrict=None if has_restrict is None else has_restrict[rows])
         lists, dicts = [], []
         for row_ids, row_scores, k_row in zip(ids, scores, ks):
             valid = row_ids[: min(k_row, k)]

@@ -95,6 +95,25 @@ def vote(distances: np.ndarray, neighbour_classes: np.ndarray, *, n_classes: int
     return winners, shares
 
 
+def _read_samples(index, *, where: str) -> np.ndarray:
+    """The index's samples as a float32 matrix [shape=(n_samples, n_dimensions)], checked at load:
+    a positive ``numberOfDimensions``, every sample that long, every value finite."""
+    dim = int(index.numberOfDimensions)
+    if dim <= 0:
+        raise PipelineError(f"numberOfDimensions is {dim}, expected a positive value",
+                            where=f"{where}.numberOfDimensions")
+    for i, sample in enumerate(index.floatSamples):
+        if len(sample.vector) != dim:
+            raise PipelineError(f"sample has {len(sample.vector)} values, expected numberOfDimensions {dim}",
+                                where=f"{where}.floatSamples[{i}]")
+    samples = np.array([list(v.vector) for v in index.floatSamples], dtype=np.float32).reshape(-1, dim)
+    if not np.isfinite(samples).all():
+        i = int(np.flatnonzero(~np.isfinite(samples).all(axis=1))[0])
+        raise PipelineError("sample holds a value that is not finite, expected finite values",
+                            where=f"{where}.floatSamples[{i}]")
+    return samples
+
+
 @register_kind("kNearestNeighborsClassifier")
 class KNearestNeighborsModel(RunnableModel):
     """A loaded k-NN classifier.
@@ -113,8 +132,7 @@ class KNearestNeighborsModel(RunnableModel):
         knn = spec.kNearestNeighborsClassifier
         index = knn.nearestNeighborsIndex
         self.n_dimensions = int(index.numberOfDimensions)
-        self.samples = np.array([list(v.vector) for v in index.floatSamples], dtype=np.float32).reshape(
-            -1, self.n_dimensions)
+        self.samples = _read_samples(index, where=f"{self.where}: kNearestNeighborsClassifier.nearestNeighborsIndex")
         self.string_labels = knn.WhichOneof("ClassLabels") != "int64ClassLabels" and (
             knn.WhichOneof("DefaultClassLabel") != "defaultInt64Label")
         raw = knn.stringClassLabels.vector if self.string_labels else knn.int64ClassLabels.vector
@@ -150,6 +168,9 @@ class KNearestNeighborsModel(RunnableModel):
             raise PipelineError(f"k-NN classifier needs exactly one multiArray input, found {arrays}",
                                 where=self.where)
         self.input_name = arrays[0]
+        if self.input_descriptions[self.input_name].type.isOptional:
+            raise PipelineError(f"input {self.input_name!r} is optional, but every prediction needs it",
+                                where=f"{self.where}: description.input")
         ints = [n for n, d in self.input_descriptions.items() if feature_kind(d) == "int64Type"]
         self.k_input = ints[0] if ints else None
         self.label_name = self.spec.description.predictedFeatureName or next(iter(self.output_descriptions))

@@ -1,53 +1,44 @@
 """Running ``linkedModel`` models: a model that refers to another ``.mlmodel`` file.
 
-``LinkedModelFile.linkedModelFileName`` names the file; ``linkedModelSearchPath``
-is a ``:``-separated list of folders, each absolute or relative to the folder of
-the model that holds the link (empty means ``.``). Apple's bundle placeholders
-(entries starting with ``$``, such as ``$BUNDLE_MAIN``) have no meaning on Linux
-and are skipped. The linked file is loaded once, at load time.
+Where a link may point is decided once, in ``pippin.spec.links`` (the validator uses
+the same rules): only a regular file inside the linking model's folder (or a folder
+the caller of ``load`` allows with ``allowed_paths``), of bounded size, with no cycle
+and a bounded depth. ``linkedModelSearchPath`` is a ``:``-separated list of folders,
+each absolute or relative to the folder of the model that holds the link (empty
+means ``.``); Apple's bundle placeholders (entries starting with ``$``) are skipped.
+The linked file is read and built once, at load time.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import PipelineError
-from .model import RunnableModel, load, register_kind
+from ...spec import io as spec_io
+from ...spec.errors import SpecError
+from ...spec.links import check_chain, read_model_bytes
+from ...spec.links import resolve_link as _resolve
+from ..errors import ModelLoadError
+from .model import LINK_SCOPE, RunnableModel, build, register_kind
 
 __all__ = ["LinkedModel", "resolve_link"]
 
 
-def resolve_link(spec, *, referrer: Path | None, where: str) -> Path:
-    """The path of the file a ``linkedModel`` spec refers to.
+def resolve_link(spec, *, referrer: Path | None, where: str, allowed=()) -> Path:
+    """The resolved path of the file a ``linkedModel`` spec refers to.
 
     Raises
     ------
-    PipelineError
-        The spec names no file, or no search-path folder holds it.
+    ModelLoadError
+        The spec names no file, the file is outside the allowed folders, or no
+        search-path folder holds it.
     """
-    link = spec.linkedModel.linkedModelFile
-    name = link.linkedModelFileName.defaultValue
-    if not name:
-        raise PipelineError("linkedModel.linkedModelFile.linkedModelFileName is empty, expected a file name",
-                            where=where)
-    base = referrer.parent if referrer is not None else Path.cwd()
-    entries = link.linkedModelSearchPath.defaultValue.split(":") or ["."]
-    searched = []
-    for entry in entries:
-        if entry.startswith("$"):
-            continue
-        folder = Path(entry or ".")
-        folder = folder if folder.is_absolute() else base / folder
-        candidate = folder / name
-        searched.append(str(folder))
-        if candidate.exists():
-            return candidate
-    raise PipelineError(
-        f"linked model file {name!r} not found (searched: {searched or ['(no usable entries)']})",
-        where=where,
-        hint="put the file beside the model or fix linkedModelSearchPath",
-    )
+    folder = referrer.parent if referrer is not None else Path.cwd()
+    try:
+        return _resolve(spec.linkedModel.linkedModelFile, folder=folder, allowed=allowed)
+    except SpecError as exc:  # a LinkError: re-raise naming this model
+        raise ModelLoadError(exc.message, where=f"{where}: {exc.where}", hint=exc.hint) from None
 
 
 @register_kind("linkedModel")
@@ -62,11 +53,23 @@ class LinkedModel(RunnableModel):
 
     def __init__(self, spec, *, path=None):
         super().__init__(spec, path=path)
-        self.target_path = resolve_link(spec, referrer=path, where=self.where)
-        self.target = load(self.target_path)
+        scope = LINK_SCOPE.get() or {"allowed": (), "chain": [] if path is None else
+                                     [Path(os.path.realpath(path))]}
+        self.target_path = resolve_link(spec, referrer=path, where=self.where, allowed=scope["allowed"])
+        where = f"{self.where}: linkedModel.linkedModelFile"
+        try:
+            check_chain(scope["chain"], self.target_path)
+            target_spec = spec_io.loads(read_model_bytes(self.target_path), where=str(self.target_path))
+        except SpecError as exc:
+            raise ModelLoadError(exc.message, where=f"{where}: {exc.where}", hint=exc.hint) from None
+        token = LINK_SCOPE.set({"allowed": scope["allowed"], "chain": scope["chain"] + [self.target_path]})
+        try:
+            self.target = build(target_spec, path=self.target_path)
+        finally:
+            LINK_SCOPE.reset(token)
         missing = [n for n in self.output_descriptions if n not in self.target.output_descriptions]
         if missing:
-            raise PipelineError(
+            raise ModelLoadError(
                 f"linked model {self.target_path} has no output {missing[0]!r} "
                 f"(it has {sorted(self.target.output_descriptions)})",
                 where=self.where,

@@ -8,20 +8,27 @@ once, builds everything up front, and ``predict_batch`` then only computes.
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import os
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterable
+
+import numpy as np
 
 from ...spec import Model
 from ...spec import io as spec_io
-from ..errors import PipelineError
+from ...spec.errors import SpecError
+from ...spec.validate import validate
+from ..errors import ModelLoadError, PipelineError
 from .features import batch_to_single, feature_kind, single_to_batch, to_batch
+from .proprietary import PROPRIETARY_KINDS
 
 MODEL_KINDS: dict[str, type["RunnableModel"]] = {}
 
 # Modules that register model kinds; imported on first `load`. Add new ones here.
-KIND_MODULES: tuple[str, ...] = ("sound_analysis", "pipeline", "identity", "linked", "knn", "neural_network", "item_similarity")
+KIND_MODULES: tuple[str, ...] = ("sound_analysis", "pipeline", "identity", "linked", "knn", "neural_network", "item_similarity",
+                                 "glm", "svm", "tree_ensemble", "transforms", "encoders")
 
 
 def register_kind(*kinds: str) -> Callable[[type], type]:
@@ -74,7 +81,7 @@ class RunnableModel:
         batch = {
             name: single_to_batch(self.input_descriptions[name], value)
             for name, value in inputs.items()
-            if name in self.input_descriptions
+            if name in self.input_descriptions and value is not None  # None: an omitted optional input
         }
         return {name: batch_to_single(value) for name, value in self.predict_batch(batch).items()}
 
@@ -88,7 +95,7 @@ class RunnableModel:
         checked = {
             name: to_batch(self.input_descriptions[name], value, where=self.where)
             for name, value in inputs.items()
-            if name in self.input_descriptions
+            if name in self.input_descriptions and value is not None  # None: an omitted optional input
         }
         return self._predict_batch(checked)
 
@@ -101,7 +108,7 @@ class RunnableModel:
                                 where=self.where)
         missing = [
             name for name, desc in self.input_descriptions.items()
-            if name not in inputs and not desc.type.isOptional
+            if inputs.get(name) is None and not desc.type.isOptional
         ]
         if missing:
             raise PipelineError(
@@ -127,21 +134,97 @@ class RunnableModel:
         """Write this model's spec atomically."""
         return spec_io.save(self.spec, path)
 
+    def dry_run(self) -> bool:
+        """Predict once on inputs made from the description (zeros; see ``example_inputs``).
+
+        ``pippin validate`` runs it after ``load``, so that a model it accepts is one that
+        predicts. Returns False when no example can be made (an image input, a flexible
+        shape with no size), True when the prediction ran.
+
+        Raises
+        ------
+        PippinError
+            The prediction failed: a layer whose parameters do not fit the shapes it gets, ...
+        """
+        inputs = example_inputs(self.spec)
+        if inputs is None:
+            return False
+        self.predict(inputs)
+        return True
+
     def __repr__(self) -> str:
         ins = ", ".join(f"{n}:{feature_kind(d)[:-4]}" for n, d in self.input_descriptions.items())
         outs = ", ".join(self.output_descriptions)
         return f"<{type(self).__name__} {self.kind} ({ins}) -> ({outs})>"
 
 
-def load(path_or_spec: str | os.PathLike | Model | bytes, **options: Any) -> RunnableModel:
+_MAX_EXAMPLE_VALUES = 1 << 24
+
+
+def example_inputs(spec: Model) -> dict[str, Any] | None:
+    """One example per required input, made from the description: zero arrays of the declared
+    (or smallest allowed) shape, 1 for an int64, 0.0 for a double, ``""``, an empty dictionary
+    or sequence. None when an input cannot be made (an image, a shape with no size, more
+    than 16M values)."""
+    out: dict[str, Any] = {}
+    for feature in spec.description.input:
+        kind = feature.type.WhichOneof("Type")
+        if feature.type.isOptional:
+            continue
+        if kind == "multiArrayType":
+            array = feature.type.multiArrayType
+            shape = list(array.shape)
+            flex = array.WhichOneof("ShapeFlexibility")
+            if not shape and flex == "enumeratedShapes" and len(array.enumeratedShapes.shapes):
+                shape = list(array.enumeratedShapes.shapes[0].shape)
+            elif not shape and flex == "shapeRange":
+                shape = [max(1, int(r.lowerBound)) for r in array.shapeRange.sizeRanges]
+            if not shape or min(shape) <= 0 or float(np.prod(shape, dtype=np.float64)) > _MAX_EXAMPLE_VALUES:
+                return None
+            out[feature.name] = np.zeros(shape, dtype=np.float32)
+        elif kind == "int64Type":
+            out[feature.name] = 1
+        elif kind == "doubleType":
+            out[feature.name] = 0.0
+        elif kind == "stringType":
+            out[feature.name] = ""
+        elif kind == "dictionaryType":
+            out[feature.name] = {}
+        elif kind == "sequenceType":
+            out[feature.name] = []
+        else:
+            return None
+    return out
+
+
+#: ``{"allowed": tuple of folders, "chain": [resolved paths]}`` while a model loads: what the
+#: linked models inside it may resolve into, and the files already on the chain
+LINK_SCOPE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("pippin_link_scope", default=None)
+
+
+def load(path_or_spec: str | os.PathLike | Model | bytes, *, allowed_paths: Iterable[str | os.PathLike] = (),
+         **options: Any) -> RunnableModel:
     """Load a model file, bytes or spec into a ``RunnableModel`` of its kind.
+
+    The one loading boundary: the model is first checked with the rules ``pippin validate``
+    applies (``pippin.spec.validate``, linked files included), so a model that loads is one
+    ``validate`` accepts, and every model kind and layer then checks what it reads.
+
+    Parameters
+    ----------
+    path_or_spec : path, bytes or Model
+    allowed_paths : iterable of path
+        Folders linked models may resolve into besides the model's own folder (the
+        current folder for bytes or a spec).
+    **options
+        Passed to the model kind's class (``fast=False`` for a neural network).
 
     Raises
     ------
     SpecError
-        The file cannot be read.
-    PipelineError
-        The model's kind (or a layer in it) is one Pippin does not run.
+        The file cannot be read, or the model breaks a rule (``ModelLoadError``, which is
+        also a ``PipelineError``, names the first problem's field), or its kind (or a layer
+        in it) is one Pippin does not run.
     """
     path = None
     if isinstance(path_or_spec, (str, os.PathLike)):
@@ -153,12 +236,77 @@ def load(path_or_spec: str | os.PathLike | Model | bytes, **options: Any) -> Run
         spec = path_or_spec if isinstance(path_or_spec, Model) else spec_io.loads(path_or_spec.SerializeToString())
     else:
         raise TypeError(f"load() takes a path, bytes or a Model, not {type(path_or_spec).__name__}")
+    where = str(path) if path else "<model>"
+    allowed = tuple(allowed_paths)
+    anchor = path if path is not None else Path.cwd() / "<model>"
+    check_loadable(spec, where=where, path=anchor, allowed_paths=allowed)
+    token = LINK_SCOPE.set({"allowed": allowed, "chain": [Path(os.path.realpath(anchor))]})
+    try:
+        return build(spec, path=path, **options)
+    finally:
+        LINK_SCOPE.reset(token)
+
+
+#: rules of ``pippin.spec.validate`` that are about Core ML's platform (which OS release, what
+#: an on-device update needs, declared output types Pippin converts to) and not about
+#: what the runtime computes: ``load`` reports every other rule
+LOAD_TOLERATED_RULES = frozenset({
+    "spec-version", "updatable", "updatable-layer", "update-params", "loss-layer", "training-inputs",
+    "pipeline-updatable", "pipeline-names", "pipeline-types", "nn-shape-mapping", "nn-inputs",
+    "optional-input", "optional-output", "regressor-outputs", "classifier-outputs",
+})
+
+
+def load_tolerates(problem) -> bool:
+    """Whether ``load`` runs a model despite ``problem`` (see ``LOAD_TOLERATED_RULES``).
+
+    A ``feature-type`` problem of a declared output is tolerated too: outputs are what the
+    runtime computes, converted to the declared type where it can.
+    """
+    if problem.rule in LOAD_TOLERATED_RULES:
+        return True
+    return problem.rule == "feature-type" and ("." + problem.path).rsplit(".description.", 1)[-1].startswith(
+        "output[")
+
+
+def check_loadable(spec: Model, *, where: str, path: str | os.PathLike | None = None,
+                   allowed_paths: Iterable[str | os.PathLike] = ()) -> None:
+    """Raise ``ModelLoadError`` naming the first problem ``validate`` finds, or an unsupported kind."""
+    kind = spec.WhichOneof("Type")
+    if kind in PROPRIETARY_KINDS:  # refused by name first, whatever else the file holds
+        raise ModelLoadError(f"model kind {kind!r} is Apple-proprietary and not run by Pippin: "
+                             f"{PROPRIETARY_KINDS[kind]}", where=where)
+    problems = [p for p in validate(spec, path=path, allowed_paths=allowed_paths) if not load_tolerates(p)]
+    if problems:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more; `pippin validate` lists them)" if len(problems) > 1 else ""
+        raise ModelLoadError(first.message + more, where=f"{where}: {first.path}" if first.path else where,
+                             hint="run `pippin validate` on the file for every problem")
     _import_kind_modules()
     kind = spec.WhichOneof("Type")
     if kind not in MODEL_KINDS:
         runs = ", ".join(sorted(MODEL_KINDS)) or "none yet"
-        raise PipelineError(
-            f"model kind {kind!r} is not one Pippin runs (it runs: {runs})",
-            where=str(path) if path else "<model>",
-        )
-    return MODEL_KINDS[kind](spec, path=path, **options)
+        raise ModelLoadError(f"model kind {kind!r} is not one Pippin runs (it runs: {runs})", where=where)
+
+
+def build(spec: Model, *, path: Path | None = None, **options: Any) -> RunnableModel:
+    """Build the runnable of an already checked spec (pipeline stages, linked files).
+
+    A ``PipelineError`` raised while building (a layer Pippin does not run, ...) becomes a
+    ``ModelLoadError``: whatever stops a model from loading is a ``SpecError``.
+    """
+    _import_kind_modules()
+    kind = spec.WhichOneof("Type")
+    where = str(path) if path else "<model>"
+    if kind in PROPRIETARY_KINDS:  # a pipeline stage: refused by name as at the top level
+        raise ModelLoadError(f"model kind {kind!r} is Apple-proprietary and not run by Pippin: "
+                             f"{PROPRIETARY_KINDS[kind]}", where=where)
+    if kind not in MODEL_KINDS:
+        runs = ", ".join(sorted(MODEL_KINDS)) or "none yet"
+        raise ModelLoadError(f"model kind {kind!r} is not one Pippin runs (it runs: {runs})", where=where)
+    try:
+        return MODEL_KINDS[kind](spec, path=path, **options)
+    except PipelineError as exc:
+        if isinstance(exc, SpecError):
+            raise
+        raise ModelLoadError(exc.message, where=exc.where, hint=exc.hint) from None

@@ -9,6 +9,7 @@ vectorized pass, every blob carrying the batch on axis 0 (layout: the
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,44 @@ from .model import RunnableModel, register_kind
 __all__ = ["NeuralNetworkModel"]
 
 RANK4_IMAGE_MAPPING = 1
+#: multiply-adds a batch must take before ``predict_batch`` runs it in parts, one per core, or lets
+#: BLAS use more than one thread (about 2 ms on one core: below that a hand-off costs more than it saves)
+SPLIT_MIN_WORK = 50_000_000
+
+
+_BLAS: list = []
+
+
+@contextmanager
+def _one_blas_thread():
+    """BLAS on one thread inside the block (threadpoolctl's per-library setters: microseconds,
+    where its ``limit`` context takes about 80 us); the previous counts are restored after."""
+    if not _BLAS:
+        import scipy.linalg  # noqa: F401  (loads the BLAS the compiled kernels call, so it is found too)
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS.append(ThreadpoolController().select(user_api="blas").lib_controllers)
+    libs = _BLAS[0]
+    saved = [lib.get_num_threads() for lib in libs]
+    for lib in libs:
+        lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, n in zip(libs, saved):
+            lib.set_num_threads(n)
+
+
+def _work(layers: list, blobs: dict[str, np.ndarray]) -> float:
+    """Multiply-adds a run of ``layers`` did, estimated from their outputs: a weighted layer
+    costs its weights per output channel for each output value, any other one value per value."""
+    total = 0.0
+    for layer in layers:
+        base = getattr(layer, "conv", layer)
+        weights = getattr(base, "params", {}).get("weights")
+        per_value = weights.size / max(weights.shape[0], 1) if weights is not None and weights.ndim else 1.0
+        total += sum(blobs[name].size * per_value for name in layer.outputs if name in blobs)
+    return total
 
 
 @register_kind("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor")
@@ -49,6 +88,7 @@ class NeuralNetworkModel(RunnableModel):
     """
 
     _split_ok: bool | None = None  # whether predict_batch may run the batch in parts (see run_layers_split)
+    _inference: tuple | None = None  # (self.layers it was made from, layers predict runs, blobs kept)
 
     def __init__(self, spec: Model, *, path: Path | None = None, fast: bool = True):
         super().__init__(spec, path=path)
@@ -65,6 +105,7 @@ class NeuralNetworkModel(RunnableModel):
             fast=fast,
         )
         self.class_labels = self._read_labels()
+        self._batch_work: dict[tuple, float] = {}  # input shapes -> multiply-adds of one run (see _predict_batch)
         self.probability_blob = self._probability_blob()
 
     # -- classifier facts ---------------------------------------------------
@@ -179,18 +220,43 @@ class NeuralNetworkModel(RunnableModel):
         return probabilities
 
     # -- RunnableModel ------------------------------------------------------
+    def _inference_layers(self) -> tuple[list, set]:
+        """The layers predict runs (fused runs of layers when ``fast``) and the blobs it must keep."""
+        if self._inference is None or self._inference[0] is not self.layers:
+            keep = set(self.output_descriptions)
+            if self.is_classifier:
+                keep.add(self.probability_blob)
+            nested = any(getattr(layer, "controls_flow", False) for layer in self.layers)
+            # nested networks read blobs fuse_layers does not count: no fusing around control flow
+            layers = _network.fuse_layers(self.layers, keep) if self.fast and not nested else self.layers
+            self._inference = (self.layers, layers, keep)
+        return self._inference[1], self._inference[2]
+
     def _predict_batch(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Run the batch whole, in parts (one per core) when it is heavy, with one BLAS thread when it is light.
+
+        Splitting costs a thread hand-off per part and a BLAS call on two threads a hand-off per
+        call (each milliseconds on a loaded machine, against well under a millisecond of work in a
+        small product), so both only pay for heavy batches: decided once per input shape from the
+        work the first run did (``SPLIT_MIN_WORK`` multiply-adds).
+        """
         blobs = self.to_blobs(inputs)
+        layers, keep = self._inference_layers()
+        optional = {name for name, d in self.input_descriptions.items() if d.type.isOptional and name not in blobs}
+        key = tuple((name, v.shape) for name, v in blobs.items() if v is not None)
+        work = self._batch_work.get(key)
+        if work is None:
+            out = _network.run_layers(layers, dict(blobs), optional=optional)
+            self._batch_work[key] = _work(layers, out)
+            return self.from_blobs(out)
+        if work < SPLIT_MIN_WORK:
+            with _one_blas_thread():
+                return self.from_blobs(_network.run_layers(layers, dict(blobs), optional=optional))
         if self._split_ok is None:
             self._split_ok = _network.splittable(self.layers)
-        if not self._split_ok:
-            return self.from_blobs(self.run_layers(blobs))
-        keep = set(self.output_descriptions)
-        if self.is_classifier:
-            keep.add(self.probability_blob)
-        optional = {name for name, d in self.input_descriptions.items() if d.type.isOptional and name not in blobs}
-        layers = _network.fuse_layers(self.layers, keep) if self.fast else self.layers
-        return self.from_blobs(_network.run_layers_split(layers, dict(blobs), keep=keep, optional=optional))
+        if self._split_ok:
+            return self.from_blobs(_network.run_layers_split(layers, dict(blobs), keep=keep, optional=optional))
+        return self.from_blobs(_network.run_layers(layers, dict(blobs), optional=optional))
 
     def predict(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """Predict one example; a classifier's probabilities come back as ``{label: probability}``."""

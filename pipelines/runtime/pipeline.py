@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import PipelineError
 from .features import feature_kind
-from .model import RunnableModel, load, register_kind
+from .model import RunnableModel, build, register_kind
 
 __all__ = ["PipelineModel", "pipeline_message", "load_stage"]
 
@@ -38,7 +38,7 @@ def load_stage(stage_spec, *, parent: RunnableModel, where: str) -> RunnableMode
 
         stage = LinkedModel(stage_spec, path=parent.path)
     else:
-        stage = load(stage_spec)
+        stage = build(stage_spec)  # the pipeline was checked as a whole by ``load``
     stage.where = where
     return stage
 
@@ -60,7 +60,9 @@ class PipelineModel(RunnableModel):
         message = pipeline_message(spec)
         if not message.models:
             raise PipelineError("pipeline has no models", where=self.where)
-        self.names = list(message.names) or [f"stage{i}" for i in range(len(message.models))]
+        self.names = list(message.names)
+        if len(self.names) != len(message.models):  # none, or a count `validate` reports (pipeline-names)
+            self.names = [f"stage{i}" for i in range(len(message.models))]
         self.stages = [
             load_stage(model, parent=self, where=f"{self.where}: pipeline.models[{i}]({self.names[i]})")
             for i, model in enumerate(message.models)

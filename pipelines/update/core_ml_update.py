@@ -13,7 +13,9 @@ original's, byte for byte.
 
 ``training_data`` maps the spec's ``trainingInput`` names to arrays with a leading
 batch axis; a classifier's target may hold the class labels themselves (or, for
-string labels, class indices). ``progress(event)`` receives an ``UpdateProgress`` at
+string labels, class indices), under the loss target's own name or, as Core ML maps
+it, under the declared label training input (see ``_target_key``). Omitted optional
+inputs (recurrent states) start at zero. ``progress(event)`` receives an ``UpdateProgress`` at
 training begin, after each mini-batch and after each epoch; returning False or
 raising ``StopTraining`` ends training (the weights so far are kept).
 """
@@ -25,9 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import PipelineError
+from ..layers.network import uses_exact_shapes
 from .network import class_labels, layers_of, network_of, write_back
 from .optimizers import SGD, Adam
 from .params import resolve_parameters
+from .shards import can_shard
 from .trainer import Trainer
 
 __all__ = ["update_network", "UpdateProgress", "StopTraining"]
@@ -92,15 +96,43 @@ def _targets(spec, values, target_name, loss_kind, n, where):
     return idx
 
 
+def _target_key(spec, data, target_name, where):
+    """The training-data key that feeds the loss target, as Core ML maps it.
+
+    The loss layer's ``target`` itself when given (files that declare ``output_true``
+    as a training input); else a classifier's predicted-label name (coremltools'
+    builder declares the label input ``label`` for the target ``<probs>_true``); else
+    the one declared training input that is not a model input.
+    """
+    if target_name in data:
+        return target_name
+    inputs = {f.name for f in spec.description.input}
+    extra = [f.name for f in spec.description.trainingInput if f.name not in inputs]
+    label = spec.description.predictedFeatureName
+    candidates = ([label] if label else []) + extra
+    for name in candidates:
+        if name in data:
+            return name
+    raise PipelineError(f"training data lacks the target {target_name!r}; it needs "
+                        f"{[f.name for f in spec.description.trainingInput] or [target_name]}", where=where)
+
+
 def _input_blobs(model, spec, data, where):
-    names = [f.name for f in spec.description.input]
+    names = [f.name for f in spec.description.input if not f.type.isOptional or data.get(f.name) is not None]
     missing = [n for n in names if n not in data]
     if missing:
         raise PipelineError(f"training data lacks {missing[0]!r}; it needs {names}", where=where)
-    return model.to_blobs({n: data[n] for n in names})
+    feeds = {n: data[n] for n in names}
+    n = len(next(iter(feeds.values()))) if feeds else 0
+    for f in spec.description.input:
+        if f.name not in feeds and f.type.WhichOneof("Type") == "multiArrayType" and f.type.multiArrayType.shape:
+            # an omitted optional input (a recurrent state): Core ML starts it at zero, as the layers do
+            feeds[f.name] = np.zeros((n, *f.type.multiArrayType.shape), dtype=np.float32)
+    return model.to_blobs(feeds)
 
 
-def update_network(model, training_data: dict, *, epochs: int | None = None, progress=None, **overrides):
+def update_network(model, training_data: dict, *, epochs: int | None = None, progress=None,
+                   n_jobs: int | None = None, **overrides):
     """Train ``model``'s updatable layers on ``training_data``; returns a new model (see the module docstring).
 
     Parameters
@@ -115,6 +147,9 @@ def update_network(model, training_data: dict, *, epochs: int | None = None, pro
         Overrides the spec's epochs.
     progress : callable, optional
         ``progress(UpdateProgress) -> bool | None``.
+    n_jobs : int, optional
+        Worker threads for the data-parallel mini-batches (None or -1: every CPU this
+        process may use); the result does not depend on it.
 
     Returns
     -------
@@ -139,19 +174,18 @@ def update_network(model, training_data: dict, *, epochs: int | None = None, pro
     if not isinstance(training_data, dict):
         raise PipelineError(f"training data must be a dict of arrays, got {type(training_data).__name__}",
                             where=where)
-    if target_name not in training_data:
-        raise PipelineError(f"training data lacks the target {target_name!r}; it needs "
-                            f"{[f.name for f in spec.description.trainingInput] or [target_name]}", where=where)
+    target_key = _target_key(spec, training_data, target_name, where)
     blobs = _input_blobs(model, spec, training_data, where)
     n = len(next(iter(blobs.values())))
-    target = _targets(spec, training_data[target_name], target_name, loss_kind, n, where)
+    target = _targets(spec, training_data[target_key], target_key, loss_kind, n, where)
     fast = getattr(model, "fast", True)  # a reference-only model trains with the reference classes too
     layers = layers_of(spec, where=where, fast=fast)
     trainable = _trainable(spec, layers, where)
     optimizer = (SGD(learning_rate=hp["learningRate"], momentum=hp["momentum"]) if hp["optimizer"] == "sgd" else
                  Adam(learning_rate=hp["learningRate"], beta1=hp["beta1"], beta2=hp["beta2"], eps=hp["eps"]))
+    shardable = can_shard(layers, exact_shapes=uses_exact_shapes(nn))
     trainer = Trainer(layers, trainable=trainable, loss_kind=loss_kind, loss_input=loss_input,
-                      optimizer=optimizer, where=where)
+                      optimizer=optimizer, where=where, n_jobs=n_jobs, shardable=shardable)
     rng = np.random.default_rng(hp["seed"])
     batch = hp["miniBatchSize"]
 
@@ -164,18 +198,21 @@ def update_network(model, training_data: dict, *, epochs: int | None = None, pro
             return False
 
     go = tell("training_begin", 0)
-    for epoch in range(hp["epochs"] if go else 0):
-        order = rng.permutation(n) if hp["shuffle"] else np.arange(n)
-        total = 0.0
-        for b, start in enumerate(range(0, n, batch)):
-            idx = order[start:start + batch]
-            value = trainer.step({k: v[idx] for k, v in blobs.items()}, target[idx])
-            total += value * len(idx)
-            if not tell("mini_batch_end", epoch, b, value):
-                go = False
+    with trainer:
+        if go:
+            blobs = trainer.frozen_prefix(blobs)  # the frozen layers run once, not once per epoch
+        for epoch in range(hp["epochs"] if go else 0):
+            order = rng.permutation(n) if hp["shuffle"] else np.arange(n)
+            total = 0.0
+            for b, start in enumerate(range(0, n, batch)):
+                idx = order[start:start + batch]
+                value = trainer.step({k: v[idx] for k, v in blobs.items()}, target[idx])
+                total += value * len(idx)
+                if not tell("mini_batch_end", epoch, b, value):
+                    go = False
+                    break
+            if not go or not tell("epoch_end", epoch, None, total / n):
                 break
-        if not go or not tell("epoch_end", epoch, None, total / n):
-            break
     pairs = {(name, p) for name, ps in trainable.items() for p in ps}
     new_spec = write_back(spec, layers, only=pairs)
     return type(model)(new_spec, path=None) if fast else type(model)(new_spec, path=None, fast=False)

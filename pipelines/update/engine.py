@@ -39,6 +39,7 @@ class Graph:
         self.layers = list(layers)
         self.trainable = set(trainable)
         self.where = where
+        self.loss_inputs = list(loss_inputs)
         self.producer = {out: layer for layer in self.layers for out in layer.outputs}
         # blobs depending on a trainable layer
         self.depends: set[str] = set()

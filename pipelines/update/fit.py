@@ -5,7 +5,7 @@ Signature (a contract other modules rely on)::
     fit_network(spec, inputs, targets, *, epochs, batch_size, optimizer="adam",
                 learning_rate=1e-3, lr_schedule="cosine", weight_decay=0.0, momentum=0.9,
                 validation=None, early_stopping_patience=None, random_state=None,
-                progress=None, augment=None) -> (trained_spec, history)
+                progress=None, augment=None, n_jobs=None) -> (trained_spec, history)
 
 - ``spec``: a ``pippin.spec.Model`` neural network (e.g. from ``pippin.pipelines.build.NetworkBuilder``).
 - ``inputs``: ``[n_samples, *input_shape]`` float32 array for a one-input network,
@@ -28,8 +28,11 @@ Signature (a contract other modules rely on)::
 - ``augment``: called on every training mini-batch as ``augment(batch, rng)`` with
   ``batch`` the dict ``{input name: [batch, *input_shape] array}`` (a copy it may
   change) and the shuffling generator; returns the batch to train on (data
-  augmentation; validation batches are never augmented).
+  augmentation; validation batches are never augmented). With more than one worker it runs
+  on a helper thread, one mini-batch ahead of training (same calls, same order).
 - ``random_state``: seeds the shuffling (and ``augment``'s generator); the same seed gives the same bytes.
+- ``n_jobs``: worker threads for the data-parallel mini-batches (None or -1: every
+  CPU this process may use; ``shards``). The trained bytes do not depend on it.
 - ``progress``: called after each epoch with a dict (``epoch``, ``loss``,
   ``accuracy`` (running accuracy over the epoch's mini-batches, while training), ``val_loss``, ``val_accuracy``, ``learning_rate``); returning
   False stops training.
@@ -42,13 +45,16 @@ Signature (a contract other modules rely on)::
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ...spec import Model
 from ..errors import PipelineError
+from ..layers.network import uses_exact_shapes
 from .network import class_labels, input_blob, layers_of, network_of, write_back
 from .optimizers import make_optimizer
+from .shards import can_shard
 from .trainer import Trainer, n_correct
 
 __all__ = ["fit_network"]
@@ -101,10 +107,45 @@ def _targets(spec, targets, loss_kind, n, where):
     return t
 
 
+def _batches(epochs, n, batch_size, blobs, rng, augment):
+    """``(indices, batch)`` of every mini-batch of every epoch, in order: all of training's draws from ``rng``."""
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            batch = {k: v[idx] for k, v in blobs.items()}
+            yield idx, (batch if augment is None else augment(batch, rng))
+
+
+class _Prefetch:
+    """Iterate ``items`` one ahead on a helper thread (when ``ahead``), so gathering and augmenting the next
+    mini-batch overlaps the current step instead of idling the other cores; the items are the same."""
+
+    def __init__(self, items, ahead: bool):
+        self.items = items
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pippin-batches") if ahead else None
+        self.next = self.pool.submit(next, items) if ahead else None
+
+    def __next__(self):
+        if self.pool is None:
+            return next(self.items)
+        item = self.next.result()
+        self.next = self.pool.submit(next, self.items, None)
+        return item
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            self.pool.shutdown()
+        return False
+
+
 def fit_network(spec: Model, inputs, targets, *, epochs: int, batch_size: int, optimizer: str = "adam",
                 learning_rate: float = 1e-3, lr_schedule: str | None = "cosine", weight_decay: float = 0.0,
                 momentum: float = 0.9, validation=None, early_stopping_patience: int | None = None,
-                random_state=None, progress=None, augment=None):
+                random_state=None, progress=None, augment=None, n_jobs: int | None = None):
     """Train all weights of ``spec``'s network; see the module docstring for every argument.
 
     Returns
@@ -129,8 +170,9 @@ def fit_network(spec: Model, inputs, targets, *, epochs: int, batch_size: int, o
         if layer.kind == "batchnorm":
             layer.batch_statistics = True
     loss_kind, loss_input = _loss_of(spec, layers, where)
+    shardable = can_shard(layers, exact_shapes=uses_exact_shapes(network_of(spec, where=where)))
     trainer = Trainer(layers, trainable=trainable, loss_kind=loss_kind, loss_input=loss_input,
-                      optimizer=make_optimizer(optimizer, **kw), where=where)
+                      optimizer=make_optimizer(optimizer, **kw), where=where, n_jobs=n_jobs, shardable=shardable)
     blobs = _blobs(spec, inputs, where)
     n = len(next(iter(blobs.values())))
     target = _targets(spec, targets, loss_kind, n, where)
@@ -143,41 +185,39 @@ def fit_network(spec: Model, inputs, targets, *, epochs: int, batch_size: int, o
     history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "learning_rate": [],
                "best_epoch": None, "epochs_run": 0}
     best, best_loss, since_best = None, math.inf, 0
-    for epoch in range(epochs):
-        lr = learning_rate * (1 + math.cos(math.pi * epoch / epochs)) / 2 if lr_schedule == "cosine" else learning_rate
-        order = rng.permutation(n)
-        total, correct = 0.0, 0
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            batch = {k: v[idx] for k, v in blobs.items()}
-            if augment is not None:
-                batch = augment(batch, rng)
-            total += trainer.step(batch, target[idx], learning_rate=lr) * len(idx)
-            if classify:
-                correct += n_correct(trainer.last_output, target[idx])
-        history["loss"].append(total / n)
-        history["learning_rate"].append(lr)
-        history["accuracy"].append(correct / n if classify else None)
-        history["epochs_run"] = epoch + 1
-        stop = False
-        if val is not None:
-            vloss, vacc = trainer.evaluate(*val)
-            history["val_loss"].append(vloss)
-            history["val_accuracy"].append(vacc)
-            if vloss < best_loss:
-                best_loss, since_best, history["best_epoch"] = vloss, 0, epoch
-                best = [(dict(layer.params), dict(getattr(layer, "buffers", {}))) for layer in layers]
-            else:
-                since_best += 1
-                stop = early_stopping_patience is not None and since_best >= early_stopping_patience
-        if progress is not None:
-            event = {k: (v[-1] if isinstance(v, list) and v else None) for k, v in history.items()
-                     if k in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")}
-            event["epoch"] = epoch
-            if progress(event) is False:
-                stop = True
-        if stop:
-            break
+    with trainer, _Prefetch(_batches(epochs, n, batch_size, blobs, rng, augment), trainer.n_workers > 1) as batches:
+        for epoch in range(epochs):
+            lr = (learning_rate * (1 + math.cos(math.pi * epoch / epochs)) / 2 if lr_schedule == "cosine"
+                  else learning_rate)
+            total, correct = 0.0, 0
+            for _ in range(0, n, batch_size):
+                idx, batch = next(batches)
+                total += trainer.step(batch, target[idx], learning_rate=lr) * len(idx)
+                if classify:
+                    correct += n_correct(trainer.last_output, target[idx])
+            history["loss"].append(total / n)
+            history["learning_rate"].append(lr)
+            history["accuracy"].append(correct / n if classify else None)
+            history["epochs_run"] = epoch + 1
+            stop = False
+            if val is not None:
+                vloss, vacc = trainer.evaluate(*val)
+                history["val_loss"].append(vloss)
+                history["val_accuracy"].append(vacc)
+                if vloss < best_loss:
+                    best_loss, since_best, history["best_epoch"] = vloss, 0, epoch
+                    best = [(dict(layer.params), dict(getattr(layer, "buffers", {}))) for layer in layers]
+                else:
+                    since_best += 1
+                    stop = early_stopping_patience is not None and since_best >= early_stopping_patience
+            if progress is not None:
+                event = {k: (v[-1] if isinstance(v, list) and v else None) for k, v in history.items()
+                         if k in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")}
+                event["epoch"] = epoch
+                if progress(event) is False:
+                    stop = True
+            if stop:
+                break
     if best is not None:
         for layer, (params, buffers) in zip(layers, best):
             layer.params.update(params)

@@ -1,11 +1,19 @@
-"""One mini-batch step: forward, loss, backward, optimizer; shared by ``fit_network`` and ``update``."""
+"""One mini-batch step: forward, loss, backward, optimizer; shared by ``fit_network`` and ``update``.
+
+Each mini-batch runs as fixed shards on a pool of ``n_jobs`` threads with BLAS held
+to one thread (``shards``); use the trainer as a context manager around the
+training loop, which owns the pool and the BLAS limit.
+"""
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .engine import Graph
-from .losses import cross_entropy, mean_squared_error
+from .losses import cross_entropy, cross_entropy_logits_grad, mean_squared_error
+from .shards import MIN_PARALLEL_ELEMENTS, SHARD_SIZE, ShardRunner, resolve_workers, shard_bounds
 
 __all__ = ["Trainer", "n_correct"]
 
@@ -29,9 +37,16 @@ class Trainer:
     loss_input : str
         The blob the loss reads.
     optimizer : SGD or Adam
+    n_jobs : int or None
+        Worker threads (None or -1: every CPU this process may use). The result does
+        not depend on it.
+    shardable : bool
+        Whether the network may be cut into shards (``shards.can_shard``); False runs
+        each mini-batch whole.
     """
 
-    def __init__(self, layers, *, trainable, loss_kind, loss_input, optimizer, where="<model>"):
+    def __init__(self, layers, *, trainable, loss_kind, loss_input, optimizer, where="<model>", n_jobs=None,
+                 shardable=True):
         self.layers = layers
         self.by_name = {layer.name: layer for layer in layers}
         self.trainable = trainable
@@ -43,6 +58,92 @@ class Trainer:
         producer = self.graph.producer.get(loss_input)
         self.fuse_softmax = (loss_kind == "categoricalCrossEntropyLossLayer" and producer is not None
                              and producer.kind == "softmax" and producer.name in self.graph.active_names)
+        self.softmax_input = producer.inputs[0] if self.fuse_softmax else None
+        self.n_workers = resolve_workers(n_jobs)
+        self.shardable = shardable
+        self.runner = ShardRunner(self.graph, None)
+        self._blas = None
+        self._pool = None
+        #: examples per shard (0: whole mini-batches), fixed at the first step by ``_plan``
+        self.shard_size = None
+
+    def __enter__(self):
+        from threadpoolctl import threadpool_limits
+
+        self._blas = threadpool_limits(limits=1, user_api="blas")
+        if self.n_workers > 1 and self.shardable:
+            self._pool = ThreadPoolExecutor(max_workers=self.n_workers, thread_name_prefix="pippin-train")
+            self.runner.pool = self._pool
+        return self
+
+    def __exit__(self, *exc):
+        if self._pool is not None:
+            self._pool.shutdown()
+        self._pool = self.runner.pool = None
+        if self._blas is not None:
+            self._blas.restore_original_limits()
+            self._blas = None
+        return False
+
+    def _plan(self, blobs: dict) -> int:
+        """Examples per shard, 0 for whole mini-batches; from the network and the input shapes alone.
+
+        A network with under ``MIN_PARALLEL_ELEMENTS`` blob values per shard (a small dense
+        head, say) runs whole mini-batches on the calling thread: handing such a shard to a
+        thread costs more than its work. The pool is then left idle.
+        """
+        if not self.shardable:
+            return 0
+        if self.runner.example_size({k: v[:1] for k, v in blobs.items()}) * SHARD_SIZE < MIN_PARALLEL_ELEMENTS:
+            self.runner.pool = None
+            return 0
+        return SHARD_SIZE
+
+    def frozen_prefix(self, blobs: dict, *, chunk: int = 64) -> dict:
+        """The blobs the trained layers read, computed once for every example; later steps start there.
+
+        Core ML's update trains a network's last layers; the frozen layers before them
+        give every example the same values in every epoch (they use stored batchnorm
+        statistics), so they run once, in fixed chunks of ``chunk`` examples on the pool,
+        instead of once per epoch. Only when the network is sharded (each example on
+        its own) and the blobs kept are no larger than the inputs; otherwise ``blobs``
+        comes back unchanged and steps run every layer.
+
+        Parameters
+        ----------
+        blobs : dict of str to np.ndarray [shape=(n_samples, ...)]
+
+        Returns
+        -------
+        blobs : dict of str to np.ndarray [shape=(n_samples, ...)]
+        """
+        g = self.graph
+        frontier = sorted({b for layer in g.active for b in layer.inputs if b not in g.depends})
+        needed = {b for layer in g.layers if layer.name not in g.active_names for b in layer.outputs}
+        batch_statistics = any(getattr(layer, "batch_statistics", False) for layer in g.layers
+                               if layer.name not in g.active_names)
+        if (not self.shardable or not g.active or set(frontier) <= set(blobs)
+                or not set(frontier) <= needed | set(blobs) or batch_statistics):
+            return blobs
+        n = len(next(iter(blobs.values())))
+        if n == 0:
+            return blobs
+        starts = list(range(0, n, chunk))
+
+        def part(i):
+            values, _ = g.forward({k: v[starts[i]:starts[i] + chunk] for k, v in blobs.items()}, train=False)
+            return {b: values[b] for b in frontier}
+
+        first = part(0)
+        per_example = sum(v.size for v in first.values()) / min(chunk, n)
+        if per_example > sum(v[0].size for v in blobs.values()):
+            return blobs  # bigger than the inputs: keep memory as it is
+        pool = self.runner.pool
+        rest = list(pool.map(part, range(1, len(starts)))) if pool is not None else [part(i) for i in
+                                                                                    range(1, len(starts))]
+        parts = [first] + rest
+        self.runner.layers = g.active
+        return {b: np.concatenate([p[b] for p in parts], axis=0) for b in frontier}
 
     def weights(self) -> dict:
         return {(name, p): self.by_name[name].params[p] for name, ps in self.trainable.items() for p in ps}
@@ -54,14 +155,22 @@ class Trainer:
 
     def step(self, blobs: dict, target: np.ndarray, *, learning_rate: float | None = None) -> float:
         """One forward/backward pass and optimizer step on one mini-batch; returns its loss."""
-        values, caches = self.graph.forward(blobs, train=True)
-        output = values[self.loss_input]
+        n = len(target)
+        if self.shard_size is None:
+            self.shard_size = self._plan(blobs)
+        bounds = shard_bounds(n, self.shard_size) if self.shard_size else [(0, n)]
+        shards = [{k: v[a:b] for k, v in blobs.items()} for a, b in bounds]
+        values, caches = self.runner.forward(shards, train=True)
+        outs = [v[self.loss_input] for v in values]
+        output = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0)
         self.last_output = output
         loss, grad = self.loss(output, target)
-        if self.fuse_softmax:
-            pgrads = self.graph.backward(values, caches, {}, softmax_ce={self.loss_input: target})
+        if self.fuse_softmax:  # enters at the softmax's input as (p - onehot) / B
+            seed_name, grad = self.softmax_input, cross_entropy_logits_grad(output, target)
         else:
-            pgrads = self.graph.backward(values, caches, {self.loss_input: grad})
+            seed_name = self.loss_input
+        seeds = [{seed_name: grad[a:b]} for a, b in bounds]
+        pgrads = self.runner.backward(values, caches, seeds)
         grads = {}
         for (name, p), w in self.weights().items():
             g = pgrads.get(name, {}).get(p)
@@ -72,17 +181,24 @@ class Trainer:
         return loss
 
     def evaluate(self, blobs: dict, target: np.ndarray, *, batch_size: int = 256) -> tuple[float, float | None]:
-        """Mean loss (and accuracy for cross-entropy) with inference semantics, in batches."""
+        """Mean loss (and accuracy for cross-entropy) with inference semantics, in batches (on the pool)."""
         n = len(target)
-        total, correct = 0.0, 0
-        for start in range(0, n, batch_size):
-            part = {k: v[start:start + batch_size] for k, v in blobs.items()}
-            values, _ = self.graph.forward(part, train=False)
+        starts = list(range(0, n, batch_size))
+
+        def part(i):
+            a = starts[i]
+            values, _ = self.graph.forward({k: v[a:a + batch_size] for k, v in blobs.items()}, train=False)
             out = values[self.loss_input]
-            t = target[start:start + batch_size]
+            t = target[a:a + batch_size]
             loss, _ = self.loss(out, t)
-            total += loss * len(t)
-            if self.loss_kind == "categoricalCrossEntropyLossLayer":
-                correct += n_correct(out, t)
+            hits = n_correct(out, t) if self.loss_kind == "categoricalCrossEntropyLossLayer" else 0
+            return loss * len(t), hits
+
+        pool = self.runner.pool if self.shardable and self.shard_size != 0 else None
+        parts = list(pool.map(part, range(len(starts)))) if pool is not None else [part(i) for i in range(len(starts))]
+        total, correct = 0.0, 0
+        for loss, hits in parts:  # in batch order, whatever the pool
+            total += loss
+            correct += hits
         acc = correct / n if self.loss_kind == "categoricalCrossEntropyLossLayer" and n else None
         return total / max(n, 1), acc

@@ -38,12 +38,15 @@ class Problem:
 class Report:
     """Collects problems; ``at(prefix)`` gives a view that prefixes every path."""
 
-    def __init__(self, problems: list[Problem] | None = None, prefix: str = ""):
+    def __init__(self, problems: list[Problem] | None = None, prefix: str = "", context: dict | None = None):
         self.problems = [] if problems is None else problems
         self.prefix = prefix
+        #: what rules that look outside the spec may need (``links``: the linking model's folder,
+        #: the allowed search paths and the chain of linked files); shared by every view
+        self.context = {} if context is None else context
 
     def at(self, sub: str) -> "Report":
-        return Report(self.problems, self.join(sub))
+        return Report(self.problems, self.join(sub), self.context)
 
     def join(self, sub: str) -> str:
         if not sub:

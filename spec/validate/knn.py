@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ._report import Report
 from .interface import check_class_labels, check_classifier_outputs
+from .ranges import check_finite_samples
 from .updatable import check_int64_parameter
 
 __all__ = ["check_knn"]
@@ -29,6 +30,7 @@ def _check_index(knn, n_labels, report):
             report.add(f"{path}.floatSamples[{i}]", f"sample has {len(sample.vector)} values, "
                        f"expected numberOfDimensions {dim}", "knn-index")
             break
+    check_finite_samples(index.floatSamples, f"{path}.floatSamples", report)
     which = index.WhichOneof("IndexType")
     if which is None:
         report.add(path, "no index type, expected linearIndex or singleKdTreeIndex", "knn-index")

@@ -105,12 +105,14 @@ def _convolution(layer, p, report):
         return
     kh, kw = (list(p.kernelSize) + [3, 3])[:2] if len(p.kernelSize) else (3, 3)
     if len(layer.input) == 1:
-        n = p.outputChannels * p.kernelChannels * kh * kw // groups
+        # fact: apple/coremltools:mlmodel/src/Validation/NeuralNetwork/NeuralNetworkLayerValidator.cpp
+        # (validateConvolutionLayer: only a deconvolution divides the weight count by nGroups)
+        n = p.outputChannels * p.kernelChannels * kh * kw
+        rule = f"outputChannels {p.outputChannels} x kernelChannels {p.kernelChannels} x kernel {kh}x{kw}"
         if p.isDeconvolution:
-            n = p.outputChannels // groups * p.kernelChannels * kh * kw
-        _expect(p.weights, n, "convolution.weights", report,
-                f"outputChannels {p.outputChannels} x kernelChannels {p.kernelChannels} x "
-                f"kernel {kh}x{kw} / nGroups {groups}")
+            n //= groups
+            rule += f" / nGroups {groups}"
+        _expect(p.weights, n, "convolution.weights", report, rule)
     if p.hasBias:
         _expect(p.bias, p.outputChannels, "convolution.bias", report, "outputChannels")
 

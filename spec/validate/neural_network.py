@@ -10,6 +10,7 @@ from __future__ import annotations
 from ._report import Report, feature_type_name, layer_path
 from .interface import check_class_labels, check_classifier_outputs
 from .layer_params import check_layer_params
+from .ranges import check_layer_ranges
 from .updatable import check_updatable_network
 from .versions import layer_min_version
 
@@ -94,9 +95,28 @@ def _check_graph(model, nn, kind, report) -> dict[str, list[str]]:
                 report.add(f"{path}.output[{j}]", f"layer {layer.name!r} produces {blob!r}, which "
                            f"is already produced by {produced[blob][0]!r}", "nn-graph")
             produced.setdefault(blob, []).append(layer.name)
+        if which in ("branch", "loop"):  # blobs the nested networks write are visible after the layer
+            for blob in _nested_outputs(getattr(layer, which)):
+                produced.setdefault(blob, []).append(layer.name)
         if which is not None:
             check_layer_params(layer, which, report.at(path))
+            check_layer_ranges(layer, which, report.at(path))
     return produced
+
+
+def _nested_outputs(params, depth: int = 0) -> list[str]:
+    """Blobs written by the layers of a branch's or loop's nested networks (recursively)."""
+    names = []
+    if depth > 32:
+        return names
+    for field in ("ifBranch", "elseBranch", "conditionNetwork", "bodyNetwork"):
+        if field in params.DESCRIPTOR.fields_by_name and params.HasField(field):
+            for layer in getattr(params, field).layers:
+                names.extend(layer.output)
+                which = layer.WhichOneof("layer")
+                if which in ("branch", "loop"):
+                    names.extend(_nested_outputs(getattr(layer, which), depth + 1))
+    return names
 
 
 def _output_blobs(model, produced) -> set[str]:

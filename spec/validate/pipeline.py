@@ -20,6 +20,14 @@ def pipeline_of(model):
     return getattr(model, kind).pipeline, f"{kind}.pipeline"
 
 
+def _mismatch_rule(feature, source) -> str:
+    """``pipeline-types`` when two multi-arrays of one shape differ in data type only, else
+    ``pipeline-chain``."""
+    kinds = {feature.type.WhichOneof("Type"), source.type.WhichOneof("Type")}
+    same_shape = list(feature.type.multiArrayType.shape) == list(source.type.multiArrayType.shape)
+    return "pipeline-types" if kinds == {"multiArrayType"} and same_shape else "pipeline-chain"
+
+
 def check_pipeline(model, report: Report, validate_stage) -> None:
     """Chaining and updatability; ``validate_stage(stage, report)`` checks each stage itself."""
     pipe, path = pipeline_of(model)
@@ -39,7 +47,7 @@ def check_pipeline(model, report: Report, validate_stage) -> None:
             source, origin = known[feature.name]
             if not types_equivalent(feature.type, source.type):
                 report.add(fpath, f"stage {i} input {feature.name!r} is {type_text(feature.type)}, "
-                           f"but {origin} gives {type_text(source.type)}", "pipeline-chain")
+                           f"but {origin} gives {type_text(source.type)}", _mismatch_rule(feature, source))
         validate_stage(stage, report.at(spath))
         for feature in stage.description.output:
             known[feature.name] = (feature, f"stage {i}")
@@ -52,7 +60,7 @@ def check_pipeline(model, report: Report, validate_stage) -> None:
         source, origin = known[feature.name]
         if not types_equivalent(feature.type, source.type):
             report.add(opath, f"pipeline output {feature.name!r} is {type_text(feature.type)}, "
-                       f"but {origin} gives {type_text(source.type)}", "pipeline-chain")
+                       f"but {origin} gives {type_text(source.type)}", _mismatch_rule(feature, source))
     last = len(stages) - 1
     if model.isUpdatable:
         for i, stage in enumerate(stages[:-1]):

@@ -34,6 +34,9 @@ def _check_named(desc, field, prop, name, allowed, report):
     if got not in allowed:
         report.add(f"description.{field}[{i}]", f"{field} {name!r} ({prop}) is {got}, expected "
                    f"{' or '.join(allowed)}", "recommender-io")
+    if prop == "itemInputFeatureName" and feature.type.isOptional:  # every prediction starts from it
+        report.add(f"description.{field}[{i}]", f"input {name!r} (itemInputFeatureName) is optional, "
+                   "expected a required input", "recommender-io")
 
 
 def _check_ids(rec, report):

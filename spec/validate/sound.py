@@ -1,8 +1,7 @@
-"""Rules for ``soundAnalysisPreprocessing`` and ``linkedModel``.
+"""Rules for ``soundAnalysisPreprocessing`` (``linkedModel``: ``linked.py``).
 
 fact: apple/coremltools:mlmodel/src/Validation/SoundAnalysisPreprocessingValidator.cpp
-(vggish: one FLOAT32 input of shape [15600], one FLOAT32 output of shape [1, 96, 64]) and
-LinkedModelValidator.cpp (link type and file name set, not updatable).
+(vggish: one FLOAT32 input of shape [15600], one FLOAT32 output of shape [1, 96, 64]).
 """
 
 from __future__ import annotations
@@ -10,7 +9,7 @@ from __future__ import annotations
 from ._report import Report, feature_type_name
 from .interface import DATA_TYPE_NAMES
 
-__all__ = ["check_sound", "check_linked", "VGGISH_INPUT_SHAPE", "VGGISH_OUTPUT_SHAPE"]
+__all__ = ["check_sound", "VGGISH_INPUT_SHAPE", "VGGISH_OUTPUT_SHAPE"]
 
 # fact: SoundAnalysisPreprocessingValidator.cpp (FRONTEND_PROCESSING_* constants)
 VGGISH_INPUT_SHAPE = [15600]
@@ -49,15 +48,3 @@ def check_sound(model, report: Report) -> None:
     _check_array(model.description.input, "input", VGGISH_INPUT_SHAPE, report)
     _check_array(model.description.output, "output", VGGISH_OUTPUT_SHAPE, report)
 
-
-def check_linked(model, report: Report) -> None:
-    """A linked model names its file and is never updatable."""
-    linked = model.linkedModel
-    if model.isUpdatable:
-        report.add("isUpdatable", "a linkedModel cannot be updatable", "linked-model")
-    if linked.WhichOneof("LinkType") is None:
-        report.add("linkedModel", "no link type set, expected linkedModelFile", "linked-model")
-        return
-    if not linked.linkedModelFile.linkedModelFileName.defaultValue:
-        report.add("linkedModel.linkedModelFile.linkedModelFileName", "linkedModelFileName is "
-                   "empty, expected the linked .mlmodelc file name", "linked-model")

@@ -23,7 +23,7 @@ def demo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(demo, tmp_path_factory):
-    clf = SoundClassifier(epochs=8, validation_fraction=0.25, random_state=0, progress=False)
+    clf = SoundClassifier(feature_extractor="scratch", epochs=8, validation_fraction=0.25, random_state=0, progress=False)
     rows = []
     clf.fit(demo, on_epoch=rows.append)
     path = clf.export(tmp_path_factory.mktemp("model") / "demo.mlmodel")
@@ -99,8 +99,8 @@ def test_predict_rows_match_the_runtime(trained, demo):
 
 def test_same_seed_same_bytes(demo, tmp_path):
     small = demo.subset([i for i, label in enumerate(demo.labels) if label in ("hum", "tone")])
-    a = SoundClassifier(epochs=1, random_state=5, progress=False).fit(small).export(tmp_path / "a.mlmodel")
-    b = SoundClassifier(epochs=1, random_state=5, progress=False).fit(small).export(tmp_path / "b.mlmodel")
+    a = SoundClassifier(feature_extractor="scratch", epochs=1, random_state=5, progress=False).fit(small).export(tmp_path / "a.mlmodel")
+    b = SoundClassifier(feature_extractor="scratch", epochs=1, random_state=5, progress=False).fit(small).export(tmp_path / "b.mlmodel")
     assert a.read_bytes() == b.read_bytes()
 
 
@@ -112,7 +112,7 @@ def test_label_without_usable_file_stops_with_its_name(tmp_path):
     broken.mkdir()
     (broken / "y.wav").write_bytes(b"not audio")
     with pytest.raises(AudioError, match="label 'broken' has no usable audio file.*y.wav"):
-        SoundClassifier(epochs=1, progress=False).fit(tmp_path)
+        SoundClassifier(feature_extractor="scratch", epochs=1, progress=False).fit(tmp_path)
 
 
 def test_unreadable_files_are_skipped_not_fatal(demo, tmp_path):
@@ -120,7 +120,7 @@ def test_unreadable_files_are_skipped_not_fatal(demo, tmp_path):
     bad.write_bytes(b"RIFF....")
     data = demo.subset([i for i, label in enumerate(demo.labels) if label in ("hum", "tone")])
     data = SoundDataset(data.paths + [bad], data.labels + ["hum"], source="mixed")
-    clf = SoundClassifier(epochs=1, random_state=0, progress=False).fit(data)
+    clf = SoundClassifier(feature_extractor="scratch", epochs=1, random_state=0, progress=False).fit(data)
     assert [s["path"] for s in clf.skipped_] == [str(bad)]
     assert clf.training_summary_["n_skipped"] == 1
     assert "error" in clf.predict([bad])[0]
@@ -133,11 +133,11 @@ def test_unreadable_files_are_skipped_not_fatal(demo, tmp_path):
 ])
 def test_bad_parameters(demo, params, match):
     with pytest.raises(AudioError, match=match):
-        SoundClassifier(**params).fit(demo)
+        SoundClassifier(feature_extractor="scratch", **params).fit(demo)
 
 
 def test_not_fitted_and_params_round_trip(tmp_path):
-    clf = SoundClassifier(epochs=3, random_state=1)
+    clf = SoundClassifier(feature_extractor="scratch", epochs=3, random_state=1)
     assert not hasattr(clf, "classes_")
     with pytest.raises(AudioError, match="not fitted"):
         clf.export(tmp_path / "m.mlmodel")

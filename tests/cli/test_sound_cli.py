@@ -29,14 +29,14 @@ def demo_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model_path(demo_dir, tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "demo.mlmodel"
-    assert main(["train", "sound", str(demo_dir), "-o", str(path), "--epochs", "4", "--seed", "1",
+    assert main(["train", "sound", str(demo_dir), "-o", str(path), "--feature-extractor", "scratch", "--epochs", "4", "--seed", "1",
                  "--validation-fraction", "0.3", "--batch-size", "16", "--json"]) == 0
     return path
 
 
 def test_train_prints_a_line_per_epoch(demo_dir, tmp_path, capsys):
     code, out, err = _run(capsys, "train", "sound", str(demo_dir), "-o", str(tmp_path / "m.mlmodel"),
-                          "--epochs", "2", "--seed", "3", "--learning-rate", "0.003", "--overlap", "0.25")
+                          "--feature-extractor", "scratch", "--epochs", "2", "--seed", "3", "--learning-rate", "0.003", "--overlap", "0.25")
     assert code == 0, err
     lines = [line for line in err.splitlines() if line.startswith("epoch ")]
     assert len(lines) == 2 and "loss" in lines[0] and "train accuracy" in lines[0]
@@ -46,7 +46,7 @@ def test_train_prints_a_line_per_epoch(demo_dir, tmp_path, capsys):
 
 def test_train_json(demo_dir, tmp_path, capsys):
     code, out, _ = _run(capsys, "train", "sound", str(demo_dir), "-o", str(tmp_path / "j.mlmodel"),
-                        "--epochs", "1", "--json")
+                        "--feature-extractor", "scratch", "--epochs", "1", "--json")
     payload = json.loads(out)
     assert code == 0 and payload["ok"]
     assert payload["labels"] == ["chirp", "clicks", "hum", "noise", "tone"]

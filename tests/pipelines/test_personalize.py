@@ -32,7 +32,7 @@ def sounds(tmp_path_factory):
         (root / part / label).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, root / part / label / path.name)
         split[part].append((root / part / label / path.name, label))
-    clf = SoundClassifier(epochs=6, random_state=0, progress=False, validation_fraction=0.0).fit(root / "train")
+    clf = SoundClassifier(feature_extractor="scratch", epochs=6, random_state=0, progress=False, validation_fraction=0.0).fit(root / "train")
     return {"root": root, "model": clf.export(root / "sound.mlmodel"), **split}
 
 

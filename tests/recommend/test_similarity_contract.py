@@ -76,6 +76,8 @@ def fit_path(request, monkeypatch):
     """Run a test through both fits: the pairwise-symmetric one and the memory-bounded blocked one."""
     if request.param == "blocked":
         monkeypatch.setattr(similarity_module, "_SYMMETRIC_BUDGET", 0)
+    else:  # whatever the measured rule would pick on these small matrices
+        monkeypatch.setattr(similarity_module, "_SYMMETRIC_MIN_REPEATS", 0.0)
     return request.param
 
 
@@ -131,6 +133,7 @@ def test_pearson_shift_is_the_item_mean_for_ratings():
 def test_both_fits_and_both_pair_orientations_give_identical_tables(name, rated, monkeypatch):
     X = _matrix(11, rated=rated, n_users=300, n_items=120, density=0.1)
     tables = []
+    monkeypatch.setattr(similarity_module, "_SYMMETRIC_MIN_REPEATS", 0.0)
     for budget, before in ((1 << 30, False), (1 << 30, True), (0, False)):
         monkeypatch.setattr(similarity_module, "_SYMMETRIC_BUDGET", budget)
         weigh = SIMILARITIES[name]
@@ -155,3 +158,26 @@ def test_the_callers_matrix_is_left_untouched(name, dtype):
     before = (X.data.copy(), X.indices.copy(), X.indptr.copy())
     item_similarity(X, similarity=name, top_k=3)
     assert all(np.array_equal(a, b) for a, b in zip(before, (X.data, X.indices, X.indptr)))
+
+
+def test_pair_repeats_counts_steps_per_distinct_partner():
+    X = _matrix(13, rated=False, n_users=200, n_items=40, density=0.3)
+    W = sp.csr_matrix(X, dtype=np.float32)
+    B = X.toarray()
+    sample = np.arange(0, 40, max(1, 40 // similarity_module._REPEAT_SAMPLE))
+    steps = sum(B[B[:, i] > 0].sum() for i in sample)
+    touched = sum(((B[B[:, i] > 0].sum(axis=0)) > 0).sum() for i in sample)
+    assert similarity_module._pair_repeats(W, W.tocsc()) == pytest.approx(steps / touched)
+
+
+def test_the_fit_path_follows_the_measured_repeats(monkeypatch):
+    calls = []
+    for name in ("_fit_symmetric", "_fit_blocked"):
+        real = getattr(similarity_module, name)
+        monkeypatch.setattr(similarity_module, name,
+                            lambda *a, real=real, name=name, **k: calls.append(name) or real(*a, **k))
+    X = _matrix(17, rated=False, n_users=400, n_items=20, density=0.5)  # every pair repeats ~100 times
+    item_similarity(X, similarity="cosine", top_k=3)
+    X_sparse = _matrix(17, rated=False, n_users=400, n_items=400, density=0.005)  # pairs seen about once
+    item_similarity(X_sparse, similarity="cosine", top_k=3)
+    assert calls == ["_fit_symmetric", "_fit_blocked"]

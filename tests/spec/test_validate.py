@@ -88,7 +88,7 @@ CASES = [
     ("pipeline-chain", "sound_pipeline",
      lambda m: setattr(_stage(m, 1).description.input[0], "name", "mel"),
      "pipelineClassifier.pipeline.models[1].description.input[0]", "'mel' is neither"),
-    ("pipeline-chain", "sound_pipeline",
+    ("pipeline-types", "sound_pipeline",
      lambda m: setattr(_stage(m, 1).description.input[0].type.multiArrayType, "dataType", DOUBLE),
      "pipelineClassifier.pipeline.models[1].description.input[0]", "MultiArray<DOUBLE>[1, 96, 64]"),
     ("pipeline-chain", "sound_pipeline",

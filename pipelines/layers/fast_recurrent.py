@@ -1,0 +1,143 @@
+"""Faster variants of the recurrent layers: fewer, larger NumPy passes per time step.
+
+The reference classes (``recurrent.py``) take, per time step, one small product per gate
+and a dozen fresh arrays. These variants put the recursion matrices side by side (one
+product per step, written into a reused buffer), apply each activation once to all the
+gates that share it and skip the [-50, 50] clip of the gate pre-activations where every
+gate activation saturates there anyway (sigmoid, tanh); the step loops are
+``_kernels.lstm_sequence``, ``gru_sequence`` and ``rnn_sequence``.
+``tests/pipelines/layers/test_fast_paths.py`` checks each against its reference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _kernels
+from .activation import ACTIVATIONS
+from .base import register_fast
+from .recurrent import GRU, BiDirectionalLSTM, SimpleRecurrent, UniDirectionalLSTM, _out, _sequence, _state
+
+__all__ = ["FastUniDirectionalLSTM", "FastBiDirectionalLSTM", "FastGRU", "FastSimpleRecurrent"]
+
+
+class _Act:
+    """One ``ActivationParams`` as a float32 callable; ``saturates`` for sigmoid and tanh."""
+
+    def __init__(self, which: str, alpha: float = 0.0, beta: float = 0.0):
+        self.fn, self.alpha, self.beta = ACTIVATIONS[which][0], np.float32(alpha), np.float32(beta)
+        self.saturates = which in ("sigmoid", "tanh")
+
+    def __call__(self, x):
+        return np.asarray(self.fn(x, self.alpha, self.beta), dtype=np.float32)
+
+
+def _acts(activations, defaults) -> list[_Act]:
+    out = []
+    for i, name in enumerate(defaults):
+        if i < len(activations):  # the reference's constructor already refused kinds it cannot run
+            which = activations[i].WhichOneof("NonlinearityType")
+            q = getattr(activations[i], which)
+            out.append(_Act(which, getattr(q, "alpha", 0.0), getattr(q, "beta", 0.0)))
+        else:
+            out.append(_Act(name))
+    return out
+
+
+class _LSTMPlan:
+    """One direction's weights laid out for ``_kernels.lstm_sequence``."""
+
+    def __init__(self, weights, activations):
+        self.w = np.ascontiguousarray(np.concatenate(weights.w, axis=0).T)  # [I, 4H]
+        self.b = np.concatenate(weights.b).astype(np.float32)
+        self.r = np.ascontiguousarray(np.concatenate(weights.r, axis=0).T)  # [H, 4H]
+        self.peep = None if weights.p is None else np.ascontiguousarray(np.stack(weights.p), dtype=np.float32)
+        self.acts = _acts(activations, ("sigmoid", "tanh", "tanh"))
+
+    def run(self, xs, y0, c0, params, reverse):
+        pre = (xs.reshape(-1, xs.shape[2]) @ self.w + self.b).reshape(xs.shape[0], xs.shape[1], -1)
+        return _kernels.lstm_sequence(pre, self.r, y0, c0, self.peep, coupled=bool(params.coupledInputAndForgetGate),
+                                      clip_c=params.cellClipThreshold or 50.0, acts=self.acts, reverse=reverse)
+
+
+@register_fast("uniDirectionalLSTM")
+class FastUniDirectionalLSTM(UniDirectionalLSTM):
+    """``uniDirectionalLSTM`` through ``_kernels.lstm_sequence``."""
+
+    def __init__(self, spec, context):
+        super().__init__(spec, context)
+        self.plan = _LSTMPlan(self.weights, list(spec.uniDirectionalLSTM.activations))
+
+    def forward(self, x, h0=None, c0=None):
+        p = self.p
+        xs = _sequence(np.asarray(x, np.float32), self.n_in)
+        n = xs.shape[0]
+        ys, y, c = self.plan.run(xs, _state(h0, n, self.n_out), _state(c0, n, self.n_out), p.params, p.reverseInput)
+        seq = ys if p.params.sequenceOutput else y[:, None]
+        return (_out(seq, x), _out(y[:, None], x), _out(c[:, None], x))[: len(self.outputs)]
+
+
+@register_fast("biDirectionalLSTM")
+class FastBiDirectionalLSTM(BiDirectionalLSTM):
+    """``biDirectionalLSTM`` through ``_kernels.lstm_sequence``, once per direction."""
+
+    def __init__(self, spec, context):
+        super().__init__(spec, context)
+        p = spec.biDirectionalLSTM
+        self.plans = [_LSTMPlan(self.weights[0], list(p.activationsForwardLSTM)),
+                      _LSTMPlan(self.weights[1], list(p.activationsBackwardLSTM))]
+
+    def forward(self, x, hf=None, cf=None, hb=None, cb=None):
+        p = self.p
+        xs = _sequence(np.asarray(x, np.float32), self.n_in)
+        n, h = xs.shape[0], self.n_out
+        yf_seq, yf, cf = self.plans[0].run(xs, _state(hf, n, h), _state(cf, n, h), p.params, False)
+        yb_seq, yb, cb = self.plans[1].run(xs, _state(hb, n, h), _state(cb, n, h), p.params, True)
+        if p.params.sequenceOutput:
+            seq = np.concatenate([yf_seq, yb_seq], axis=-1)
+        else:
+            seq = np.concatenate([yf, yb], axis=-1)[:, None]
+        states = [_out(s[:, None], x) for s in (yf, cf, yb, cb)]
+        return (_out(seq, x), *states)[: len(self.outputs)]
+
+
+@register_fast("gru")
+class FastGRU(GRU):
+    """``gru`` through ``_kernels.gru_sequence``."""
+
+    def __init__(self, spec, context):
+        super().__init__(spec, context)
+        self.acts = _acts(list(spec.gru.activations), ("sigmoid", "tanh"))
+        self.w_all = np.ascontiguousarray(np.concatenate(self.w, axis=0).T)  # [I, 3H]
+        self.b_all = np.concatenate(self.b).astype(np.float32)
+        self.rzr = np.ascontiguousarray(np.concatenate(self.r[:2], axis=0).T)  # [H, 2H]
+        self.ro = np.ascontiguousarray(self.r[2].T)
+
+    def forward(self, x, h0=None):
+        p = self.p
+        xs = _sequence(np.asarray(x, np.float32), self.n_in)
+        pre = (xs.reshape(-1, self.n_in) @ self.w_all + self.b_all).reshape(xs.shape[0], xs.shape[1], -1)
+        ys, y = _kernels.gru_sequence(pre, self.rzr, self.ro, _state(h0, xs.shape[0], self.n_out),
+                                      acts=self.acts, reverse=bool(p.reverseInput))
+        seq = ys if p.sequenceOutput else y[:, None]
+        return (_out(seq, x), _out(y[:, None], x))[: len(self.outputs)]
+
+
+@register_fast("simpleRecurrent")
+class FastSimpleRecurrent(SimpleRecurrent):
+    """``simpleRecurrent`` through ``_kernels.rnn_sequence``."""
+
+    def __init__(self, spec, context):
+        super().__init__(spec, context)
+        self.act = _acts([spec.simpleRecurrent.activation], ("tanh",))[0]
+        self.rt = np.ascontiguousarray(self.r.T)
+
+    def forward(self, x, h0=None):
+        p = self.p
+        xs = _sequence(np.asarray(x, np.float32), self.n_in)
+        pre = xs @ self.w.T + self.b
+        ys, h = _kernels.rnn_sequence(np.ascontiguousarray(pre, np.float32), self.rt,
+                                      _state(h0, xs.shape[0], self.n_out), act=self.act,
+                                      reverse=bool(p.reverseInput))
+        y = ys if p.sequenceOutput else h[:, None]
+        return (_out(y, x), _out(h[:, None], x))[: len(self.outputs)]

@@ -1,0 +1,329 @@
+"""Data-parallel mini-batches: each mini-batch is cut into fixed shards that run on every core.
+
+Why shards of a fixed size: a mini-batch of ``B`` examples is always cut into the
+same ``ceil(B / SHARD_SIZE)`` shards, whatever the number of workers, and every
+sum across shards (parameter gradients, batchnorm statistics and their gradient
+sums) is taken in shard order on the calling thread. Each shard's arithmetic is
+the same whichever thread runs it (BLAS held to one thread inside training), so
+a seed gives the same model bytes on 1, 2 or 16 cores; more workers only run
+more shards at once.
+
+Why threads: NumPy, BLAS and the layers' numba kernels release the GIL, and the
+Python between them is about 1% of a step, so threads scale without copying
+weights or activations between processes.
+
+How a step runs (``ShardRunner``): the layers between two batch-statistics
+batchnorms run per shard, one task per shard on the pool. A batchnorm that
+normalises with the mini-batch's own statistics needs the whole batch: each
+shard task ends with that layer's per-channel sums, the calling thread adds
+them in shard order, and the next task starts by normalising its shard with the
+batch's mean and variance (``Batchnorm._grad_sums``, ``_affine``, ``_apply`` and
+``_input_grad`` of the layer itself, so the reference and the fast variant both
+work). Backward does the same with the sums of ``g`` and ``g * x``. The result is
+the gradient of the whole mini-batch, equal to the serial pass to rounding
+(tests/pipelines/update/test_shards.py).
+
+Only networks whose layers act on each example alone are sharded (the kinds in
+``PER_EXAMPLE``, rank-5 shape mapping); any other network runs as one shard.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ..errors import PipelineError
+from . import kernels
+
+__all__ = ["SHARD_SIZE", "MIN_PARALLEL_ELEMENTS", "PER_EXAMPLE", "ShardRunner", "n_cpus", "resolve_workers",
+           "shard_bounds", "can_shard"]
+
+#: examples per shard; fixed so that results do not depend on the number of workers
+SHARD_SIZE = 8
+#: below this many blob values per shard (a small dense head, say) the pool's hand-off costs more than
+#: the shard's work: such a network trains whole mini-batches on the calling thread
+MIN_PARALLEL_ELEMENTS = 200_000
+#: layer kinds that compute each example from that example alone (rank-5 mapping)
+PER_EXAMPLE = frozenset({"convolution", "innerProduct", "batchnorm", "activation", "pooling", "concat", "flatten",
+                         "softmax", "add", "multiply", "unary", "bias", "scale"})
+
+
+def n_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, so ``taskset -c 0`` means one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def resolve_workers(n_jobs: int | None) -> int:
+    """``n_jobs`` (None or -1: every CPU this process may use) as a worker count >= 1."""
+    if n_jobs is None or n_jobs == -1:
+        return n_cpus()
+    if int(n_jobs) != n_jobs or n_jobs < 1:
+        raise ValueError(f"n_jobs={n_jobs!r}, expected a positive integer, -1 or None")
+    return int(n_jobs)
+
+
+def shard_bounds(n: int, shard_size: int = SHARD_SIZE) -> list[tuple[int, int]]:
+    """The shards ``[(start, stop), ...]`` of a mini-batch of ``n`` examples."""
+    return [(a, min(a + shard_size, n)) for a in range(0, n, shard_size)] or [(0, 0)]
+
+
+def can_shard(layers, *, exact_shapes: bool) -> bool:
+    """Whether every layer of the network computes each example on its own (see ``PER_EXAMPLE``)."""
+    if exact_shapes:
+        return False
+    for layer in layers:
+        if layer.kind not in PER_EXAMPLE:
+            return False
+        if layer.kind == "batchnorm" and layer.compute_mean_var and not layer.instance:
+            return False
+    return True
+
+
+def _bn_view(x4):
+    return x4.transpose(0, 2, 3, 1).reshape(-1, x4.shape[1])
+
+
+def _nhwc(a4):
+    return a4.transpose(0, 2, 3, 1)
+
+
+def _fused_relus(graph) -> dict:
+    """``{batchnorm name: ReLU layer}`` for each batchnorm read only by the ReLU right after it."""
+    readers = {}
+    for layer in graph.layers:
+        for b in layer.inputs:
+            readers.setdefault(b, []).append(layer)
+    out = {}
+    for bn, nxt in zip(graph.layers, graph.layers[1:]):
+        if (bn.kind == "batchnorm" and nxt.kind == "activation" and getattr(nxt, "which", None) == "ReLU"
+                and len(bn.outputs) == 1 and nxt.inputs == [bn.outputs[0]]
+                and readers.get(bn.outputs[0]) == [nxt] and nxt.name in graph.active_names
+                and bn.outputs[0] not in graph.loss_inputs):
+            out[bn.name] = nxt
+    return out
+
+
+class ShardRunner:
+    """Forward and backward passes of a ``Graph`` over the shards of one mini-batch.
+
+    Parameters
+    ----------
+    graph : engine.Graph
+    pool : ThreadPoolExecutor or None
+        None runs every shard on the calling thread.
+    """
+
+    def __init__(self, graph, pool: ThreadPoolExecutor | None):
+        self.graph = graph
+        self.pool = pool
+        #: the layers a step runs (``Trainer.frozen_prefix`` narrows them to the trained ones)
+        self.layers = graph.layers
+        #: batchnorm -> the ReLU it feeds, run in the same pass while normalising with batch statistics
+        self.fused = _fused_relus(graph)
+        self._fused_names = {relu.name for relu in self.fused.values()}
+
+    def _map(self, fn, n: int) -> list:
+        if self.pool is None or n == 1:
+            return [fn(i) for i in range(n)]
+        return list(self.pool.map(fn, range(n)))
+
+    def example_size(self, one: dict) -> int:
+        """Blob values one example makes through the layers a step runs (an inference pass, no side effects)."""
+        values = dict(one)
+        for layer in self.layers:
+            values.update(zip(layer.outputs, layer.forward(*[values[b] for b in layer.inputs])))
+        return sum(v.size for v in values.values() if isinstance(v, np.ndarray))
+
+    @staticmethod
+    def _syncs(layer, train: bool) -> bool:
+        return train and layer.kind == "batchnorm" and getattr(layer, "batch_statistics", False)
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, shards: list[dict], *, train: bool) -> tuple[list[dict], list[dict]]:
+        """Every layer over every shard ``{blob: [n_shard, ...]}``; returns per-shard blobs and caches."""
+        g = self.graph
+        values = [dict(b) for b in shards]
+        caches = [{} for _ in shards]
+        segment, pending = [], None
+        for layer in self.layers:
+            if self._syncs(layer, train):
+                sums = self._map(lambda i: self._forward_task(i, segment, pending, values, caches, train, layer),
+                                 len(shards))
+                pending = self._bn_statistics(layer, sums)
+                segment = []
+            elif not (pending is not None and not segment and self.fused.get(pending[0].name) is layer):
+                segment.append(layer)  # (a fused ReLU runs inside its batchnorm's pass)
+        self._map(lambda i: self._forward_task(i, segment, pending, values, caches, train, None), len(shards))
+        return values, caches
+
+    def _forward_task(self, i, segment, pending, values, caches, train, bn_next):
+        v, c = values[i], caches[i]
+        if pending is not None:
+            self._apply_bn(pending, v, c)
+        active = self.graph.active_names
+        for layer in segment:
+            try:
+                ins = [v[b] for b in layer.inputs]
+            except KeyError as exc:
+                raise PipelineError(f"layer {layer.name!r} reads blob {exc.args[0]!r}, which no earlier layer or "
+                                    f"input provides", where=self.graph.where) from None
+            if train and (layer.name in active or getattr(layer, "batch_statistics", False)):
+                outs, c[layer.name] = layer.forward_train(*ins)
+            else:
+                outs = layer.forward(*ins)
+            v.update(zip(layer.outputs, outs))
+        if bn_next is None:
+            return None
+        x4 = bn_next._to_4d(np.asarray(v[bn_next.inputs[0]], dtype=np.float32))
+        if bn_next.name in self.fused:
+            s1, s2 = kernels.channel_sums(_nhwc(x4), _nhwc(x4))
+        else:
+            x2 = _bn_view(x4)
+            s1, s2 = bn_next._grad_sums(x4, x4, x2, x2)
+        return s1, s2, x4.shape[0] * x4.shape[2] * x4.shape[3]
+
+    def _apply_bn(self, pending, v, c):
+        layer, scale, shift, mean, inv = pending
+        x = v[layer.inputs[0]]
+        x4 = layer._to_4d(np.asarray(x, dtype=np.float32))
+        c[layer.name] = (x4, scale, mean, inv, x.shape)
+        relu = self.fused.get(layer.name)
+        if relu is None:
+            v[layer.outputs[0]] = layer._apply(x4, scale, shift).reshape(x.shape)
+            return
+        y4 = kernels.bn_relu_forward(_nhwc(x4), scale, shift).transpose(0, 3, 1, 2)
+        y = y4.reshape(x.shape)
+        v[layer.outputs[0]] = y  # read by the ReLU alone, which this pass ran: a stand-in of the same shape
+        v[relu.outputs[0]] = y
+        c[relu.name] = y4
+
+    @staticmethod
+    def _bn_statistics(layer, sums):
+        """Batch mean and biased variance from per-shard sums (added in shard order); updates the running statistics."""
+        s1 = sum(s[0] for s in sums[1:]) + sums[0][0]  # float64 throughout
+        s2 = sum(s[1] for s in sums[1:]) + sums[0][1]
+        m = sum(s[2] for s in sums)
+        mean = s1 / m
+        var = np.maximum(s2 / m - mean * mean, 0.0)
+        inv = 1.0 / np.sqrt(var + float(layer.epsilon))
+        scale, shift = layer._affine(mean, var)
+        if layer.buffers:
+            mom = layer.momentum
+            layer.buffers["mean"] = ((1 - mom) * layer.buffers["mean"] + mom * mean).astype(np.float32)
+            unbiased = var * m / max(m - 1, 1)
+            layer.buffers["variance"] = ((1 - mom) * layer.buffers["variance"] + mom * unbiased).astype(np.float32)
+        return layer, scale, shift, mean, inv
+
+    # --------------------------------------------------------------- backward
+    def backward(self, values: list[dict], caches: list[dict], seeds: list[dict]) -> dict:
+        """Parameter gradients ``{layer: {param: grad}}`` of the whole mini-batch.
+
+        ``seeds[i]`` holds shard ``i``'s loss gradients (already divided by the whole
+        mini-batch's size). Per-shard gradients are added in shard order.
+        """
+        g = self.graph
+        n = len(values)
+        grads = [dict(s) for s in seeds]
+        pgrads = [{} for _ in range(n)]
+        out = {}
+        segment, pending = [], None
+        for layer in reversed(g.active):
+            cache = caches[0].get(layer.name)
+            if layer.kind == "batchnorm" and cache is not None and cache[0] is not None:
+                sums = self._map(lambda i: self._backward_task(i, segment, pending, values, caches, grads, pgrads,
+                                                               layer), n)
+                pending, out[layer.name] = self._bn_backward_coefficients(layer, cache, sums)
+                segment = []
+            elif layer.name not in self._fused_names or not isinstance(cache, np.ndarray):
+                segment.append(layer)  # (a fused ReLU's gradient is taken inside its batchnorm's passes)
+        self._map(lambda i: self._backward_task(i, segment, pending, values, caches, grads, pgrads, None), n)
+        for name in g.trainable:
+            if name in out:
+                continue
+            parts = [p[name] for p in pgrads if name in p]
+            if parts:
+                out[name] = {k: _ordered_sum([p[k] for p in parts]) for k in parts[0]}
+        return out
+
+    def _bn_output_grad(self, bn, gr, v, c):
+        """The gradient reaching ``bn``'s output (or its fused ReLU's), and the ReLU output masking it (or None)."""
+        relu = self.fused.get(bn.name)
+        fused = relu is not None and isinstance(c.get(relu.name), np.ndarray)
+        out = relu.outputs[0] if fused else bn.outputs[0]
+        gy = gr.get(out)
+        if gy is None:
+            gy = np.zeros_like(v[out])
+            gr[out] = gy
+        return out, gy, (c[relu.name] if fused else None)
+
+    def _backward_task(self, i, segment, pending, values, caches, grads, pgrads, bn_next):
+        g = self.graph
+        gr, v, c = grads[i], values[i], caches[i]
+        if pending is not None:
+            self._bn_input_grad(pending, gr, v, c)
+        for layer in segment:
+            gys = [gr.pop(o, None) for o in layer.outputs]
+            if all(gy is None for gy in gys):
+                continue
+            gys = [np.zeros_like(v[o]) if gy is None else gy for o, gy in zip(layer.outputs, gys)]
+            need = g._needs_input_grads(layer)
+            gxs, pg = layer.backward(c[layer.name], *gys, need_input_grads=need)
+            if layer.name in g.trainable:
+                pgrads[i][layer.name] = pg
+            if need:
+                for name, gx in zip(layer.inputs, gxs):
+                    if name in g.depends and gx is not None:
+                        g._accumulate(gr, name, gx)
+        if bn_next is None:
+            return None
+        _, gy, y4 = self._bn_output_grad(bn_next, gr, v, c)
+        x4 = c[bn_next.name][0]
+        g4 = gy.reshape((-1,) + gy.shape[-3:])
+        if y4 is not None:
+            s_g, s_gx = kernels.relu_bn_grad_sums(_nhwc(g4), _nhwc(y4), _nhwc(x4))
+        else:
+            s_g, s_gx = bn_next._grad_sums(g4, x4, _bn_view(g4), _bn_view(x4))
+        return s_g, s_gx, x4.shape[0] * x4.shape[2] * x4.shape[3]
+
+    def _bn_input_grad(self, pending, gr, v, c):
+        g = self.graph
+        layer, coefficients = pending
+        out, gy, y4 = self._bn_output_grad(layer, gr, v, c)
+        gr.pop(out, None)
+        if not g._needs_input_grads(layer) or layer.inputs[0] not in g.depends:
+            return
+        x4, _, _, _, x_shape = c[layer.name]
+        g4 = gy.reshape((-1,) + gy.shape[-3:])
+        if y4 is not None or _nhwc(x4).flags.c_contiguous:
+            mask = y4 if y4 is not None else x4
+            gx = kernels.relu_bn_input_grad(_nhwc(g4), _nhwc(mask), _nhwc(x4), *coefficients,
+                                            masked=y4 is not None).transpose(0, 3, 1, 2)
+        else:
+            gx = layer._input_grad(g4, x4, _bn_view(g4), _bn_view(x4), coefficients)
+        g._accumulate(gr, layer.inputs[0], gx.reshape(x_shape))
+
+    @staticmethod
+    def _bn_backward_coefficients(layer, cache, sums):
+        """Gamma/beta gradients and the input gradient's per-channel ``(a, b, c)`` from per-shard sums."""
+        _, _, mean, inv, _ = cache
+        sum_g = sum(s[0] for s in sums[1:]) + sums[0][0]
+        sum_gx = sum(s[1] for s in sums[1:]) + sums[0][1]
+        m = sum(s[2] for s in sums)
+        grad_gamma = (sum_gx - mean * sum_g) * inv  # sum(g * xhat)
+        grads = {"gamma": grad_gamma.astype(np.float32), "beta": sum_g.astype(np.float32)}
+        gamma = layer.params["gamma"].astype(np.float64)
+        # dx = gamma * inv / m * (m g - sum_g - xhat * sum(g xhat)), written as a g + b x + c per channel
+        a = gamma * inv
+        b = -gamma * inv * inv * grad_gamma / m
+        c = -a * sum_g / m - b * mean
+        return (layer, (a, b, c)), grads
+
+
+def _ordered_sum(parts: list[np.ndarray]) -> np.ndarray:
+    """``parts[0] + parts[1] + ...`` left to right, in float32."""
+    total = np.array(parts[0], dtype=np.float32, copy=True)
+    for p in parts[1:]:
+        total += p
+    return total

@@ -1,0 +1,234 @@
+"""EASE: learned item-item weights in closed form (Steck, "Embarrassingly Shallow
+Autoencoders for Sparse Data", WWW 2019), as an item-similarity table.
+
+With ``G = XᵀX`` the item Gram matrix of the interactions ``X`` [shape=(n_users, n_items)]
+and ``P = (G + λI)⁻¹``, the weights are ``B = I - P diag(1/diag P)`` with a zero
+diagonal, i.e. ``B[i, j] = -P[i, j] / P[j, j]``. Column ``j`` of ``B`` is the ridge
+regression of item ``j`` on all the other items, so a user's score is ``x @ B``: Core
+ML's ``ItemSimilarityRecommender`` formula with ``sim(i -> j) = B[i, j]`` (negative
+weights included). Each item's row keeps its ``top_k`` largest weights *by magnitude*,
+stored best (largest signed value) first.
+
+Exact fit (``fit_ease``), dense:
+
+* memory: one ``n_items x n_items`` matrix, factorized and inverted in place
+  (Cholesky ``?potrf`` then ``?potri``, SciPy's LAPACK), plus the kept table
+  (``n_items * top_k * 12`` bytes) and a block of rows while picking it: about
+  ``4 n_items²`` bytes in float32 (20k items: 1.6 GB; 60k: 14.4 GB);
+* time: ``n_items³`` flops for the inverse plus ``sum_u activity_u² / 2`` multiply-adds
+  for the Gram matrix (measured in ``benchmarks/bench_similarity_grid.py --ease``).
+* dtype: float64 up to ``_FLOAT64_MAX_ITEMS`` items (cheap there), float32 above: on
+  MovieLens 100K float32 changes no top-10 list (max |ΔB| ~1e-6 of max |B|) and the
+  inverse runs about twice as fast on this machine's OpenBLAS.
+
+``cho_solve(c, I)`` against the identity gives the same ``P`` but measured 2-4x slower
+than ``?potri`` from the same factor and needs a second ``n_items²`` buffer, so the
+in-place Cholesky inverse is used (never a general LU inverse).
+
+Catalogues whose dense matrix would not fit in ``_memory_budget()`` (3/4 of physical
+memory) are refused; ``neighbours=m`` switches to the sparse approximation in
+``ease_sparse``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.linalg import lapack
+
+from . import kernels
+from .errors import RecommendError
+
+__all__ = ["L2_GRID", "fit_ease", "ease_dense", "select_l2", "topk_by_magnitude", "dense_bytes"]
+
+logger = logging.getLogger(__name__)
+
+# l2="auto" tries every value (each one a Cholesky inverse of the training part's Gram matrix)
+L2_GRID = (10.0, 25.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0)
+_FLOAT64_MAX_ITEMS = 4096
+_ROW_BLOCK_ENTRIES = 1 << 24  # rows x n_items values ranked at once when picking top-k
+_AUTO_HOLDOUT = 0.2
+_AUTO_SEED = 0
+_AUTO_MAX_USERS = 20_000
+
+
+def _dtype(n_items: int):
+    return np.float64 if n_items <= _FLOAT64_MAX_ITEMS else np.float32
+
+
+def dense_bytes(n_items: int) -> int:
+    """Bytes of the exact fit's dense matrix (the dominant term of its peak memory)."""
+    return n_items * n_items * np.dtype(_dtype(n_items)).itemsize
+
+
+def _memory_budget() -> int:
+    return int(0.75 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def check_fits(n_items: int) -> None:
+    """Raise ``RecommendError`` when the exact fit's dense matrix exceeds the memory budget."""
+    need, budget = dense_bytes(n_items), _memory_budget()
+    if need > budget:
+        raise RecommendError(
+            f"exact EASE over {n_items} items needs a dense {n_items}x{n_items} matrix of "
+            f"{need / 2**30:.1f} GiB, more than the {budget / 2**30:.1f} GiB this machine can give it",
+            where="similarity='ease'",
+            hint="set neighbours=256 (sparse approximation: each item's weights over its 256 top "
+                 "co-occurring items) or reduce the catalogue")
+
+
+def gram(X: sp.csr_matrix, dtype) -> np.ndarray:
+    """The upper triangle (diagonal included) of ``XᵀX`` as a dense C-ordered array
+    [shape=(n_items, n_items)]; the strict lower triangle is 0."""
+    n_items = X.shape[1]
+    X = sp.csr_matrix(X, dtype=np.float64)
+    X.sort_indices()
+    position_dtype = np.int32 if X.nnz < 2**31 else np.int64
+    pos = sp.csr_matrix((np.arange(X.nnz, dtype=position_dtype), X.indices, X.indptr), shape=X.shape).tocsc()
+    G = np.zeros((n_items, n_items), dtype=dtype)
+    kernels.gram_upper(pos.indptr, pos.indices, pos.data, X.data[pos.data].astype(dtype), X.indptr, X.indices,
+                       X.data.astype(dtype), G)
+    return G
+
+
+def ease_dense(G: np.ndarray, l2: float, *, overwrite: bool = False) -> np.ndarray:
+    """EASE weights ``B`` [shape=(n_items, n_items)] from the upper triangle of ``G = XᵀX``.
+
+    With ``overwrite`` the factorization and inverse run in ``G``'s own memory (and
+    ``B`` is ``G``); otherwise ``G`` is copied first.
+
+    Raises
+    ------
+    RecommendError
+        ``G + l2 I`` is not positive definite (``l2 <= 0`` on a rank-deficient Gram matrix).
+    """
+    B = G if overwrite else G.copy()
+    B[np.diag_indices_from(B)] += l2
+    potrf, potri = (lapack.dpotrf, lapack.dpotri) if B.dtype == np.float64 else (lapack.spotrf, lapack.spotri)
+    # B is C-ordered: its transpose is the Fortran-ordered view LAPACK takes without a copy,
+    # and "lower" there is B's upper triangle, the one the Gram kernel filled.
+    c, info = potrf(B.T, lower=1, clean=0, overwrite_a=1)
+    if info == 0:
+        c, info = potri(c, lower=1, overwrite_c=1)
+    if info != 0:
+        raise RecommendError(f"XᵀX + l2 I is not positive definite with l2={l2!r} (LAPACK info {info})",
+                             where="l2", hint="use a larger l2 (> 0)")
+    if not np.shares_memory(c, B):  # only if LAPACK's wrapper had to copy
+        B[...] = c.T
+    kernels.mirror_upper(B)  # P = (G + l2 I)^-1, both triangles
+    d = B.diagonal().copy()
+    B *= (-1.0 / d)[np.newaxis, :].astype(B.dtype)  # B[i, j] = -P[i, j] / P[j, j]
+    B[np.diag_indices_from(B)] = 0.0
+    return B
+
+
+def topk_by_magnitude(B: np.ndarray, top_k: int | None, threshold: float) -> sp.csr_matrix:
+    """Each row's ``top_k`` largest ``|B[i, j]|`` (ties: lower ``j``), dropping ``|B| < threshold``
+    and zeros, stored by decreasing signed value (ties: lower ``j``) [shape=(n_items, n_items)] float64."""
+    n = B.shape[0]
+    k = n if top_k is None else min(int(top_k), n)
+    block = max(1, _ROW_BLOCK_ENTRIES // max(n, 1))
+    counts = np.zeros(n, dtype=np.int64)
+    parts_j, parts_v = [], []
+    for start in range(0, n, block):
+        rows = np.abs(B[start:start + block])
+        keep = (rows >= threshold) & (rows > 0)
+        if k < n:  # the k largest magnitudes; among equal ones at the cut, the lowest j
+            cut = np.partition(rows, n - k, axis=1)[:, n - k][:, np.newaxis]
+            above = rows > cut
+            ties = rows == cut
+            room = k - above.sum(axis=1, keepdims=True)
+            keep &= above | (ties & (np.cumsum(ties, axis=1) <= room))
+        r, j = np.nonzero(keep)
+        v = B[start:start + block][r, j].astype(np.float64)
+        order = np.lexsort((j, -v, r))
+        counts[start:start + rows.shape[0]] = np.bincount(r, minlength=rows.shape[0])
+        parts_j.append(j[order].astype(np.int32))
+        parts_v.append(v[order])
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return sp.csr_matrix((np.concatenate(parts_v), np.concatenate(parts_j), indptr), shape=(n, n))
+
+
+def _split(X: sp.csr_matrix, fraction: float, seed: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Each user's interactions split at random: ``round(fraction * n_u)`` held out (train, held out)."""
+    rng = np.random.default_rng(seed)
+    X = sp.csr_matrix(X)
+    n_u = np.diff(X.indptr)
+    rows = np.repeat(np.arange(X.shape[0]), n_u)
+    key = rng.random(X.nnz)
+    order = np.lexsort((key, rows))  # within each row, a random order
+    rank = np.empty(X.nnz, dtype=np.int64)
+    rank[order] = np.arange(X.nnz) - np.repeat(X.indptr[:-1], n_u)
+    held = rank < np.round(fraction * n_u)[rows]
+    coo = X.tocoo()
+    make = lambda m: sp.csr_matrix((coo.data[m], (coo.row[m], coo.col[m])), shape=X.shape)  # noqa: E731
+    return make(~held), make(held)
+
+
+def _dense_tables(train: sp.csr_matrix, grid, top_k, threshold):
+    G = gram(train, _dtype(train.shape[1]))
+    for l2 in grid:
+        yield float(l2), topk_by_magnitude(ease_dense(G, float(l2)), top_k, threshold)
+
+
+def select_l2(X: sp.csr_matrix, *, grid=L2_GRID, top_k: int | None, threshold: float,
+              k: int = 10, tables=None) -> tuple[float, dict]:
+    """``l2="auto"``: the grid value with the best precision@``k`` on a validation split.
+
+    Each user's interactions are split at random (seed 0): 20% held out, the rest is
+    ``X_train``; every ``l2`` of ``grid`` is fitted on ``X_train`` by ``tables(X_train, grid,
+    top_k, threshold)`` (a generator of ``(l2, table)``; default: the exact fit), with the same
+    ``top_k``/``threshold`` as the final model, and scored on up to 20,000 users with
+    held-out items (their training items excluded). Ties go to the smaller ``l2``.
+
+    Returns
+    -------
+    l2 : float
+    scores : dict
+        ``{l2: precision@k}`` over the grid.
+    """
+    from ..pipelines.runtime.item_similarity import recommend_topk
+    from .evaluate import precision_at_k
+
+    train, held = _split(X, _AUTO_HOLDOUT, _AUTO_SEED)
+    users = np.flatnonzero(np.diff(held.indptr) > 0)
+    if len(users) == 0:
+        raise RecommendError("l2='auto' needs users with at least 3 interactions to validate on", where="l2")
+    if len(users) > _AUTO_MAX_USERS:
+        users = np.sort(np.random.default_rng(_AUTO_SEED).choice(users, _AUTO_MAX_USERS, replace=False))
+    hist, truth = train[users], held[users]
+    scores = {}
+    for l2, S in (tables or _dense_tables)(train, grid, top_k, threshold):
+        ids, _ = recommend_topk(hist, S, np.zeros(X.shape[1]), k=k, exclude=hist)
+        scores[float(l2)] = precision_at_k(ids, truth, k)
+        logger.info("ease l2=%g: validation precision@%d %.4f", l2, k, scores[float(l2)])
+    best = max(scores, key=lambda v: (scores[v], -v))
+    return best, scores
+
+
+def fit_ease(X: sp.csr_matrix, *, l2, top_k: int | None, threshold: float) -> tuple[sp.csr_matrix, float, dict]:
+    """Exact EASE table of ``X`` [shape=(n_users, n_items)].
+
+    Returns
+    -------
+    S : scipy.sparse.csr_matrix [shape=(n_items, n_items)]
+        ``sim(i -> j) = B[i, j]``, each row's ``top_k`` largest magnitudes, best first.
+    l2 : float
+        The penalty used (chosen on a validation split when ``l2="auto"``).
+    scores : dict
+        ``{l2: validation precision@10}`` when ``l2="auto"``, else empty.
+    """
+    n_items = X.shape[1]
+    check_fits(n_items)
+    scores = {}
+    if isinstance(l2, str):
+        l2, scores = select_l2(X, top_k=top_k, threshold=threshold)
+    G = gram(X, _dtype(n_items))
+    S = topk_by_magnitude(ease_dense(G, float(l2), overwrite=True), top_k, threshold)
+    del G
+    logger.info("ease: %d items, l2=%g, %d weights kept", n_items, l2, S.nnz)
+    return S, float(l2), scores

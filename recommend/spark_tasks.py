@@ -1,0 +1,205 @@
+"""What ``pippin.recommend.spark`` runs inside Spark tasks: pandas in, pandas out, no pyspark.
+
+Every function reproduces, bit for bit, a step of the single-machine fit
+(``similarity.SIMILARITIES`` then ``similarity.item_similarity``) on the part of the
+data one task holds; ``tests/spark`` checks each against the single-machine code.
+
+- ``item_statistics``: per-item sums over that item's complete column, users in
+  ascending id order (the order ``np.bincount`` sums them in over a CSR matrix).
+- ``entry_weights``: each interaction's weight from its rating, its item's statistics
+  and its user's activity (implicit's ``bm25_weight``/``tfidf_weight``/``normalize``,
+  written out per entry with the same operations in the same order).
+- ``tile_topk``: the ``top_k`` rows of items of block ``b`` against the items of block
+  ``c`` with ``kernels.topk_block``: a tile holds both items' complete columns, so every
+  pair's co-occurrence is summed by one task, over the same users in the same order
+  as on one machine, and the float32 sums are the same bits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from . import kernels
+from .matrix import encode_items
+
+__all__ = ["BM25_K1", "BM25_B", "whole_groups", "item_statistics", "entry_weights", "tile_topk"]
+
+# must equal the values ``similarity.bm25`` passes to implicit's bm25_weight (tests check the result)
+BM25_K1, BM25_B = 1.2, 0.75
+
+
+def whole_groups(batches, key: str):
+    """Re-cut a stream of frames sorted by ``key`` so no group of equal keys spans two frames."""
+    carry = None
+    for frame in batches:
+        if carry is not None and len(carry):
+            frame = pd.concat([carry, frame], ignore_index=True)
+        if not len(frame):
+            continue
+        keys = frame[key].to_numpy()
+        first = int(np.flatnonzero(keys == keys[-1])[0])
+        carry = frame.iloc[first:]
+        if first:
+            yield frame.iloc[:first].reset_index(drop=True)
+    if carry is not None and len(carry):
+        yield carry.reset_index(drop=True)
+
+
+def _inverse(values: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(values, dtype=np.float64)
+    np.divide(1.0, values, out=out, where=values > 0)
+    return out
+
+
+def _idf(user_counts: np.ndarray, n_items: int) -> np.ndarray:
+    """implicit's per-user idf over the item x user matrix: log(N) - log1p(user's item count)."""
+    return np.log(float(n_items)) - np.log1p(np.asarray(user_counts, dtype=np.int64))
+
+
+def item_statistics(batches, *, similarity: str, n_items: int):
+    """Per-item ``count``, ``s1``, ``s2``, ``lo``, ``hi`` of frames ``(i, u, r[, uc])`` sorted by (item, user).
+
+    ``s1``: sum of ratings (pearson, bm25). ``s2``: sum of squares of the similarity's
+    pre-normalization weights (cosine: ratings; pearson: centred ratings; tfidf:
+    ``sqrt(r) * idf``). Sums run over users in ascending order. ``lo``/``hi``: the
+    item's lowest and highest rating (pearson falls back to 0/1 data when all are equal).
+    """
+    for frame in whole_groups(batches, "i"):
+        ids = frame["i"].to_numpy(dtype=object if frame["i"].dtype.kind not in "iu" else np.int64)
+        r = frame["r"].to_numpy(np.float64)
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+        codes = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(ids)]))
+        count = np.bincount(codes)
+        s1 = np.zeros(len(starts))
+        s2 = np.zeros(len(starts))
+        if similarity == "cosine":
+            s2 = np.bincount(codes, weights=r ** 2)
+        elif similarity == "pearson":
+            s1 = np.bincount(codes, weights=r)
+            centred = r - (s1 * _inverse(count.astype(np.float64)))[codes]
+            s2 = np.bincount(codes, weights=centred ** 2)
+        elif similarity == "bm25":
+            s1 = np.bincount(codes, weights=r)
+        elif similarity == "tfidf":
+            w = np.sqrt(r) * _idf(frame["uc"].to_numpy(), n_items)
+            s2 = np.bincount(codes, weights=w ** 2)
+        yield pd.DataFrame({"i": ids[starts], "count": count.astype(np.int64), "s1": s1, "s2": s2,
+                            "lo": np.minimum.reduceat(r, starts), "hi": np.maximum.reduceat(r, starts)})
+
+
+def item_vectors(similarity: str, count, s1, s2, *, n_users: int, rated_pearson: bool) -> dict:
+    """The kernel's ``mode``, ``sa``, ``sb``, the ``shift`` and the per-item factor of each entry's
+    weight, from the statistics of ``item_statistics`` [shape=(n_items,)] (as ``similarity.py``)."""
+    n = len(count)
+    counts = np.asarray(count, dtype=np.float64)
+    ones, zeros = np.ones(n), np.zeros(n)
+    out = {"mode": kernels.MODE_DOT, "sa": ones, "sb": ones, "shift": zeros, "factor": zeros}
+    if similarity == "jaccard":
+        out.update(mode=kernels.MODE_JACCARD, sa=counts)
+    elif similarity == "cosine":
+        inv = _inverse(np.sqrt(s2))
+        out.update(sa=inv, sb=inv)
+    elif similarity == "pearson" and rated_pearson:
+        means = s1 * _inverse(counts)
+        inv = _inverse(np.sqrt(s2))
+        out.update(sa=inv, sb=inv, shift=means, factor=means)
+    elif similarity == "pearson":
+        freq = counts / max(n_users, 1)
+        std = np.sqrt(freq * (1.0 - freq))
+        std[std == 0] = np.inf  # as similarity.pearson: an item everybody (or nobody) has correlates with nothing
+        out.update(mode=kernels.MODE_PHI, sa=freq, sb=std)
+    elif similarity == "bm25":
+        out["factor"] = (1.0 - BM25_B) + BM25_B * s1 / s1.mean()  # implicit's length_norm per item
+    elif similarity == "tfidf":
+        out["factor"] = np.sqrt(s2)
+    elif similarity == "lift":
+        inv = _inverse(counts)
+        out.update(sa=inv, sb=inv)
+    return out
+
+
+def entry_weights(similarity: str, r: np.ndarray, idx: np.ndarray, factor: np.ndarray, user_counts, *,
+                  rated_pearson: bool, n_items: int) -> np.ndarray:
+    """float32 weight of each interaction (rating ``r``, item index ``idx``) [shape=(n,)]."""
+    if similarity == "cosine":
+        w = r
+    elif similarity == "pearson" and rated_pearson:
+        w = r - factor[idx]
+    elif similarity == "bm25":  # implicit's bm25_weight, operation for operation
+        w = r * (BM25_K1 + 1.0) / (BM25_K1 * factor[idx] + r) * _idf(user_counts, n_items)
+    elif similarity == "tfidf":  # tfidf_weight then normalize
+        w = np.sqrt(r) * _idf(user_counts, n_items) / factor[idx]
+    else:
+        w = np.ones(len(r))
+    return np.asarray(w, dtype=np.float64).astype(np.float32)
+
+
+def weight_batches(batches, *, similarity: str, rated_pearson: bool, item_ids, factor, n_items: int,
+                   n_blocks: int):
+    """Frames ``(u, i, r[, uc])`` -> ``(tile, u, idx, w)``: each weighted entry once per tile of its block."""
+    for frame in batches:
+        if not len(frame):
+            continue
+        idx, _ = encode_items(item_ids, frame["i"].to_numpy())
+        uc = frame["uc"].to_numpy() if "uc" in frame else None
+        w = entry_weights(similarity, frame["r"].to_numpy(np.float64), idx, factor, uc,
+                          rated_pearson=rated_pearson, n_items=n_items)
+        block = idx % n_blocks
+        others = np.arange(n_blocks)
+        lo = np.minimum(block[:, None], others[None, :])
+        hi = np.maximum(block[:, None], others[None, :])
+        yield pd.DataFrame({"tile": (lo * n_blocks + hi).ravel(), "u": np.repeat(frame["u"].to_numpy(), n_blocks),
+                            "idx": np.repeat(idx, n_blocks), "w": np.repeat(w, n_blocks)})
+
+
+def _local(w: np.ndarray, mask: np.ndarray, users: np.ndarray, cols: np.ndarray, shape: tuple[int, int]):
+    """CSR [shape=(n_users, n_cols)] of the masked entries in local user/column numbering."""
+    X = sp.csr_matrix((w[mask], (users[mask], cols[mask])), shape=shape)
+    X.sort_indices()
+    return X
+
+
+def tile_topk(frame: pd.DataFrame, *, n_blocks: int, sa, sb, mode: int, n_users: int, top_k: int,
+              threshold: float, chunk_entries: int = 1 << 21) -> pd.DataFrame:
+    """``(tile, u, idx, w)`` of one tile -> ``(idx, pos, nbr, val)``: each item's best ``top_k``
+    neighbours among the tile's other block, best first (ties by item index)."""
+    tile = int(frame["tile"].iloc[0])
+    b, c = divmod(tile, n_blocks)
+    idx = frame["idx"].to_numpy(np.int64)
+    u = frame["u"].to_numpy(dtype=object if frame["u"].dtype.kind not in "iu" else np.int64)
+    _, users = np.unique(u, return_inverse=True)  # ascending user ids: the single-machine row order
+    labels, cols = np.unique(idx, return_inverse=True)
+    shape = (int(users.max()) + 1, len(labels))
+    w = frame["w"].to_numpy(np.float32)
+    block = idx % n_blocks
+    A = _local(w, block == b, users, cols, shape)
+    C = A if b == c else _local(w, block == c, users, cols, shape)
+    sa_l = np.ascontiguousarray(sa[labels], dtype=np.float64)
+    sb_l = np.ascontiguousarray(sb[labels], dtype=np.float64)
+    label = labels.astype(np.int32)
+    unweighted = bool(np.all(A.data == 1.0)) and bool(np.all(C.data == 1.0))
+    parts = []
+    for left, right, blk in ((A, C, b), (C, A, c)) if b != c else ((A, C, b),):
+        items = np.unique(cols[block == blk]).astype(np.int32)
+        if not len(items):
+            continue
+        left_c = left.tocsc()
+        step = max(1, chunk_entries // top_k)
+        for start in range(0, len(items), step):
+            rows = items[start:start + step]
+            out_j = np.empty((len(rows), top_k), dtype=np.int32)
+            out_v = np.empty((len(rows), top_k), dtype=np.float64)
+            out_n = np.zeros(len(rows), dtype=np.int64)
+            kernels.topk_block(rows, left_c.indptr, left_c.indices, left_c.data, right.indptr, right.indices,
+                               right.data, unweighted, mode, sa_l, sb_l, label, float(n_users), top_k,
+                               float(threshold), out_j, out_v, out_n)
+            keep = np.arange(top_k)[None, :] < out_n[:, None]
+            parts.append(pd.DataFrame({
+                "idx": np.repeat(labels[rows], out_n), "pos": np.nonzero(keep)[1].astype(np.int32),
+                "nbr": out_j[keep].astype(np.int64), "val": out_v[keep]}))
+    if not parts:
+        return pd.DataFrame({"idx": np.zeros(0, np.int64), "pos": np.zeros(0, np.int32),
+                             "nbr": np.zeros(0, np.int64), "val": np.zeros(0)})
+    return pd.concat(parts, ignore_index=True)

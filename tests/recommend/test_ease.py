@@ -1,0 +1,180 @@
+"""EASE (``similarity="ease"``): the closed form against a hand-written NumPy inverse, the
+sparse approximation, the memory refusal, and MovieLens 100K through the exported file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from pippin.datasets import load_movielens
+from pippin.pipelines.runtime import load
+from pippin.recommend import ItemSimilarityRecommender, RecommendError, precision_at_k, random_holdout
+from pippin.recommend import ease as ease_module
+from pippin.recommend.matrix import to_interactions
+
+
+def _matrix(seed, *, n_users=120, n_items=30, density=0.25, rated=False):
+    rng = np.random.default_rng(seed)
+    mask = rng.random((n_users, n_items)) < density
+    values = rng.integers(1, 6, mask.shape).astype(float) if rated else np.ones(mask.shape)
+    return sp.csr_matrix(np.where(mask, values, 0.0))
+
+
+def _reference(R: np.ndarray, l2: float) -> np.ndarray:
+    """Steck's formula with a general NumPy inverse (independent of the Cholesky path)."""
+    P = np.linalg.inv(R.T @ R + l2 * np.eye(R.shape[1]))
+    B = -P / np.diag(P)[np.newaxis, :]
+    np.fill_diagonal(B, 0.0)
+    return B
+
+
+@pytest.mark.parametrize("rated", [False, True], ids=["binary", "rated"])
+@pytest.mark.parametrize("top_k", [4, None])
+def test_matches_the_closed_form(rated, top_k):
+    X = _matrix(1, rated=rated)
+    B = _reference(X.toarray(), 7.0)
+    model = ItemSimilarityRecommender(similarity="ease", l2=7.0, top_k=top_k, threshold=0.0).fit(X)
+    S = model.similarity_
+    assert (S.data < 0).any()  # negative weights are kept
+    for i in range(B.shape[0]):
+        j, v = S.indices[S.indptr[i]:S.indptr[i + 1]], S.data[S.indptr[i]:S.indptr[i + 1]]
+        np.testing.assert_allclose(v, B[i, j], rtol=1e-9, atol=1e-12)
+        expected = sorted(np.flatnonzero(B[i]), key=lambda c: (-abs(B[i, c]), c))[:top_k]
+        assert sorted(j) == sorted(expected)  # the largest magnitudes
+        assert np.all(np.diff(v) <= 0)  # stored best first
+        assert i not in j
+
+
+def test_float32_above_the_float64_limit_agrees(monkeypatch):
+    X = _matrix(2, n_users=300, n_items=60, rated=True)
+    exact = _reference(X.toarray(), 20.0)
+    monkeypatch.setattr(ease_module, "_FLOAT64_MAX_ITEMS", 10)
+    G = ease_module.gram(X, ease_module._dtype(X.shape[1]))
+    assert G.dtype == np.float32
+    B = ease_module.ease_dense(G, 20.0, overwrite=True)
+    assert np.shares_memory(B, G)  # factorized and inverted in place
+    np.testing.assert_allclose(B, exact, atol=1e-5 * np.abs(exact).max())
+
+
+def test_scores_are_the_user_row_times_the_table():
+    X = _matrix(3, rated=True)
+    model = ItemSimilarityRecommender(similarity="ease", l2=5.0, top_k=None, threshold=0.0).fit(X)
+    ids, scores = model.recommend(np.arange(10), k=5)
+    dense = X[:10].toarray() @ _reference(X.toarray(), 5.0)
+    for u in range(10):
+        seen = set(X[u].indices)
+        ranked = [j for j in sorted(range(X.shape[1]), key=lambda c: (-dense[u, c], c)) if j not in seen][:5]
+        assert list(ids[u]) == ranked
+        np.testing.assert_allclose(scores[u], dense[u, ranked], rtol=1e-9, atol=1e-12)
+
+
+def test_sparse_approximation_is_exact_with_every_neighbour_and_bounded_otherwise():
+    X = _matrix(4, n_users=400, n_items=25, density=0.5)  # every pair of items co-occurs
+    exact = ItemSimilarityRecommender(similarity="ease", l2=3.0, top_k=None, threshold=0.0).fit(X).similarity_
+    full = ItemSimilarityRecommender(similarity="ease", l2=3.0, top_k=None, threshold=0.0,
+                                     neighbours=24).fit(X).similarity_
+    assert np.array_equal(exact.indices, full.indices)
+    np.testing.assert_allclose(full.data, exact.data, rtol=1e-9, atol=1e-12)
+    few = ItemSimilarityRecommender(similarity="ease", l2=3.0, top_k=None, threshold=0.0, neighbours=5).fit(X)
+    per_column = np.diff(few.similarity_.tocsc().indptr)
+    assert per_column.max() <= 5 and few.similarity_.nnz > 0
+
+
+def test_refuses_a_catalogue_beyond_memory(monkeypatch):
+    monkeypatch.setattr(ease_module, "_memory_budget", lambda: 1000)
+    with pytest.raises(RecommendError, match="needs a dense 30x30 matrix") as info:
+        ItemSimilarityRecommender(similarity="ease").fit(_matrix(5))
+    assert "neighbours=" in info.value.hint
+    # the sparse approximation never builds the dense matrix
+    ItemSimilarityRecommender(similarity="ease", neighbours=8, l2=5.0).fit(_matrix(5))
+
+
+@pytest.mark.parametrize("params, where", [({"l2": 0}, "l2"), ({"l2": "best"}, "l2"), ({"l2": float("nan")}, "l2"),
+                                           ({"neighbours": 0}, "neighbours"), ({"neighbours": 2.5}, "neighbours")])
+def test_bad_parameters_name_themselves(params, where):
+    with pytest.raises(RecommendError, match=where):
+        ItemSimilarityRecommender(similarity="ease", **params).fit(_matrix(6))
+
+
+def test_auto_l2_picks_from_the_grid_on_a_validation_split():
+    X = _matrix(7, n_users=300, n_items=40, density=0.2)
+    model = ItemSimilarityRecommender(similarity="ease", l2="auto", top_k=10).fit(X)
+    assert set(model.l2_scores_) == set(ease_module.L2_GRID)
+    assert model.l2_ in ease_module.L2_GRID
+    assert model.l2_scores_[model.l2_] == max(model.l2_scores_.values())
+    again = ItemSimilarityRecommender(similarity="ease", l2="auto", top_k=10).fit(X)
+    assert again.l2_ == model.l2_ and (again.similarity_ != model.similarity_).nnz == 0
+
+
+# -- MovieLens 100K through the exported file ---------------------------------------------------------------
+
+
+def _file_precision(path, train, test, seed_users=None):
+    """Precision@10 of the exported model, scored by Pippin's runtime from the file."""
+    runtime = load(path)
+    tr, _ = to_interactions(train, user="user_id", item="item_id")
+    te, _ = to_interactions(test, user="user_id", item="item_id", item_ids=tr.item_ids)
+    assert (te.user_ids == tr.user_ids).all()
+    items = [dict(zip(tr.item_ids[tr.matrix[u].indices].tolist(), [1.0] * tr.matrix[u].nnz))
+             for u in range(tr.matrix.shape[0])]
+    out = runtime.predict_batch({"items": items, "k": np.full(len(items), 10, dtype=np.int64)})
+    index = {item: n for n, item in enumerate(tr.item_ids.tolist())}
+    ranked = np.array([[index[i] for i in row] + [-1] * (10 - len(row)) for row in out["recommendations"]])
+    keep = np.diff(te.matrix.indptr) > 0
+    return precision_at_k(ranked[keep], te.matrix[keep], 10), runtime, tr
+
+
+def _coremltools_scores(path, histories: sp.csr_matrix) -> np.ndarray:
+    """Core ML's formula on the spec as coremltools parses it (no Pippin code involved)."""
+    coremltools = pytest.importorskip("coremltools")
+    isr = coremltools.utils.load_spec(str(path)).itemSimilarityRecommender
+    n = len(isr.itemInt64Ids.vector)
+    S = np.zeros((n, n))
+    shift = np.zeros(n)
+    for entry in isr.itemItemSimilarities:
+        shift[entry.itemId] = entry.itemScoreAdjustment
+        for other in entry.similarItemList:
+            S[entry.itemId, other.itemId] = other.similarityScore
+    H = histories.toarray()
+    return np.where(H != 0, H - shift, 0.0) @ S
+
+
+@pytest.fixture(scope="module")
+def ratings(movielens_dir):
+    return load_movielens(movielens_dir)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_movielens_exported_ease_with_256_neighbours(ratings, seed, tmp_path):
+    train, test = random_holdout(ratings, user="user_id", fraction=0.2, seed=seed)
+    model = ItemSimilarityRecommender(similarity="ease", l2=400.0, top_k=256, threshold=0.0)
+    model.fit(train, user="user_id", item="item_id")
+    assert np.diff(model.similarity_.indptr).max() <= 256 and (model.similarity_.data < 0).any()
+    path = model.export(tmp_path / "ease.mlmodel")
+    precision, runtime, tr = _file_precision(path, train, test)
+    assert precision >= 0.36, (seed, precision)
+    # round trip: runtime on the file == in-memory model == formula on the coremltools-parsed spec
+    users = np.arange(0, tr.matrix.shape[0], 7)
+    ids, scores = model.recommend(tr.user_ids[users], k=10)
+    items = [dict.fromkeys(tr.item_ids[tr.matrix[u].indices].tolist(), 1.0) for u in users]
+    out = runtime.predict_batch({"items": items, "k": np.full(len(users), 10, dtype=np.int64)})
+    assert [list(row) for row in ids] == [list(row) for row in out["recommendations"]]
+    formula = _coremltools_scores(path, tr.matrix[users])
+    index = {item: n for n, item in enumerate(tr.item_ids.tolist())}
+    for r, (row_ids, row_scores, file_scores) in enumerate(zip(ids, scores, out["scores"])):
+        codes = [index[i] for i in row_ids]
+        np.testing.assert_allclose(row_scores, formula[r, codes], rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose([file_scores[i] for i in row_ids], row_scores, rtol=1e-9, atol=1e-9)
+        seen = set(tr.matrix[users[r]].indices)
+        best = [c for c in np.argsort(-formula[r], kind="stable") if c not in seen][:10]
+        np.testing.assert_allclose(formula[r, best], row_scores, rtol=1e-9, atol=1e-9)
+
+
+def test_movielens_exported_ease_with_all_neighbours(ratings, tmp_path):
+    train, test = random_holdout(ratings, user="user_id", fraction=0.2, seed=0)
+    model = ItemSimilarityRecommender(similarity="ease", l2=400.0, top_k=None, threshold=0.0)
+    model.fit(train, user="user_id", item="item_id")
+    precision, _, _ = _file_precision(model.export(tmp_path / "ease-all.mlmodel"), train, test)
+    assert precision >= 0.37, precision

