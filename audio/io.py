@@ -8,6 +8,7 @@ a streaming resampler, so memory stays bounded by the block and the windows aske
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -60,7 +61,8 @@ def _open(path: Path) -> soundfile.SoundFile:
     try:
         handle = soundfile.SoundFile(fd, closefd=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        os.close(fd)
+        with contextlib.suppress(OSError):  # libsndfile may have closed it already
+            os.close(fd)
         raise AudioError(f"cannot decode audio ({exc})", where=where,
                          hint="libsndfile reads wav, flac, ogg and (recent builds) mp3") from None
     if handle.frames == 0 or handle.samplerate <= 0:

@@ -17,7 +17,8 @@ initial weights on the same data in this one process.
 - inference: patches/s of ``model.predict_batch`` against ``model(x)`` under
   ``torch.no_grad()`` (2 threads), at batch 64.
 
-Usage: ``python benchmarks/bench_nn.py [--n 512] [--repeats 5] [--json] [--fsdd DIR]``
+Usage: ``python benchmarks/bench_nn.py [--n 512] [--repeats 5] [--threads 1,2] [--skip-inference] [--json]
+[--fsdd DIR]``
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def _timed(fn) -> tuple[float, float]:
     return time.perf_counter() - wall, _cpu() - cpu
 
 
-def training(x, y, repeats: int) -> dict:
+def training(x, y, repeats: int, threads=THREADS) -> dict:
     """Median patches/s and CPU/wall of one epoch per (library, cores), interleaved."""
     import torch
 
@@ -132,9 +133,9 @@ def training(x, y, repeats: int) -> dict:
             torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
             opt.step()
 
-    runs = {(lib, k): [] for lib in ("pippin", "torch") for k in THREADS}
+    runs = {(lib, k): [] for lib in ("pippin", "torch") for k in threads}
     for rep in range(repeats + 1):  # the first round warms up (numba, torch's kernels)
-        for k in THREADS:
+        for k in threads:
             for lib, fn in (("pippin", ours), ("torch", theirs)):
                 wall, cpu = _timed(lambda: fn(k))
                 if rep:
@@ -145,11 +146,11 @@ def training(x, y, repeats: int) -> dict:
         out[f"{lib}_{k}"] = {"patches_per_s": round(n / wall, 1),
                              "cpu_per_wall": round(statistics.median(t[1] / t[0] for t in times), 2),
                              "patches_per_cpu_s": round(statistics.median(n / t[1] for t in times), 1)}
-    for k in THREADS:
+    for k in threads:
         out[f"ratio_{k}"] = round(out[f"pippin_{k}"]["patches_per_s"] / out[f"torch_{k}"]["patches_per_s"], 3)
         out[f"ratio_per_cpu_s_{k}"] = round(out[f"pippin_{k}"]["patches_per_cpu_s"]
                                             / out[f"torch_{k}"]["patches_per_cpu_s"], 3)
-    for lib in ("pippin", "torch"):
+    for lib in ("pippin", "torch") if {1, 2} <= set(threads) else ():
         out[f"{lib}_speedup_1_to_2"] = round(out[f"{lib}_2"]["patches_per_s"] / out[f"{lib}_1"]["patches_per_s"], 3)
     return out
 
@@ -204,12 +205,16 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=512, help="patches per epoch (default 512)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per setting (median; default 5)")
     parser.add_argument("--fsdd", type=Path, default=FSDD, help="FSDD folder (with recordings/)")
+    parser.add_argument("--threads", default="1,2",
+                        help="core/thread counts to compare, comma-separated (default 1,2; '1' keeps PyTorch's "
+                             "2-thread pool out of the 1-thread runs)")
     parser.add_argument("--skip-inference", action="store_true", help="time training only")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     x, y, source = patches(args.n, args.fsdd)
     load_before = os.getloadavg()
-    train = training(x, y, args.repeats)
+    threads = tuple(int(v) for v in args.threads.split(","))
+    train = training(x, y, args.repeats, threads)
     infer = None if args.skip_inference else inference(x, args.repeats)
     info = machine()
     info["load_average_before"] = [round(v, 2) for v in load_before]
@@ -222,12 +227,13 @@ def main(argv=None):
     print(f"data: {source}, batch {BATCH}, median of {args.repeats}")
     print(f"{'training epoch':16s} {'pippin/s':>9s} {'cpu/wall':>8s} {'torch/s':>9s} {'cpu/wall':>8s} {'ratio':>6s}"
           f" {'per CPU s: pippin':>17s} {'torch':>7s} {'ratio':>6s}")
-    for k in THREADS:
+    for k in threads:
         p, t = train[f"pippin_{k}"], train[f"torch_{k}"]
         print(f"{k} core(s)/threads {p['patches_per_s']:9.1f} {p['cpu_per_wall']:8.2f} {t['patches_per_s']:9.1f} "
               f"{t['cpu_per_wall']:8.2f} {train[f'ratio_{k}']:6.3f} {p['patches_per_cpu_s']:17.1f} "
               f"{t['patches_per_cpu_s']:7.1f} {train[f'ratio_per_cpu_s_{k}']:6.3f}")
-    print(f"speed-up 1 -> 2: pippin {train['pippin_speedup_1_to_2']}x, torch {train['torch_speedup_1_to_2']}x")
+    if "pippin_speedup_1_to_2" in train:
+        print(f"speed-up 1 -> 2: pippin {train['pippin_speedup_1_to_2']}x, torch {train['torch_speedup_1_to_2']}x")
     if infer:
         print(f"inference (batch {infer['batch']}, 2 threads): pippin {infer['pippin_patches_per_s']}/s vs torch "
               f"{infer['torch_patches_per_s']}/s: ratio {infer['ratio']}")

@@ -173,7 +173,7 @@ def run(names: list[str], thread_counts: list[int], repeats: int, batch: int | N
     return {"rows": rows, "summary": summary, "load_end": round(os.getloadavg()[0], 2)}
 
 
-_HEADER = (f"{'model':<16} {'batch':>5} {'thr':>3} {'load':>5} {'pippin ms':>10} {'torch ms':>9} {'ort ms':>8} "
+_HEADER = (f"{'model':<21} {'batch':>5} {'thr':>3} {'load':>5} {'pippin ms':>10} {'torch ms':>9} {'ort ms':>8} "
            f"{'vs torch':>8} {'vs ort':>7} {'rel err':>8}")
 
 
@@ -184,7 +184,7 @@ def _print_row(row: dict) -> None:
     ort_ms = f"{row['onnxruntime_ms']:8.2f}" if row["onnxruntime_ms"] is not None else f"{'-':>8}"
     vs_ort = f"{row['vs_onnxruntime']:6.2f}x" if row["vs_onnxruntime"] is not None else f"{'-':>7}"
     name = row["model"] + (" (loop)" if row["loop_layer"] else "")
-    print(f"{name:<16} {row['batch']:>5} {row['threads']:>3} {row['load']:>5.2f} {row['pippin_ms']:>10.2f} "
+    print(f"{name:<21} {row['batch']:>5} {row['threads']:>3} {row['load']:>5.2f} {row['pippin_ms']:>10.2f} "
           f"{row['torch_ms']:>9.2f} {ort_ms} {row['vs_torch']:>7.2f}x {vs_ort} {row['max_relative_error']:>8.1e}",
           file=sys.stderr, flush=True)
 

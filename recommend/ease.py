@@ -17,9 +17,10 @@ Exact fit (``fit_ease``), dense:
   ``4 n_items²`` bytes in float32 (20k items: 1.6 GB; 60k: 14.4 GB);
 * time: ``n_items³`` flops for the inverse plus ``sum_u activity_u² / 2`` multiply-adds
   for the Gram matrix (measured in ``benchmarks/bench_similarity_grid.py --ease``).
+  Measured: 20k items, 3M interactions: 424 s and +1.86 GB peak at load 11-14 (2 cores).
 * dtype: float64 up to ``_FLOAT64_MAX_ITEMS`` items (cheap there), float32 above: on
-  MovieLens 100K float32 changes no top-10 list (max |ΔB| ~1e-6 of max |B|) and the
-  inverse runs about twice as fast on this machine's OpenBLAS.
+  MovieLens 100K (3 seeds, 3 values of l2, 3 values of top_k) float32 moved precision@10 by
+  at most 1e-4, and factor + inverse ran 2.8x faster (3000 items, one BLAS thread).
 
 ``cho_solve(c, I)`` against the identity gives the same ``P`` but measured 2-4x slower
 than ``?potri`` from the same factor and needs a second ``n_items²`` buffer, so the

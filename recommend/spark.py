@@ -12,7 +12,8 @@ broadcast once. The rules are the single-machine ones:
 - ratings: the rating column, else 1 for every interaction.
 - ties: a row's neighbours rank by similarity, then by lower item index.
 
-How the work is split (measured on the 300k and 3M generated sets, ``benchmarks/bench_spark.py``):
+How the work is split (chosen for exactness first; the alternatives' costs are the issue's
+measurements, this one's are ``benchmarks/bench_spark.py``'s, in the README):
 the per-item statistics (counts, sums, norms; one pass grouped by item) go to the
 driver, ``O(n_items)``. The pair accumulation, quadratic in each user's activity, runs
 on the executors over *tiles*: items fall into ``n_blocks`` blocks and tile ``(b, c)``
@@ -118,23 +119,27 @@ def _validated(df, user: str, item: str, rating: str | None):
     return data, n_users, n_items
 
 
-def _deduplicated(data, rating: str | None, cap: int | None):
+def _deduplicated(data, cap: int | None, parts: int):
     """One row per (user, item), the last in table order; with ``cap``, a user's ``cap`` items
-    of lowest ``xxhash64(user, item)`` (a seeded, order-free sample). Returns (frame, users capped)."""
+    of lowest ``xxhash64(user, item)`` (a seeded, order-free sample).
+
+    Returns (frame ``(u, i, r)``, users capped, whether the frame is still partitioned by
+    item and sorted by (item, user)): without a cap, the de-duplication's own shuffle by
+    item is the one the item statistics need.
+    """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    if rating:
-        clean = data.groupBy("u", "i").agg(F.max_by("r", "seq").alias("r"))
-    else:
-        clean = data.select("u", "i").distinct().withColumn("r", F.lit(1.0))
+    schema = f"u {data.schema['u'].dataType.simpleString()}, i {data.schema['i'].dataType.simpleString()}, r double"
+    clean = (data.repartition(parts, "i").sortWithinPartitions("i", "u", "seq")
+             .mapInPandas(spark_tasks.last_rows, schema))
     if cap is None:
-        return clean, 0
+        return clean, 0, True
     per_user = Window.partitionBy("u")
     ranked = (clean.withColumn("_n", F.row_number().over(per_user.orderBy(F.xxhash64("u", "i"), "i")))
               .withColumn("_a", F.count(F.lit(1)).over(per_user)))
     capped = ranked.where(F.col("_a") > cap).select("u").distinct().count()
-    return ranked.where(F.col("_n") <= cap).drop("_n", "_a"), capped
+    return ranked.where(F.col("_n") <= cap).drop("_n", "_a"), capped, False
 
 
 def _n_blocks(spark, nnz: int, n_blocks: int | None) -> int:
@@ -201,7 +206,8 @@ def fit_item_similarity(df, *, user: str, item: str, rating: str | None = None, 
             logger.info("spark fit: %s in %.1f s", name, times[name])
 
     data, n_users, n_items = _validated(df, user, item, rating)
-    clean, capped = _deduplicated(data, rating, degree_approximation_threshold)
+    parts = max(2, spark.sparkContext.defaultParallelism)
+    clean, capped, by_item = _deduplicated(data, degree_approximation_threshold, parts)
     clean = clean.persist(StorageLevel.MEMORY_AND_DISK)
     if capped:  # the cap may drop every row of an item
         n_items = clean.select("i").distinct().count()
@@ -209,9 +215,10 @@ def fit_item_similarity(df, *, user: str, item: str, rating: str | None = None, 
     source = clean
     if similarity in ("bm25", "tfidf"):  # both weight an entry by its user's activity
         source = clean.join(clean.groupBy("u").agg(F.count(F.lit(1)).alias("uc")), on="u")
-    parts = max(2, spark.sparkContext.defaultParallelism)
+        by_item = False
     i_type = clean.schema["i"].dataType
-    stats = (source.repartition(parts, "i").sortWithinPartitions("i", "u")
+    ordered = source if by_item else source.repartition(parts, "i").sortWithinPartitions("i", "u")
+    stats = (ordered
              .mapInPandas(partial(spark_tasks.item_statistics, similarity=similarity, n_items=n_items),
                           f"i {i_type.simpleString()}, count long, s1 double, s2 double, lo double, hi double")
              .toPandas())

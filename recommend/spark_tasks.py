@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from . import kernels
 from .matrix import encode_items
 
-__all__ = ["BM25_K1", "BM25_B", "whole_groups", "item_statistics", "entry_weights", "tile_topk"]
+__all__ = ["BM25_K1", "BM25_B", "whole_groups", "last_rows", "item_statistics", "entry_weights", "tile_topk"]
 
 # must equal the values ``similarity.bm25`` passes to implicit's bm25_weight (tests check the result)
 BM25_K1, BM25_B = 1.2, 0.75
@@ -45,6 +45,13 @@ def whole_groups(batches, key: str):
             yield frame.iloc[:first].reset_index(drop=True)
     if carry is not None and len(carry):
         yield carry.reset_index(drop=True)
+
+
+def last_rows(batches):
+    """Frames ``(u, i, r, seq)`` sorted by (item, user, row order) -> ``(u, i, r)``, one row per
+    (user, item): the last in table order (a repeated pair's last rating wins)."""
+    for frame in whole_groups(batches, "i"):
+        yield frame.drop_duplicates(["i", "u"], keep="last")[["u", "i", "r"]]
 
 
 def _inverse(values: np.ndarray) -> np.ndarray:

@@ -43,6 +43,8 @@ def add_parser(subparsers, parents):
     parser.add_argument("--dp-clip", type=float, default=None, metavar="C", help="clip each update to L2 norm C")
     parser.add_argument("--dp-noise", type=float, default=None, metavar="Z",
                         help="Gaussian noise multiplier (std Z*C/clients) on the aggregate")
+    parser.add_argument("--dp-side", choices=("client", "server"), default="client",
+                        help="where updates are clipped (default: client; the noise is added on the server)")
     parser.add_argument("--epochs", type=int, default=None, help="local epochs per round (default: the model's)")
     parser.add_argument("--test-fraction", type=float, default=0.2,
                         help="share of each client's rows (audio: files) held out for evaluation (default: 0.2)")
@@ -122,7 +124,7 @@ def run(args):
     parts = client_data(data, groups, test_fraction=args.test_fraction, seed=args.seed, units=units)
     clients = {str(k): CoreMLClient(head, train, test, epochs=args.epochs) for k, (train, test) in parts.items()}
     info(f"{len(clients)} clients ({args.client_col}), {args.rounds} rounds, strategy {args.strategy}"
-         + (f", DP clip {args.dp_clip} noise {args.dp_noise}" if args.dp_clip is not None else ""))
+         + (f", DP clip {args.dp_clip} ({args.dp_side} side) noise {args.dp_noise}" if args.dp_clip is not None else ""))
 
     def line(record):
         loss, acc = record.get("loss"), record.get("accuracy")
@@ -132,13 +134,14 @@ def run(args):
              + (f" ({record['failures']} failed)" if record.get("failures") else ""))
 
     history = federate(model.spec, clients, rounds=args.rounds, out=args.output, strategy=args.strategy,
-                       fraction=args.fraction, dp_clip=args.dp_clip, dp_noise=args.dp_noise, seed=args.seed,
+                       fraction=args.fraction, dp_clip=args.dp_clip, dp_noise=args.dp_noise, dp_side=args.dp_side,
+                       seed=args.seed,
                        on_round=line)
     last = history[-1] if history else {}
     payload = {"model": str(args.output), "strategy": args.strategy, "n_clients": len(clients),
                "clients": sorted(clients), "rounds": history, "loss": last.get("loss"),
                "accuracy": last.get("accuracy"), "dp": None if args.dp_clip is None else
-               {"clip": args.dp_clip, "noise": args.dp_noise}}
+               {"clip": args.dp_clip, "noise": args.dp_noise, "side": args.dp_side}}
     text = (f"{len(history)} rounds over {len(clients)} clients; held-out accuracy "
             + ("-" if last.get("accuracy") is None else f"{last['accuracy']:.4f}") + f"\nwrote {args.output}")
     return Result(payload, text)

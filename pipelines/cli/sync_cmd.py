@@ -15,6 +15,7 @@ Needs the sync extra: pip install "pippin[sync]".
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -161,8 +162,6 @@ def run_pull(args):
     finally:
         client.close()
     out = write_atomically(args.output, data)
-    import hashlib
-
     digest = hashlib.sha256(data).hexdigest()
     if args.version is None:
         _remember(args, version, digest)

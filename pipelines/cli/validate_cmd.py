@@ -19,6 +19,8 @@ from . import exit_codes
 from .output import Result, terminal_safe
 
 _EPILOG = (
+    "A model that breaks no rule is also loaded and run once on inputs made from its "
+    "description; if Pippin cannot run it, that is a problem too (rule 'pippin-runtime'). "
     "exit codes: 0 = every model is valid; 1 = a model has problems (one line per problem); "
     "2 = a file could not be read at all (reported on stderr, the other files are still "
     "checked). With several files the worst code wins. With --json: one object with "

@@ -12,9 +12,11 @@ numba's parallel loops cost more than they save on 2 cores. They release the GIL
 them on every core at once.
 Every kernel takes C-contiguous arrays whose last axis is the channel: a
 convolution's ``[N, C, H, W]`` output is such an array seen through a transpose
-(see ``conv.py``). Only the faster layer variants of ``fast.py`` call them (the
-reference classes stay plain NumPy), and they fall back to the reference code for
-any other memory layout.
+(see ``conv.py``). Only the faster layer variants of ``fast.py`` and
+``fast_recurrent.py`` call them (the reference classes stay plain NumPy), and they fall
+back to the reference code for any other memory layout. Inference adds the depthwise
+convolution and the exact GELU; the recurrent step loops at the end are plain NumPy
+(see the note there).
 """
 
 from __future__ import annotations

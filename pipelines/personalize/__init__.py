@@ -7,6 +7,9 @@
 - ``delta``: ``diff`` / ``apply`` / ``merge`` small, verifiable ``.mldelta`` files
   (``delta_walk`` walks two specs field by field, ``delta_wire`` keeps map order,
   ``delta_read`` reads a file within size limits, every fault one error).
+- ``federated`` / ``federated_server``: federated rounds on Flower (``pippin[federated]``): the
+  updatable weights that travel, a ``NumPyClient`` over a Core ML file, and Flower's server loop
+  and strategies writing a valid model after every round (imported on use: they load ``flwr``).
 
 This room sits above the runtime and the builders and below the CLI: it imports
 ``pippin.spec``, the runtime, ``layers``, ``update`` and ``build``, never a trainer,

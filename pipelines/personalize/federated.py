@@ -82,6 +82,15 @@ def _slots(spec: Model):
     return out
 
 
+def _has_knn(spec: Model) -> bool:
+    kind = spec.WhichOneof("Type")
+    if kind == "kNearestNeighborsClassifier":
+        return True
+    if kind in ("pipeline", "pipelineClassifier", "pipelineRegressor"):
+        return any(_has_knn(stage) for stage in pipeline_message(spec).models)
+    return False
+
+
 def parameter_names(spec: Model) -> list[str]:
     """Names of the updatable parameters, in the order ``updatable_parameters`` returns them."""
     return [name for name, _, _ in _slots(spec)]
@@ -108,6 +117,10 @@ def updatable_parameters(spec: Model) -> list[np.ndarray]:
         The model has no updatable weight.
     """
     slots = _slots(spec)
+    if not slots and _has_knn(spec):
+        raise PipelineError("an updatable k-NN has no weights to aggregate: its update appends examples, which "
+                            "Flower's averaging strategies cannot combine",
+                            hint="combine devices' k-NN examples with 'pippin diff' and 'pippin merge'")
     if not slots:
         raise PipelineError("the model has no updatable weights to federate",
                             hint="federate a model with updatable layers, such as one from 'pippin train sound'")
@@ -137,6 +150,20 @@ def with_parameters(spec: Model, arrays) -> Model:
             raise PipelineError("parameters hold non-finite values", where=name)
         write_weights(weight, array.reshape(shape))
     return out
+
+
+#: the fit-config key of Flower's ``DifferentialPrivacyClientSideFixedClipping`` (its ``fixedclipping_mod``
+#: reads the same key); fact: flwr 1.42.0 flwr/supercore/differential_privacy.py (KEY_CLIPPING_NORM)
+CLIPPING_NORM_KEY = "clipping_norm"
+
+
+def _clip_update(new: list, old: list, clipping_norm: float) -> None:
+    """Clip ``new - old`` to L2 norm ``clipping_norm`` in place, with Flower's own function."""
+    try:
+        from flwr.supercore.differential_privacy import compute_clip_model_update
+    except ImportError:  # flwr before the supercore package
+        from flwr.common.differential_privacy import compute_clip_model_update
+    compute_clip_model_update(new, old, clipping_norm)
 
 
 def _n_examples(data: dict) -> int:
@@ -194,7 +221,10 @@ class CoreMLClient(_ClientBase):
         epochs = int(config.get("epochs", 0)) or self.epochs
         self.model = self.model.update(self.train, epochs=epochs, progress=progress)
         metrics = {"loss": losses[-1]} if losses else {}
-        return updatable_parameters(self.model.spec), _n_examples(self.train), metrics
+        new = updatable_parameters(self.model.spec)
+        if config.get(CLIPPING_NORM_KEY) is not None:  # Flower's client-side DP: clip this update
+            _clip_update(new, [np.asarray(p, dtype=np.float32) for p in parameters], float(config[CLIPPING_NORM_KEY]))
+        return new, _n_examples(self.train), metrics
 
     def evaluate(self, parameters, config: dict):
         """(categorical cross-entropy, number of held-out examples, ``{"accuracy": ...}``) on the local test data."""

@@ -3,10 +3,12 @@
 ``federate(start, clients, rounds=...)`` runs Flower's own server loop
 (``flwr.server.Server``: client sampling, concurrent fits, failure handling,
 evaluation) with one of Flower's strategies (``FedAvg`` by default, ``FedProx`` or
-``FedAdam``), optionally wrapped in Flower's differential-privacy wrapper
-(``DifferentialPrivacyServerSideFixedClipping``: each client's update is clipped to
-L2 norm ``dp_clip`` and Gaussian noise of standard deviation ``dp_noise * dp_clip /
-n_sampled`` is added to the average). The clients are ``CoreMLClient`` objects in
+``FedAdam``), optionally wrapped in Flower's differential-privacy wrappers (each client's update is
+clipped to L2 norm ``dp_clip``, on the client by default --
+``DifferentialPrivacyClientSideFixedClipping``, whose clipping the client does with
+Flower's own function, as Flower's ``fixedclipping_mod`` would -- or on the server,
+``DifferentialPrivacyServerSideFixedClipping``; Gaussian noise of standard deviation
+``dp_noise * dp_clip / n_sampled`` is added to the average on the server). The clients are ``CoreMLClient`` objects in
 this process, reached through a small in-process ``ClientProxy`` (one virtual client
 each; no network, no Ray).
 
@@ -28,7 +30,6 @@ import math
 from pathlib import Path
 from typing import Callable
 
-from ...spec import Model
 from ...spec import io as spec_io
 from ..errors import PipelineError
 from .federated import updatable_parameters, with_parameters
@@ -42,12 +43,10 @@ STRATEGIES = ("fedavg", "fedprox", "fedadam")
 
 def _flwr():
     try:
-        import flwr  # noqa: F401
+        import flwr
     except ImportError:
         raise PipelineError("federated learning runs on Flower, which is not installed",
                             hint="pip install \"pippin[federated]\"") from None
-    import flwr
-
     return flwr
 
 
@@ -59,9 +58,9 @@ def _weighted(metrics: list) -> dict:
 
 
 def make_strategy(name: str, initial: list, *, n_clients: int, fraction: float = 1.0, dp_clip: float | None = None,
-                  dp_noise: float | None = None, proximal_mu: float = 0.1, server_lr: float = 0.1,
-                  on_evaluate: Callable | None = None):
-    """One of Flower's strategies over ``initial`` parameters (optionally with Flower's DP wrapper).
+                  dp_noise: float | None = None, dp_side: str = "client", proximal_mu: float = 0.1,
+                  server_lr: float = 0.1, on_evaluate: Callable | None = None):
+    """One of Flower's strategies over ``initial`` parameters (optionally with one of Flower's DP wrappers).
 
     Parameters
     ----------
@@ -74,6 +73,10 @@ def make_strategy(name: str, initial: list, *, n_clients: int, fraction: float =
         Share of the clients sampled to fit each round (all clients evaluate).
     dp_clip, dp_noise : float, optional
         Both or neither: L2 clipping norm of each update, and the noise multiplier.
+    dp_side : {"client", "server"}
+        Where updates are clipped: on the clients (Flower's ``DifferentialPrivacyClientSideFixedClipping``;
+        the server never sees an unclipped update) or on the server
+        (``DifferentialPrivacyServerSideFixedClipping``). The noise is added on the server either way.
     on_evaluate : callable, optional
         Flower's server-side ``evaluate_fn(server_round, parameters, config)``.
     """
@@ -102,8 +105,12 @@ def make_strategy(name: str, initial: list, *, n_clients: int, fraction: float =
     if dp_clip is not None:
         if dp_clip <= 0 or dp_noise < 0:
             raise PipelineError(f"dp_clip={dp_clip!r} must be > 0 and dp_noise={dp_noise!r} >= 0")
-        strategy = fs.DifferentialPrivacyServerSideFixedClipping(
-            strategy, noise_multiplier=float(dp_noise), clipping_norm=float(dp_clip), num_sampled_clients=n_fit)
+        if dp_side not in ("client", "server"):
+            raise PipelineError(f"dp_side={dp_side!r}, expected 'client' or 'server'")
+        wrapper = (fs.DifferentialPrivacyClientSideFixedClipping if dp_side == "client"
+                   else fs.DifferentialPrivacyServerSideFixedClipping)
+        strategy = wrapper(strategy, noise_multiplier=float(dp_noise), clipping_norm=float(dp_clip),
+                           num_sampled_clients=n_fit)
     logger.debug("flwr %s strategy %s", flwr.__version__, strategy)
     return strategy
 
@@ -137,7 +144,7 @@ def _proxies(clients: dict):
 
 
 def federate(start, clients: dict, *, rounds: int, out, strategy: str = "fedavg", fraction: float = 1.0,
-             dp_clip: float | None = None, dp_noise: float | None = None, seed: int = 0,
+             dp_clip: float | None = None, dp_noise: float | None = None, dp_side: str = "client", seed: int = 0,
              on_round: Callable[[dict], None] | None = None, **strategy_options) -> list[dict]:
     """Run ``rounds`` federated rounds on Flower and write the shared model to ``out`` after each.
 
@@ -149,7 +156,7 @@ def federate(start, clients: dict, *, rounds: int, out, strategy: str = "fedavg"
     rounds : int > 0
     out : path-like
         Rewritten atomically after every round.
-    strategy, fraction, dp_clip, dp_noise, **strategy_options
+    strategy, fraction, dp_clip, dp_noise, dp_side, **strategy_options
         See ``make_strategy``.
     seed : int
         Seeds Flower's client sampling (Python's ``random``, which it uses).
@@ -177,13 +184,12 @@ def federate(start, clients: dict, *, rounds: int, out, strategy: str = "fedavg"
     initial = updatable_parameters(start)
     history: list[dict] = []
 
-    def write(server_round, arrays, config):
-        if server_round > 0:
-            spec_io.save(with_parameters(start, arrays), out)
+    def write(server_round, arrays, config):  # Flower's evaluate_fn: round 0 (the start), then after each round
+        spec_io.save(with_parameters(start, arrays), out)
         return None
 
     inner = make_strategy(strategy, initial, n_clients=len(clients), fraction=fraction, dp_clip=dp_clip,
-                          dp_noise=dp_noise, on_evaluate=write, **strategy_options)
+                          dp_noise=dp_noise, dp_side=dp_side, on_evaluate=write, **strategy_options)
 
     class Recorded(Strategy):
         """Flower's strategy as is, with each round's outcome recorded."""
@@ -198,6 +204,7 @@ def federate(start, clients: dict, *, rounds: int, out, strategy: str = "fedavg"
             for failure in failures:
                 logger.warning("round %d: a client failed: %s", server_round,
                                failure[1].status.message if isinstance(failure, tuple) else failure)
+            results = sorted(results, key=lambda pair: pair[0].cid)  # arrival order must not change the sums
             params, metrics = inner.aggregate_fit(server_round, results, failures)
             history.append({"round": server_round, "clients": len(results), "failures": len(failures),
                             "train_loss": metrics.get("loss")})
@@ -207,7 +214,8 @@ def federate(start, clients: dict, *, rounds: int, out, strategy: str = "fedavg"
             return inner.configure_evaluate(server_round, parameters, client_manager)
 
         def aggregate_evaluate(self, server_round, results, failures):
-            loss, metrics = inner.aggregate_evaluate(server_round, results, failures)
+            results = sorted((r for r in results if r[1].num_examples > 0), key=lambda pair: pair[0].cid)
+            loss, metrics = inner.aggregate_evaluate(server_round, results, failures) if results else (None, {})
             record = history[-1] if history and history[-1]["round"] == server_round else {"round": server_round}
             record.update(loss=loss, accuracy=metrics.get("accuracy"))
             if on_round is not None:
@@ -220,9 +228,10 @@ def federate(start, clients: dict, *, rounds: int, out, strategy: str = "fedavg"
     manager = SimpleClientManager()
     for proxy in _proxies(clients):
         manager.register(proxy)
-    random.seed(seed)  # Flower samples clients with Python's random
-    server = Server(client_manager=manager, strategy=Recorded())
-    server.fit(num_rounds=int(rounds), timeout=None)
-    if not out.exists():  # every round failed: the start model stands
-        spec_io.save(start, out)
+    state = random.getstate()
+    random.seed(seed)  # Flower samples clients with Python's random; the caller's state is restored below
+    try:
+        Server(client_manager=manager, strategy=Recorded()).fit(num_rounds=int(rounds), timeout=None)
+    finally:
+        random.setstate(state)
     return history

@@ -162,39 +162,35 @@ _MAX_EXAMPLE_VALUES = 1 << 24
 
 
 def example_inputs(spec: Model) -> dict[str, Any] | None:
-    """One example per required input, made from the description: zero arrays of the declared
-    (or smallest allowed) shape, 1 for an int64, 0.0 for a double, ``""``, an empty dictionary
-    or sequence. None when an input cannot be made (an image, a shape with no size, more
-    than 16M values)."""
+    """One example per input, made from the description: zero arrays of the declared (or
+    smallest allowed) shape, 1 for an int64, 0.0 for a double, ``""``, an empty dictionary or
+    sequence. An optional input that cannot be made is left out; None when a required one
+    cannot be made (an image, a shape with no size, more than 16M values)."""
     out: dict[str, Any] = {}
     for feature in spec.description.input:
-        kind = feature.type.WhichOneof("Type")
-        if feature.type.isOptional:
-            continue
-        if kind == "multiArrayType":
-            array = feature.type.multiArrayType
-            shape = list(array.shape)
-            flex = array.WhichOneof("ShapeFlexibility")
-            if not shape and flex == "enumeratedShapes" and len(array.enumeratedShapes.shapes):
-                shape = list(array.enumeratedShapes.shapes[0].shape)
-            elif not shape and flex == "shapeRange":
-                shape = [max(1, int(r.lowerBound)) for r in array.shapeRange.sizeRanges]
-            if not shape or min(shape) <= 0 or float(np.prod(shape, dtype=np.float64)) > _MAX_EXAMPLE_VALUES:
-                return None
-            out[feature.name] = np.zeros(shape, dtype=np.float32)
-        elif kind == "int64Type":
-            out[feature.name] = 1
-        elif kind == "doubleType":
-            out[feature.name] = 0.0
-        elif kind == "stringType":
-            out[feature.name] = ""
-        elif kind == "dictionaryType":
-            out[feature.name] = {}
-        elif kind == "sequenceType":
-            out[feature.name] = []
-        else:
+        value = _example(feature)
+        if value is not None:
+            out[feature.name] = value
+        elif not feature.type.isOptional:
             return None
     return out
+
+
+def _example(feature) -> Any:
+    kind = feature.type.WhichOneof("Type")
+    if kind == "multiArrayType":
+        array = feature.type.multiArrayType
+        shape = list(array.shape)
+        flex = array.WhichOneof("ShapeFlexibility")
+        if not shape and flex == "enumeratedShapes" and len(array.enumeratedShapes.shapes):
+            shape = list(array.enumeratedShapes.shapes[0].shape)
+        elif not shape and flex == "shapeRange":
+            shape = [max(1, int(r.lowerBound)) for r in array.shapeRange.sizeRanges]
+        if not shape or min(shape) <= 0 or float(np.prod(shape, dtype=np.float64)) > _MAX_EXAMPLE_VALUES:
+            return None
+        return np.zeros(shape, dtype=np.float32)
+    return {"int64Type": 1, "doubleType": 0.0, "stringType": "", "dictionaryType": {},
+            "sequenceType": []}.get(kind)
 
 
 #: ``{"allowed": tuple of folders, "chain": [resolved paths]}`` while a model loads: what the

@@ -6,6 +6,9 @@
   Core ML 3's ``MLUpdateTask``: train only the layers the spec marks updatable,
   with the loss, optimizer and epochs the spec declares; see ``core_ml_update``.
 - ``SGD``, ``Adam``: pure optimizer steps matching PyTorch's update equations.
+- Both trainers run data-parallel on every core (``n_jobs``): fixed shards of each
+  mini-batch on a thread pool, summed in shard order, so the bytes do not depend on the
+  core count; see ``shards``.
 - ``estimator.ParamsMixin``: scikit-learn's parameter conventions for the trainers.
 
 The training engine imports only ``pippin.spec`` and ``pippin.pipelines.layers``

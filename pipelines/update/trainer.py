@@ -180,8 +180,8 @@ class Trainer:
             self.by_name[name].params[p] = np.ascontiguousarray(w, dtype=np.float32)
         return loss
 
-    def evaluate(self, blobs: dict, target: np.ndarray, *, batch_size: int = 256) -> tuple[float, float | None]:
-        """Mean loss (and accuracy for cross-entropy) with inference semantics, in batches (on the pool)."""
+    def evaluate(self, blobs: dict, target: np.ndarray, *, batch_size: int = 64) -> tuple[float, float | None]:
+        """Mean loss (and accuracy for cross-entropy) with inference semantics, in fixed batches (on the pool)."""
         n = len(target)
         starts = list(range(0, n, batch_size))
 

@@ -169,10 +169,14 @@ def test_unknown_user_and_a_server_url_as_db_are_clear_errors(setup, capsys):
     assert code == 2 and "no user 'bob'" in err
     code, _, err = _run(capsys, "sync", "add-user", "--db", db, "--user", "alice")
     assert code == 2 and "already exists" in err
+    code, _, err = _run(capsys, "sync", "add-user", "--db", db, "--user", "a/b")
+    assert code == 2 and "must be 1 to 200 letters" in err
     code, _, err = _run(capsys, "sync", "status", "--store", "http://127.0.0.1:9", "--user", "alice")
     assert code == 2 and "a token is required" in err
     code, _, err = _run(capsys, "sync", "serve", "--db", "http://127.0.0.1:9")
     assert code == 2 and "is a server URL" in err
+    code, _, err = _run(capsys, "sync", "status", "--store", tmp_path / "typo.db", "--user", "alice")
+    assert code == 2 and "no such store file" in err and not (tmp_path / "typo.db").exists()
 
 
 def test_a_stale_state_file_does_not_block_a_new_store(setup, capsys):

@@ -187,6 +187,8 @@ def test_changed_replayed_and_oversized_uploads_are_refused_nothing_stored(delta
         big = data[2] + b"\0" * limit
         code, body = _raw(push_url, "POST", big, token, {"X-Pippin-SHA256": hashlib.sha256(big).hexdigest()})
         assert code == 413 and f"larger than the server's limit of {limit} bytes" in json.loads(body)["error"]["message"]
+        with pytest.raises(SyncError, match=f"the delta is {len(big)} bytes, more than the server's limit of {limit}"):
+            alice.push(big, parent=2)  # the client asks the server's limit before it uploads
         status = alice.status()
         assert status["latest"] == 2 and [v["delta_sha256"] for v in status["versions"]] == [
             hashlib.sha256(d).hexdigest() for d in data[:2]]
@@ -194,7 +196,7 @@ def test_changed_replayed_and_oversized_uploads_are_refused_nothing_stored(delta
         _stop(proc)
 
 
-def _device(url, user, token, name, mine, acked, errors, max_attempts=400):
+def _device(url, user, token, name, mine, acked, errors, max_attempts=400, cut=None):
     """Push each delta of ``mine``: read the head, push on it, on 409 read again (bounded)."""
     client = HttpClient(url, user, token)
     attempts = 0
@@ -210,7 +212,8 @@ def _device(url, user, token, name, mine, acked, errors, max_attempts=400):
             except SyncError as exc:
                 if exc.status == 409:
                     continue
-                if exc.status == 503:  # the server is gone (the kill test)
+                if exc.status == 503 and cut is not None:  # the server is gone (the kill test)
+                    cut.append(name)
                     return
                 errors.append(f"{name}: {exc}")
                 return
@@ -239,13 +242,13 @@ def test_50_concurrent_pushes_from_10_devices_lose_nothing(server, deltas):
 
 
 def test_killing_the_server_mid_write_keeps_every_acknowledged_version(deltas, tmp_path):
-    _, base, models, data = deltas
+    _, _, _, data = deltas
     db = tmp_path / "store.db"
     token = DeltaStore(db).add_user("alice")
     proc, url = _start(db)
-    acked, errors = [], []
+    acked, errors, cut = [], [], []
     threads = [threading.Thread(target=_device, args=(url, "alice", token, f"device{d}", data[6 * d:6 * d + 6],
-                                                      acked, errors)) for d in range(4)]
+                                                      acked, errors), kwargs={"cut": cut}) for d in range(4)]
     for t in threads:
         t.start()
     deadline = time.monotonic() + 120
@@ -255,7 +258,7 @@ def test_killing_the_server_mid_write_keeps_every_acknowledged_version(deltas, t
     proc.wait()
     for t in threads:
         t.join(timeout=60)
-    assert len(acked) >= 8 and not errors
+    assert len(acked) >= 8 and not errors and cut  # devices were still pushing when the server died
     store = DeltaStore(db)
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
@@ -265,7 +268,7 @@ def test_killing_the_server_mid_write_keeps_every_acknowledged_version(deltas, t
     stored = {v["version"]: v["delta_sha256"] for v in status["versions"]}
     for version, digest, _ in acked:
         assert stored[version] == digest
-    latest, payload = store.fetch("alice")
+    latest, _ = store.fetch("alice")
     assert latest == max(versions) >= max(v for v, _, _ in acked)
     # the store works on: a restarted server takes the next version
     store.close()

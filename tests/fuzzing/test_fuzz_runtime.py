@@ -9,24 +9,30 @@ Bounded to about a minute (``PIPPIN_FUZZ_SECONDS``, default 60; CI may set less)
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import fuzz_mutants  # noqa: E402
-
 N_MUTANTS = 600
 SECONDS = float(os.environ.get("PIPPIN_FUZZ_SECONDS", "50"))
+TOOL = Path(__file__).resolve().parent / "fuzz_mutants.py"
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="the fuzz runner forks one child per mutant")
 def test_mutants_raise_only_pippin_errors_within_time_and_memory():
-    report = fuzz_mutants.run(N_MUTANTS, seed=12, time_limit=5.0, memory=2 << 30, budget=SECONDS)
+    # a fresh interpreter: the suite's process may already run OpenMP or BLAS thread pools,
+    # which must not be forked
+    proc = subprocess.run([sys.executable, str(TOOL), "--n", str(N_MUTANTS), "--seed", "12", "--budget",
+                           str(SECONDS), "--time-limit", "5", "--memory-gb", "2", "--json"],
+                          capture_output=True, text=True, timeout=SECONDS + 300)
+    report = json.loads(proc.stdout)
     counts = report["counts"]
     assert report["failures"] == 0, (counts, report["examples"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
     assert report["n"] >= 40, report  # the budget allowed a real sample
     # every path was exercised: unparsable files, models refused at load, models that ran
     assert counts.get("parse-rejected", 0) and counts.get("load-rejected", 0) and counts.get("run-ok", 0), counts

@@ -144,10 +144,16 @@ def test_federate_on_flower_writes_a_valid_model_each_round(tmp_path):
     spec = _model()
     clients = {f"c{i}": CoreMLClient(spec, _data(60, s, 10 + i), _data(40, s, 20 + i))
                for i, s in enumerate((0.0, 0.3, -0.3))}
-    seen = []
+    seen, written_each_round = [], []
     out = tmp_path / "fed.mlmodel"
-    history = federate(spec, clients, rounds=3, out=out, on_round=seen.append)
+
+    def on_round(record):
+        seen.append(record)
+        written_each_round.append(updatable_parameters(load(str(out)).spec)[0])
+
+    history = federate(spec, clients, rounds=3, out=out, on_round=on_round)
     assert [h["round"] for h in history] == [1, 2, 3] and seen == history
+    assert all(not np.array_equal(a, b) for a, b in zip(written_each_round, written_each_round[1:]))
     assert all(h["clients"] == 3 and h["failures"] == 0 for h in history)
     assert history[-1]["accuracy"] > 0.8 and history[-1]["loss"] < history[0]["loss"]
     written = load(str(out))
@@ -185,8 +191,24 @@ def test_other_flower_strategies_and_dp_run(tmp_path, strategy):
     clients = {f"c{i}": CoreMLClient(spec, _data(60, 0, 30 + i), _data(40, 0, 40 + i)) for i in range(3)}
     history = federate(spec, clients, rounds=2, out=tmp_path / "a.mlmodel", strategy=strategy)
     assert len(history) == 2 and all(np.isfinite(h["loss"]) for h in history)
-    noisy = federate(spec, clients, rounds=2, out=tmp_path / "b.mlmodel", dp_clip=1.0, dp_noise=0.5)
-    assert load(str(tmp_path / "b.mlmodel")).dry_run() and len(noisy) == 2
+    for side in ("client", "server"):
+        noisy = federate(spec, clients, rounds=2, out=tmp_path / "b.mlmodel", dp_clip=1.0, dp_noise=0.5,
+                         dp_side=side)
+        assert load(str(tmp_path / "b.mlmodel")).dry_run() and len(noisy) == 2
+
+
+def test_client_clips_its_update_when_flower_asks():
+    pytest.importorskip("flwr")
+    spec = _model()
+    client = CoreMLClient(spec, _data(60, 0, 1))
+    start = updatable_parameters(spec)
+    free = client.fit(start, {})[0]
+    clipped = client.fit(start, {"clipping_norm": 0.05})[0]
+    norm = lambda ps: np.sqrt(sum(float(np.sum((p - s) ** 2)) for p, s in zip(ps, start)))  # noqa: E731
+    assert norm(free) > 0.05 and norm(clipped) == pytest.approx(0.05, rel=1e-4)
+    direction = [(c - s) / norm(clipped) for c, s in zip(clipped, start)]
+    for d, f, s in zip(direction, free, start):
+        np.testing.assert_allclose(d, (f - s) / norm(free), atol=1e-4)
 
 
 def test_federate_without_flower_says_how_to_install(monkeypatch, tmp_path):
@@ -197,3 +219,62 @@ def test_federate_without_flower_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "flwr", None)
     with pytest.raises(PipelineError, match="Flower"):
         federate(_model(), {"c": CoreMLClient(_model(), _data(10, 0, 1))}, rounds=1, out=tmp_path / "x.mlmodel")
+
+
+def test_an_updatable_knn_is_refused_with_a_reason():
+    from pippin.pipelines import KNearestNeighborsClassifier
+
+    knn = KNearestNeighborsClassifier(n_dimensions=3, default_label="?", k=1, updatable=True)
+    spec = knn.add_samples(np.eye(3, dtype=np.float32), ["a", "b", "c"]).to_spec()
+    with pytest.raises(PipelineError, match="k-NN"):
+        updatable_parameters(spec)
+
+
+def test_split_head_federates_only_the_last_stage():
+    from pippin.pipelines.build import PipelineClassifier
+    from pippin.pipelines.personalize.federated import run_prefix, split_head
+
+    b = NetworkBuilder(inputs=[("x", (4,))], outputs=["x2"])
+    b.add_activation("scale", "x", "x2", kind="linear", alpha=2.0, beta=0.0)
+    head = _model()
+    head.description.input[0].name = "x2"
+    head.neuralNetworkClassifier.layers[0].input[0] = "x2"
+    pipe = PipelineClassifier([("pre", b.spec), ("head", head)]).make_updatable(training_inputs=["x", "label"])
+    spec = pipe.to_spec()
+    prefix, got = split_head(spec)
+    assert len(prefix) == 1 and parameter_names(got) != [] and len(updatable_parameters(spec)) == 2
+    data = _data(5, 0.0, 0)
+    fed = run_prefix(prefix, data)
+    np.testing.assert_allclose(fed["x2"], 2 * data["x"], rtol=1e-6)
+    for a, b2 in zip(updatable_parameters(spec), updatable_parameters(got)):
+        np.testing.assert_array_equal(a, b2)
+
+
+def test_federate_is_reproducible(tmp_path):
+    pytest.importorskip("flwr")
+    from pippin.pipelines.personalize.federated_server import federate
+
+    spec = _model()
+    runs = []
+    for name in ("a", "b"):
+        clients = {f"c{i}": CoreMLClient(spec, _data(60, s, 10 + i), _data(40, s, 20 + i))
+                   for i, s in enumerate((0.0, 0.3, -0.3))}
+        federate(spec, clients, rounds=2, out=tmp_path / f"{name}.mlmodel")
+        runs.append((tmp_path / f"{name}.mlmodel").read_bytes())
+    assert runs[0] == runs[1]
+
+
+def test_every_fit_failing_leaves_the_start_model(tmp_path):
+    pytest.importorskip("flwr")
+    from pippin.pipelines.personalize.federated_server import federate
+
+    class Crashing(CoreMLClient):
+        def fit(self, parameters, config):
+            raise RuntimeError("no battery")
+
+    spec = _model()
+    out = tmp_path / "fed.mlmodel"
+    history = federate(spec, {"c": Crashing(spec, _data(10, 0, 1), _data(10, 0, 2))}, rounds=2, out=out)
+    assert [h["failures"] for h in history] == [1, 1]
+    for got, want in zip(updatable_parameters(load(str(out)).spec), updatable_parameters(spec)):
+        np.testing.assert_array_equal(got, want)

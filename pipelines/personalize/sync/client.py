@@ -28,6 +28,9 @@ class DirectClient:
     """One user's view of a store database (no token needed: whoever can open the file owns it)."""
 
     def __init__(self, location: str | os.PathLike, user: str):
+        if "://" not in str(location) and not os.path.exists(location):  # never create a store by a typo
+            raise SyncError("no such store file", where=str(location),
+                            hint="'pippin sync add-user --db FILE' creates one")
         self.store, self.user = DeltaStore(location), user
 
     def status(self) -> dict:
@@ -73,6 +76,15 @@ class HttpClient:
     def status(self) -> dict:
         return json.loads(self._request("GET", "/status")[0])
 
+    def _health(self) -> dict:
+        root = self.base.rsplit("/v1/users/", 1)[0]
+        try:
+            with urllib.request.urlopen(root + "/v1/health", timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise SyncError(f"cannot reach the server: {getattr(exc, 'reason', exc)}", status=503,
+                            where=self.where, hint="is 'pippin sync serve' running?") from None
+
     def fetch(self, version: int | None = None) -> tuple[int, bytes]:
         data, headers = self._request("GET", f"/deltas/{'latest' if version is None else int(version)}")
         if hashlib.sha256(data).hexdigest() != headers.get("X-Pippin-SHA256"):
@@ -81,6 +93,12 @@ class HttpClient:
         return int(headers["X-Pippin-Version"]), data
 
     def push(self, data: bytes, *, parent: int, device: str = "default") -> dict:
+        # the server's limit first: a server that refuses a large body mid-upload may reset the connection
+        limit = self._health().get("max_bytes")
+        if isinstance(limit, int) and len(data) > limit:
+            raise SyncError(f"the delta is {len(data)} bytes, more than the server's limit of {limit} bytes",
+                            status=413, where=self.where, hint="personalize fewer parameters, or ask for a larger "
+                                                               "--max-bytes")
         query = urllib.parse.urlencode({"parent": int(parent), "device": device})
         raw, _ = self._request("POST", f"/deltas?{query}", data,
                                {"X-Pippin-SHA256": hashlib.sha256(data).hexdigest(),

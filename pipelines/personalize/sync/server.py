@@ -2,7 +2,7 @@
 
 Routes (JSON answers; errors are ``{"error": {type, message, where, hint}}``)::
 
-    GET  /v1/health                             -> {"ok": true}
+    GET  /v1/health                             -> {"ok": true, "max_bytes": <largest delta accepted>}
     GET  /v1/users/{user}/status                -> the store's status
     GET  /v1/users/{user}/deltas/latest         -> the delta's bytes (headers X-Pippin-Version, X-Pippin-SHA256)
     GET  /v1/users/{user}/deltas/{version}      -> the same for one version
@@ -19,6 +19,7 @@ store's checks (see ``store``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from .store import DeltaStore, SyncError
@@ -53,7 +54,7 @@ def make_app(store: DeltaStore):
         return None
 
     async def health(request: Request):
-        return JSONResponse({"ok": True})
+        return JSONResponse({"ok": True, "max_bytes": store.max_bytes})
 
     async def status(request: Request):
         denied = await authorized(request)
@@ -74,8 +75,6 @@ def make_app(store: DeltaStore):
             number, data = await run_in_threadpool(store.fetch, request.path_params["user"], version)
         except SyncError as exc:
             return error(exc)
-        import hashlib
-
         return Response(data, media_type="application/octet-stream",
                         headers={"X-Pippin-Version": str(number), "X-Pippin-SHA256": hashlib.sha256(data).hexdigest()})
 

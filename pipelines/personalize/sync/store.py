@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import tempfile
 import time
@@ -46,6 +47,7 @@ from ...errors import PipelineError
 __all__ = ["DeltaStore", "SyncError", "database_url", "MAX_UPLOAD_BYTES"]
 
 MAX_UPLOAD_BYTES = 64 << 20  # 64 MiB: a personal delta is a head's weights or a k-NN index
+USER_NAME = re.compile(r"[A-Za-z0-9._@+-]{1,200}")  # one URL path segment as it is
 
 _meta = sa.MetaData()
 users = sa.Table(
@@ -140,8 +142,9 @@ class DeltaStore:
     # users and tokens ------------------------------------------------------------
     def add_user(self, user: str) -> str:
         """Create ``user`` and return its token (shown once; only its digest is stored)."""
-        if not isinstance(user, str) or not user or len(user) > 200:
-            raise SyncError(f"user name {user!r} must be 1 to 200 characters")
+        if not isinstance(user, str) or not USER_NAME.fullmatch(user):
+            raise SyncError(f"user name {user!r} must be 1 to 200 letters, digits or . _ @ + -",
+                            where=self.where)
         token = secrets.token_urlsafe(32)
         try:
             with self.engine.begin() as conn:
