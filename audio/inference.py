@@ -54,6 +54,17 @@ def audio_input(model) -> tuple[str, int, int]:
                      where=where, hint="add userDefined metadata 'sample_rate'")
 
 
+def model_overlap(model, override: float | None = None) -> float:
+    """The window overlap to use: ``override``, else the one recorded in the model's metadata, else 0.5."""
+    if override is not None:
+        return float(override)
+    recorded = model.spec.description.metadata.userDefined.get("overlap")
+    try:
+        return float(recorded) if recorded else 0.5
+    except ValueError:
+        return 0.5
+
+
 def window_align(model) -> str:
     """Where the model expects a clip shorter than one window: "start" (default) or "center" (metadata ``align``)."""
     align = model.spec.description.metadata.userDefined.get("align", "start")

@@ -31,12 +31,16 @@ RESAMPLER = f"soxr {soxr.__version__} quality={_QUALITY}"
 _BLOCK_FRAMES = 1 << 16  # frames decoded per block (about 4 s at 16 kHz)
 
 
-def _open(path: Path) -> soundfile.SoundFile:
-    """Open ``path`` for decoding, naming each way it cannot be: missing, a dangling symlink, a
-    symlink loop, a folder, not a regular file (a FIFO would block), undecodable, empty.
+@contextlib.contextmanager
+def _open(path: Path):
+    """Open ``path`` for decoding (a context manager giving a ``soundfile.SoundFile``), naming each way
+    it cannot be: missing, a dangling symlink, a symlink loop, a folder, not a regular file (a FIFO
+    would block), undecodable, empty.
 
     The file is opened by Python and handed to libsndfile as a descriptor, so any name the
-    file system holds works, valid UTF-8 or not.
+    file system holds works, valid UTF-8 or not. The descriptor stays ours (``closefd=False``)
+    and is closed exactly once, here: when libsndfile owned it, a failed open closed it inside
+    libsndfile, and closing it again could close another thread's file that reused the number.
     """
     where = str(path)
     try:
@@ -59,17 +63,18 @@ def _open(path: Path) -> soundfile.SoundFile:
         os.close(fd)
         raise AudioError("is not a regular file (a FIFO, a device or a socket)", where=where)
     try:
-        handle = soundfile.SoundFile(fd, closefd=True)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        with contextlib.suppress(OSError):  # libsndfile may have closed it already
-            os.close(fd)
-        raise AudioError(f"cannot decode audio ({exc})", where=where,
-                         hint="libsndfile reads wav, flac, ogg and (recent builds) mp3") from None
-    if handle.frames == 0 or handle.samplerate <= 0:
-        handle.close()
-        raise AudioError(f"file has no audio samples (frames={handle.frames}, "
-                         f"sample rate={handle.samplerate})", where=where)
-    return handle
+        try:
+            handle = soundfile.SoundFile(fd, closefd=False)
+        except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+            raise AudioError(f"cannot decode audio ({exc})", where=where,
+                             hint="libsndfile reads wav, flac, ogg and (recent builds) mp3") from None
+        with handle:
+            if handle.frames == 0 or handle.samplerate <= 0:
+                raise AudioError(f"file has no audio samples (frames={handle.frames}, "
+                                 f"sample rate={handle.samplerate})", where=where)
+            yield handle
+    finally:
+        os.close(fd)
 
 
 def probe(path: str | os.PathLike) -> tuple[int, int]:

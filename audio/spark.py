@@ -39,24 +39,13 @@ def _model(data: bytes, digest: str):
     return _LOADED[digest]
 
 
-def _overlap(model, override: float | None) -> float:
-    """The override, else the overlap recorded in the model's metadata, else 0.5 (as ``pippin predict``)."""
-    if override is not None:
-        return float(override)
-    recorded = model.spec.description.metadata.userDefined.get("overlap")
-    try:
-        return float(recorded) if recorded else 0.5
-    except ValueError:
-        return 0.5
-
-
 def _classify(batches, *, shared, digest: str, path_col: str, overlap: float | None):
-    from .inference import classify_files
+    from .inference import classify_files, model_overlap
 
     model = _model(shared.value, digest)
     for frame in batches:
         paths = [str(p) for p in frame[path_col]]
-        results, skipped = classify_files(model, paths, overlap=_overlap(model, overlap), progress=False)
+        results, skipped = classify_files(model, paths, overlap=model_overlap(model, overlap), progress=False)
         by_path = {r["path"]: r for r in results}
         errors = {s["path"]: s["reason"] for s in skipped}
         rows = []

@@ -28,14 +28,10 @@ def add_parser(subparsers, parents):
 
 
 def model_overlap(model, override: float | None) -> float:
-    """The overlap to use: the override, else the one recorded in the model's metadata, else 0.5."""
-    if override is not None:
-        return float(override)
-    recorded = model.spec.description.metadata.userDefined.get("overlap")
-    try:
-        return float(recorded) if recorded else 0.5
-    except ValueError:
-        return 0.5
+    """The overlap to use (``pippin.audio.inference.model_overlap``: the override, the model's, else 0.5)."""
+    from ...audio.inference import model_overlap as overlap_of
+
+    return overlap_of(model, override)
 
 
 def run(args) -> Result:

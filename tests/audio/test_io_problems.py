@@ -103,3 +103,24 @@ def test_train_sound_skips_and_names_bad_files_and_keeps_the_good(tmp_path, caps
     assert code == 0, err
     assert "folder.wav: is a folder" in err and "loop.wav: symlink loop" in err
     assert out_path.exists() and "7 files" in out + err, out + err
+
+
+def test_undecodable_files_read_beside_good_ones_on_threads_never_break_them(tmp_path):
+    """A failed open must not close a descriptor twice: another thread may have reused the number for a good
+    file, whose close then failed with libsndfile's "No error defined" (an internal error in ``train sound``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for i in range(6):
+        _tone(tmp_path / f"good{i}.wav", freq=200.0 + 50 * i, n=4000)
+    (tmp_path / "broken.wav").write_text("not audio")
+    paths = sorted(tmp_path.glob("*.wav"))
+
+    def read(path):
+        try:
+            return len(read_audio(path))
+        except AudioError:
+            return None
+
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(200):  # the race showed within ~100 rounds before the fix
+            assert [n is None for n in pool.map(read, paths)] == [p.name == "broken.wav" for p in paths]
