@@ -67,13 +67,11 @@ def training_sources(spec, model_path) -> tuple[Path | None, list[str]]:
     recorded ``source`` (and the folder after " in "/" of " in a described source) as
     given, relative to the model file's own folder, then relative to the working directory.
     """
-    raw = spec.description.metadata.userDefined.get("training_data")
-    try:
-        summary = json.loads(raw) if raw else {}
-        source = str(summary.get("source") or "")
-        recorded = summary.get("source_path")
-    except (ValueError, AttributeError):
+    summary = _training_summary(spec)
+    if summary is None:
         return None, []
+    source = str(summary.get("source") or "")
+    recorded = summary.get("source_path")
     names = [source] + [source.rsplit(sep, 1)[1] for sep in (" in ", " of ") if sep in source]
     candidates = [Path(recorded)] if recorded else []
     for name in filter(None, names):
@@ -117,13 +115,19 @@ def _old_examples(args, spec, model):
     return (windows, labels), str(path)
 
 
+def _training_summary(spec) -> dict | None:
+    """The training summary in the model's metadata (``training_data``): {} when absent, None when unreadable."""
+    raw = spec.description.metadata.userDefined.get("training_data")
+    try:
+        summary = json.loads(raw) if raw else {}
+    except ValueError:
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
 def _recorded_label_pattern(spec) -> str | None:
     """The ``--label-from-name`` regex the model was trained with (training summary), if any."""
-    try:
-        summary = json.loads(spec.description.metadata.userDefined.get("training_data") or "{}")
-        pattern = summary.get("label_from_name")
-    except (ValueError, AttributeError):
-        return None
+    pattern = (_training_summary(spec) or {}).get("label_from_name")
     return pattern if isinstance(pattern, str) and pattern else None
 
 
