@@ -127,7 +127,7 @@ class SoundClassifier(ParamsMixin):
                                  where="SoundClassifier")
         return settings
 
-    def fit(self, dataset, *, on_epoch=None) -> "SoundClassifier":
+    def fit(self, dataset, *, on_epoch=None, features: ClipFeatures | None = None) -> "SoundClassifier":
         """Train from scratch on a labelled sound dataset; returns ``self``.
 
         Parameters
@@ -138,6 +138,10 @@ class SoundClassifier(ParamsMixin):
         on_epoch : callable, optional
             Called after each epoch with a dict (``epoch``, ``loss``, ``train_accuracy``,
             ``val_loss``, ``val_accuracy``, ...).
+        features : ClipFeatures, optional
+            The dataset's features computed elsewhere (``pippin.audio.spark.featurize``,
+            one entry of ``used`` per file of ``dataset``) instead of here: the same
+            arrays give the same model. Needs an explicit ``feature_extractor``.
 
         Raises
         ------
@@ -152,6 +156,10 @@ class SoundClassifier(ParamsMixin):
         if len(data.classes) < 2:  # before any audio is read
             raise AudioError(f"need at least two labels to train a classifier, found {data.classes}",
                              where=data.source or None)
+        if features is not None and (extractor == "auto" or len(features.used) != len(data.paths)):
+            raise AudioError(f"precomputed features need feature_extractor='scratch', 'sounds' or 'speech' (got "
+                             f"{extractor!r}) and one entry per file ({len(features.used)} for {len(data.paths)})",
+                             where="SoundClassifier.fit")
         rng = np.random.default_rng(self.random_state)
         self.selection_ = None
         if extractor == "auto":
@@ -162,10 +170,10 @@ class SoundClassifier(ParamsMixin):
             settings = self._settings(extractor)
         self.feature_extractor_ = extractor
         backbone = None if extractor == "scratch" else get_backbone(extractor)
-        if backbone is None:
+        if features is None and backbone is None:
             features = featurize_files(data.paths, overlap=self.overlap, progress=self.progress,
                                        description="features")
-        elif self.selection_ is None:
+        elif features is None and self.selection_ is None:
             features = embed_files(data.paths, backbone, overlap=self.overlap, progress=self.progress)
         self.skipped_ = features.skipped
         classes = self._check_labels(data, features)

@@ -68,7 +68,8 @@ def _empty(backbone) -> np.ndarray:
 def _embed_chunks(paths: list[Path], backbone, read, *, parallel: bool, progress: bool,
                   description: str) -> ClipFeatures:
     """Read files ``_FILES_AHEAD`` at a time (``read(path)`` -> (starts, windows, padded) or AudioError) and
-    embed each chunk's windows in one go, so the backbone's products stay large."""
+    embed each chunk's windows in one go, so the backbone's products stay large. With ``parallel``, the
+    next chunk's files are read on the pool while the current chunk embeds (same results, in order)."""
     empty = _empty(backbone)
     bar = None
     if progress:
@@ -77,10 +78,15 @@ def _embed_chunks(paths: list[Path], backbone, read, *, parallel: bool, progress
         bar = tqdm(total=len(paths), desc=description, unit="file", leave=False, disable=None)
     pool = ThreadPoolExecutor(max_workers=n_cpus()) if parallel else None
     results: list = []
+    chunks = [paths[first:first + _FILES_AHEAD] for first in range(0, len(paths), _FILES_AHEAD)]
+    ahead = [pool.submit(read, p) for p in chunks[0]] if pool is not None and chunks else None
     try:
-        for first in range(0, len(paths), _FILES_AHEAD):
-            chunk = paths[first:first + _FILES_AHEAD]
-            reads = list(pool.map(read, chunk)) if pool is not None else [read(p) for p in chunk]
+        for k, chunk in enumerate(chunks):
+            if pool is None:
+                reads = [read(p) for p in chunk]
+            else:  # the next chunk's files are read while this one embeds: no core idles between the two
+                reads = [f.result() for f in ahead]
+                ahead = [pool.submit(read, p) for p in chunks[k + 1]] if k + 1 < len(chunks) else []
             good = [r for r in reads if not isinstance(r, AudioError)]
             embedded = embed_windows(backbone, np.concatenate([w for _, w, _ in good])) if good else empty
             at = 0
@@ -95,7 +101,7 @@ def _embed_chunks(paths: list[Path], backbone, read, *, parallel: bool, progress
                 bar.update(len(chunk))
     finally:
         if pool is not None:
-            pool.shutdown()
+            pool.shutdown(cancel_futures=True)
         if bar is not None:
             bar.close()
     return collect_features(paths, results, empty=empty, sample_rate=backbone.sample_rate)

@@ -12,8 +12,9 @@ initial weights on the same data in this one process.
   ``fit_network(..., n_jobs=k)`` against a PyTorch loop under ``torch.set_num_threads(k)``,
   for k = 1 and 2 cores, all four interleaved in each repeat (so a change of machine
   load hits every column alike); median of ``--repeats`` after a warm-up. Also
-  reported: each run's process CPU time over wall time, patches per CPU second (which
-  a busy machine disturbs less than wall time), and the 1 -> 2 speed-ups.
+  reported: each run's CPU time over wall time (this process plus its reaped children:
+  pippin's k - 1 training worker processes end with each fit), patches per CPU second
+  (which a busy machine disturbs less than wall time), and the 1 -> 2 speed-ups.
 - inference: patches/s of ``model.predict_batch`` against ``model(x)`` under
   ``torch.no_grad()`` (2 threads), at batch 64.
 
@@ -97,8 +98,9 @@ def torch_net(spec):
 
 
 def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+    """CPU seconds of this process and its reaped children (pippin's worker processes end with each fit)."""
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 def _timed(fn) -> tuple[float, float]:

@@ -13,8 +13,10 @@ warning is silenced here rather than pinning pandas below 3.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import shutil
 import sys
 import warnings
@@ -22,7 +24,8 @@ from pathlib import Path
 
 from .errors import DatasetError
 
-__all__ = ["spark_session", "ensure_java", "require_pyspark", "read_spark_table", "check_columns"]
+__all__ = ["spark_session", "ensure_java", "require_pyspark", "read_spark_table", "check_columns",
+           "spark_failure", "spark_job"]
 
 logger = logging.getLogger(__name__)
 
@@ -151,3 +154,49 @@ def read_spark_table(spark, path: str | os.PathLike, *, sep: str | None = None):
     except Exception as exc:
         raise DatasetError(f"cannot read the table: {str(exc).strip().splitlines()[0]}", where=text,
                            hint="expected a CSV/TSV file with a header row, or Parquet") from None
+
+
+def spark_failure(exc: BaseException) -> str | None:
+    """One line saying why a Spark job failed (the failed task's own error, and how many
+    attempts Spark made), or None when ``exc`` is not a Spark or Py4J failure."""
+    names = {c.__module__.split(".")[0] for c in type(exc).__mro__}
+    if not names & {"pyspark", "py4j"}:
+        return None
+    text = str(exc)
+    attempts = re.search(r"Task \S+ in stage \S+ failed (\d+) times?", text)
+    cause = text
+    if "most recent failure:" in text:
+        cause = text.split("most recent failure:", 1)[1].split("):", 1)[-1]
+    if "Traceback (most recent call last)" in cause:  # a Python error in the task: its last line
+        lines = [ln for ln in cause.split("Traceback (most recent call last)")[-1].splitlines()
+                 if ln.strip() and not ln.startswith((" ", "\t"))]
+        cause = lines[-1] if lines else cause
+    lines = [ln.strip() for ln in cause.strip().splitlines() if ln.strip() and not ln.strip().startswith("at ")]
+    cause = lines[0] if lines else type(exc).__name__
+    cause = re.sub(r"^(:\s*)?([a-z]+\.)+[A-Za-z]*(Exception|Error):\s*", "", cause)  # the Java class name
+    cause = cause.split(". Consider setting")[0].strip().rstrip(".")
+    if attempts:
+        n = int(attempts.group(1))
+        return f"a task failed {n} time{'s' if n != 1 else ''} (Spark's retry budget): {cause}"
+    return cause
+
+
+@contextlib.contextmanager
+def spark_job(what: str, *, error=DatasetError):
+    """Turn a failed Spark job inside the block into one ``error`` naming what failed and why.
+
+    Spark itself retries a failed task (``spark.task.maxFailures``; ``local[N,F]`` in local
+    mode) before failing the job; only then does this raise. Pippin's own errors pass through.
+    """
+    from ..spec.errors import PippinError
+
+    try:
+        yield
+    except PippinError:
+        raise
+    except Exception as exc:
+        reason = spark_failure(exc)
+        if reason is None:
+            raise
+        raise error(f"Spark job failed while {what}: {reason}", where="spark",
+                    hint="see the executor logs; more attempts: spark.task.maxFailures (local[N,F] locally)") from None

@@ -43,7 +43,8 @@ from scipy.linalg import lapack
 from . import kernels
 from .errors import RecommendError
 
-__all__ = ["L2_GRID", "fit_ease", "ease_dense", "select_l2", "topk_by_magnitude", "dense_bytes"]
+__all__ = ["L2_GRID", "POPULARITY_EXPONENT", "fit_ease", "ease_dense", "select_l2", "topk_by_magnitude",
+           "dense_bytes", "popularity_scale"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ _ROW_BLOCK_ENTRIES = 1 << 24  # rows x n_items values ranked at once when pickin
 _AUTO_HOLDOUT = 0.2
 _AUTO_SEED = 0
 _AUTO_MAX_USERS = 20_000
+# Default exponent of the popularity discount B[:, j] / pop_j**beta, chosen on validation splits of the
+# MovieLens 100K training data only (never its test split); see popularity_scale.
+POPULARITY_EXPONENT = 0.15
 
 
 def _dtype(n_items: int):
@@ -79,6 +83,21 @@ def check_fits(n_items: int) -> None:
             where="similarity='ease'",
             hint="set neighbours=256 (sparse approximation: each item's weights over its 256 top "
                  "co-occurring items) or reduce the catalogue")
+
+
+def popularity_scale(X: sp.csr_matrix, beta: float) -> np.ndarray | None:
+    """Column weights ``pop_j ** -beta`` [shape=(n_items,)], ``pop_j`` the number of users with item ``j``
+    (at least 1); ``None`` when ``beta == 0``.
+
+    Scaling column ``j`` of ``B`` divides every user's score for item ``j`` by ``pop_j ** beta``: the
+    popularity discount of RP3beta (Paudel et al., "Updatable, accurate, diverse, and scalable
+    recommendations for interactive applications", TiiS 2016) applied to EASE's weights. The table
+    stays an item-item table, so the exported model scores it with Core ML's own formula.
+    """
+    if not beta:
+        return None
+    pop = np.maximum(np.diff(sp.csc_matrix(X).indptr), 1).astype(np.float64)
+    return pop ** -float(beta)
 
 
 def gram(X: sp.csr_matrix, dtype) -> np.ndarray:
@@ -170,20 +189,28 @@ def _split(X: sp.csr_matrix, fraction: float, seed: int) -> tuple[sp.csr_matrix,
     return make(~held), make(held)
 
 
-def _dense_tables(train: sp.csr_matrix, grid, top_k, threshold):
+def _scaled(B: np.ndarray, scale) -> np.ndarray:
+    """``B`` with column ``j`` multiplied by ``scale[j]``, in place (``scale`` None: unchanged)."""
+    if scale is not None:
+        B *= scale.astype(B.dtype)[np.newaxis, :]
+    return B
+
+
+def _dense_tables(train: sp.csr_matrix, grid, top_k, threshold, beta=0.0):
     G = gram(train, _dtype(train.shape[1]))
+    scale = popularity_scale(train, beta)
     for l2 in grid:
-        yield float(l2), topk_by_magnitude(ease_dense(G, float(l2)), top_k, threshold)
+        yield float(l2), topk_by_magnitude(_scaled(ease_dense(G, float(l2)), scale), top_k, threshold)
 
 
 def select_l2(X: sp.csr_matrix, *, grid=L2_GRID, top_k: int | None, threshold: float,
-              k: int = 10, tables=None) -> tuple[float, dict]:
+              k: int = 10, tables=None, beta: float = 0.0) -> tuple[float, dict]:
     """``l2="auto"``: the grid value with the best precision@``k`` on a validation split.
 
     Each user's interactions are split at random (seed 0): 20% held out, the rest is
     ``X_train``; every ``l2`` of ``grid`` is fitted on ``X_train`` by ``tables(X_train, grid,
-    top_k, threshold)`` (a generator of ``(l2, table)``; default: the exact fit), with the same
-    ``top_k``/``threshold`` as the final model, and scored on up to 20,000 users with
+    top_k, threshold, beta)`` (a generator of ``(l2, table)``; default: the exact fit), with the same
+    ``top_k``/``threshold``/popularity exponent ``beta`` as the final model, and scored on up to 20,000 users with
     held-out items (their training items excluded). Ties go to the smaller ``l2``.
 
     Returns
@@ -203,7 +230,7 @@ def select_l2(X: sp.csr_matrix, *, grid=L2_GRID, top_k: int | None, threshold: f
         users = np.sort(np.random.default_rng(_AUTO_SEED).choice(users, _AUTO_MAX_USERS, replace=False))
     hist, truth = train[users], held[users]
     scores = {}
-    for l2, S in (tables or _dense_tables)(train, grid, top_k, threshold):
+    for l2, S in (tables or _dense_tables)(train, grid, top_k, threshold, beta):
         ids, _ = recommend_topk(hist, S, np.zeros(X.shape[1]), k=k, exclude=hist)
         scores[float(l2)] = precision_at_k(ids, truth, k)
         logger.info("ease l2=%g: validation precision@%d %.4f", l2, k, scores[float(l2)])
@@ -211,8 +238,10 @@ def select_l2(X: sp.csr_matrix, *, grid=L2_GRID, top_k: int | None, threshold: f
     return best, scores
 
 
-def fit_ease(X: sp.csr_matrix, *, l2, top_k: int | None, threshold: float) -> tuple[sp.csr_matrix, float, dict]:
-    """Exact EASE table of ``X`` [shape=(n_users, n_items)].
+def fit_ease(X: sp.csr_matrix, *, l2, top_k: int | None, threshold: float,
+             beta: float = 0.0) -> tuple[sp.csr_matrix, float, dict]:
+    """Exact EASE table of ``X`` [shape=(n_users, n_items)], column ``j`` scaled by
+    ``popularity_scale(X, beta)[j]`` before each row's ``top_k`` are picked.
 
     Returns
     -------
@@ -227,9 +256,10 @@ def fit_ease(X: sp.csr_matrix, *, l2, top_k: int | None, threshold: float) -> tu
     check_fits(n_items)
     scores = {}
     if isinstance(l2, str):
-        l2, scores = select_l2(X, top_k=top_k, threshold=threshold)
+        l2, scores = select_l2(X, top_k=top_k, threshold=threshold, beta=beta)
     G = gram(X, _dtype(n_items))
-    S = topk_by_magnitude(ease_dense(G, float(l2), overwrite=True), top_k, threshold)
-    del G
+    B = _scaled(ease_dense(G, float(l2), overwrite=True), popularity_scale(X, beta))
+    S = topk_by_magnitude(B, top_k, threshold)
+    del G, B
     logger.info("ease: %d items, l2=%g, %d weights kept", n_items, l2, S.nnz)
     return S, float(l2), scores

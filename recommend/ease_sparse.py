@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
 
-from .ease import select_l2
+from .ease import popularity_scale, select_l2
 from .similarity import item_similarity
 
 __all__ = ["fit_ease_sparse", "sparse_gram"]
@@ -112,7 +112,7 @@ def _solve_columns(t_ptr, t_idx, g_ptr, g_idx, g_val, l2, out):
             out[lo:hi] = rhs
 
 
-def _table(X: sp.csr_matrix, m: int, l2: float, top_k, threshold, grams=None) -> sp.csr_matrix:
+def _table(X: sp.csr_matrix, m: int, l2: float, top_k, threshold, grams=None, beta=0.0) -> sp.csr_matrix:
     G, T = grams if grams is not None else sparse_gram(X, m)
     w = np.empty(T.nnz)
     from threadpoolctl import threadpool_limits
@@ -125,6 +125,9 @@ def _table(X: sp.csr_matrix, m: int, l2: float, top_k, threshold, grams=None) ->
     # column j of B holds row j of T: sim(i -> j) = w at (i, j)
     n = X.shape[1]
     cols = np.repeat(np.arange(n), np.diff(T.indptr))
+    scale = popularity_scale(X, beta)
+    if scale is not None:
+        w *= scale[cols]
     B = sp.csr_matrix((w, (T.indices, cols)), shape=(n, n))
     return _topk_rows(B, top_k, threshold)
 
@@ -154,18 +157,19 @@ def _topk_rows(B: sp.csr_matrix, top_k, threshold) -> sp.csr_matrix:
 
 
 def fit_ease_sparse(X: sp.csr_matrix, *, l2, neighbours: int, top_k: int | None,
-                    threshold: float) -> tuple[sp.csr_matrix, float, dict]:
-    """The approximate EASE table of ``X`` [shape=(n_users, n_items)]; same returns as ``ease.fit_ease``."""
+                    threshold: float, beta: float = 0.0) -> tuple[sp.csr_matrix, float, dict]:
+    """The approximate EASE table of ``X`` [shape=(n_users, n_items)] (columns scaled by
+    ``ease.popularity_scale(X, beta)``); same returns as ``ease.fit_ease``."""
     X = sp.csr_matrix(X, dtype=np.float64)
     m = min(int(neighbours), max(X.shape[1] - 1, 1))
     scores = {}
     if isinstance(l2, str):
-        def tables(train, grid, top_k, threshold):
+        def tables(train, grid, top_k, threshold, beta):
             grams = sparse_gram(train, m)
             for value in grid:
-                yield float(value), _table(train, m, value, top_k, threshold, grams)
+                yield float(value), _table(train, m, value, top_k, threshold, grams, beta)
 
-        l2, scores = select_l2(X, top_k=top_k, threshold=threshold, tables=tables)
-    S = _table(X, m, float(l2), top_k, threshold)
+        l2, scores = select_l2(X, top_k=top_k, threshold=threshold, tables=tables, beta=beta)
+    S = _table(X, m, float(l2), top_k, threshold, beta=beta)
     logger.info("ease (sparse, %d neighbours): %d items, l2=%g, %d weights kept", m, X.shape[1], l2, S.nnz)
     return S, float(l2), scores

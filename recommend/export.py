@@ -89,6 +89,7 @@ def build_spec(model, *, short_description: str | None = None) -> Model:
     desc.metadata.userDefined["threshold"] = repr(float(model.threshold))
     if getattr(model, "l2_", None) is not None:  # similarity="ease": the ridge penalty used
         desc.metadata.userDefined["l2"] = repr(float(model.l2_))
+        desc.metadata.userDefined["popularity_exponent"] = repr(float(model.popularity_exponent))
     columns = getattr(model, "columns_", None) or {}
     for role in ("user", "item", "rating"):
         if columns.get(role) is not None or role == "rating":

@@ -55,6 +55,11 @@ class ItemSimilarityRecommender(ParamsMixin):
         ``ease`` only: ``None`` solves the exact dense problem; ``m`` solves each item's
         weights over its ``m`` top co-occurring items only (``ease_sparse``), for
         catalogues too large for the dense matrix.
+    popularity_exponent : float >= 0
+        ``ease`` only: column ``j`` of the weights is divided by ``pop_j ** popularity_exponent``
+        (``pop_j``: training users of item ``j``), which discounts popular items' scores
+        (``ease.popularity_scale``). The default 0.15 and ``l2=500`` were chosen on validation
+        splits of MovieLens 100K's training data; 0 is plain EASE.
     progress : bool
         Draw a progress bar while fitting.
 
@@ -79,13 +84,15 @@ class ItemSimilarityRecommender(ParamsMixin):
     _param_error = RecommendError
 
     def __init__(self, *, similarity: str = "jaccard", top_k: int | None = 64, threshold: float = 0.001,
-                 progress: bool = False, l2: float | str = 500.0, neighbours: int | None = None):
+                 progress: bool = False, l2: float | str = 500.0, neighbours: int | None = None,
+                 popularity_exponent: float = 0.15):
         self.similarity = similarity
         self.top_k = top_k
         self.threshold = threshold
         self.progress = progress
         self.l2 = l2
         self.neighbours = neighbours
+        self.popularity_exponent = popularity_exponent
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "similarity_"):
@@ -148,12 +155,17 @@ class ItemSimilarityRecommender(ParamsMixin):
         m = self.neighbours
         if m is not None and (not isinstance(m, (int, np.integer)) or isinstance(m, bool) or m < 1):
             raise RecommendError(f"neighbours={m!r}; expected a positive integer or None", where="neighbours")
+        beta = self.popularity_exponent
+        if isinstance(beta, bool) or not isinstance(beta, (int, float, np.number)) or not 0 <= beta < np.inf:
+            raise RecommendError(f"popularity_exponent={beta!r}; expected a number >= 0",
+                                 where="popularity_exponent")
         threshold = max(float(self.threshold), 0.0)
         if m is None:
-            S, self.l2_, self.l2_scores_ = fit_ease(X, l2=l2, top_k=self.top_k, threshold=threshold)
+            S, self.l2_, self.l2_scores_ = fit_ease(X, l2=l2, top_k=self.top_k, threshold=threshold,
+                                                    beta=float(beta))
         else:
             S, self.l2_, self.l2_scores_ = fit_ease_sparse(X, l2=l2, neighbours=int(m), top_k=self.top_k,
-                                                           threshold=threshold)
+                                                           threshold=threshold, beta=float(beta))
         return S, np.zeros(X.shape[1])
 
     # -- recommending --------------------------------------------------------

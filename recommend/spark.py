@@ -40,13 +40,14 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import contextmanager
 from functools import partial
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..datasets.spark import check_columns, require_pyspark
+from ..datasets.spark import check_columns, require_pyspark, spark_job
 from . import spark_tasks
 from .errors import RecommendError
 from .matrix import encode_items
@@ -59,6 +60,9 @@ logger = logging.getLogger(__name__)
 
 # A tile holds about 2 * nnz / n_blocks interactions: at least this many blocks per that many.
 _TILE_ENTRIES = 20_000_000
+# rows per Arrow batch between the JVM and the Python tasks (Spark's default, 10,000, costs a
+# pandas round of overhead per 10,000 rows)
+_ARROW_BATCH = 1 << 20
 
 
 def _check_params(similarity, top_k, threshold, cap) -> None:
@@ -87,8 +91,9 @@ def _id_column(df, name: str):
     return F.col(name).cast("string"), "string"
 
 
-def _validated(df, user: str, item: str, rating: str | None):
-    """``(u, i, r, seq)``, n_users, n_items, from one pass checking ids and ratings; raises ``RecommendError``."""
+def _validated(df, user: str, item: str, rating: str | None, *, count_items: bool = True):
+    """``(u, i, r, seq)``, n_users, n_items (None unless ``count_items``), n_rows, from one pass
+    checking ids and ratings; raises ``RecommendError``."""
     from pyspark.sql import functions as F
 
     check_columns(df, {"user": user, "item": item, "rating": rating}, where="df", error=RecommendError)
@@ -105,9 +110,12 @@ def _validated(df, user: str, item: str, rating: str | None):
     r = F.col(rating).try_cast("double") if rating else F.lit(1.0)
     if rating:
         checks.append(F.sum((r.isNull() | F.isnan(r) | (F.abs(r) == float("inf"))).cast("long")).alias("rating"))
-    checks += [F.countDistinct(cols["user"]).alias("n_users"), F.countDistinct(cols["item"]).alias("n_items")]
+    checks += [F.countDistinct(cols["user"]).alias("n_users"), F.count(F.lit(1)).alias("n_rows")]
+    if count_items:
+        checks.append(F.countDistinct(cols["item"]).alias("n_items"))
     counts = df.agg(*checks).collect()[0].asDict()
-    n_users, n_items = int(counts.pop("n_users")), int(counts.pop("n_items"))
+    n_users, n_rows = int(counts.pop("n_users")), int(counts.pop("n_rows"))
+    n_items = int(counts.pop("n_items")) if count_items else None
     for role, n_bad in counts.items():
         if n_bad:
             what = "a finite number" if role == "rating" else "a non-empty integer or string id"
@@ -116,7 +124,7 @@ def _validated(df, user: str, item: str, rating: str | None):
                                  where=f"df: column {name!r}")
     data = df.select(cols["user"].alias("u"), cols["item"].alias("i"), r.alias("r"),
                      F.monotonically_increasing_id().alias("seq"))
-    return data, n_users, n_items
+    return data, n_users, n_items, n_rows
 
 
 def _deduplicated(data, cap: int | None, parts: int):
@@ -150,6 +158,111 @@ def _n_blocks(spark, nnz: int, n_blocks: int | None) -> int:
     return max(by_tasks, math.ceil(2 * nnz / _TILE_ENTRIES))
 
 
+def _spark_hash_long(value: int, seed: int = 42) -> int:
+    """Spark's ``hash()`` (Murmur3 x86_32, seed 42) of a long: which partition ``repartition`` sends it to."""
+    mask = 0xFFFFFFFF
+
+    def rotl(x, r):
+        return ((x << r) | (x >> (32 - r))) & mask
+
+    def mix(h, k):
+        k = rotl((k * 0xCC9E2D51) & mask, 15) * 0x1B873593 & mask
+        return (rotl(h ^ k, 13) * 5 + 0xE6546B64) & mask
+
+    value &= 0xFFFFFFFFFFFFFFFF
+    h = mix(mix(seed, value & mask), value >> 32) ^ 8
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & mask
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & mask
+    h ^= h >> 16
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def _partition_keys(n: int) -> list[int]:
+    """``n`` long keys that ``repartition(n, key)`` sends to ``n`` different partitions (one tile per task)."""
+    keys, taken = [None] * n, set()
+    value = 0
+    while len(taken) < n:
+        part = _spark_hash_long(value) % n
+        if part not in taken:
+            taken.add(part)
+            keys[len(taken) - 1] = value
+        value += 1
+    return keys
+
+
+@contextmanager
+def _session_conf(spark, settings: dict):
+    """Set runtime SQL settings for the block, then put the session's own values back."""
+    old = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, str(value))
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
+def _one_shuffle(data, *, n_users: int, n_rows: int, similarity: str, top_k, threshold: float, n_blocks):
+    """Tiles straight from the raw rows (``spark_tasks.raw_tile``): the only shuffle sends each row
+    to the ``n_blocks`` tiles of its item's block; de-duplication, item statistics, weights and
+    the pair kernel all run inside the tile tasks. Returns (merged neighbour table, item ids,
+    item counts, blocks)."""
+    from pyspark.sql import functions as F
+
+    spark = data.sparkSession
+    blocks = _n_blocks(spark, n_rows, n_blocks)
+    n_tiles = blocks * (blocks + 1) // 2
+    tiles = [(b, c) for b in range(blocks) for c in range(b, blocks)]
+    keys = _partition_keys(n_tiles)
+    key_of = {b * blocks + c: key for (b, c), key in zip(tiles, keys)}
+    blk = F.pmod(F.xxhash64("i"), F.lit(blocks))
+    tile_ids = [F.least(blk, F.lit(c)) * blocks + F.greatest(blk, F.lit(c)) for c in range(blocks)]
+    key_expr = F.lit(keys[0]).cast("long")
+    for tile, key in key_of.items():
+        key_expr = F.when(F.col("tile") == tile, F.lit(key).cast("long")).otherwise(key_expr)
+    i_type = data.schema["i"].dataType.simpleString()
+    threads = max(1, int(spark.sparkContext.getConf().get("spark.task.cpus", "1")))
+    task = partial(_raw_tiles, threads=threads, n_blocks=blocks, similarity=similarity, n_users=n_users,
+                   top_k=top_k, threshold=float(threshold))
+    out = (data.select(F.explode(F.array(*tile_ids)).alias("tile"), blk.alias("blk"), "u", "i", "r", "seq")
+           .withColumn("key", key_expr).repartition(n_tiles, "key").drop("key")
+           .mapInPandas(task, f"i {i_type}, pos int, nbr {i_type}, val double").toPandas())
+    is_item = out["pos"].to_numpy() < 0
+    items = out[is_item]
+    ids = items["i"].to_numpy(dtype=np.int64 if i_type == "bigint" else object)
+    item_ids, order = np.unique(ids, return_index=True)
+    counts = items["val"].to_numpy()[order].astype(np.int64)
+    pairs = out[~is_item]
+    idx, _ = encode_items(item_ids, pairs["i"].to_numpy())
+    nbr, _ = encode_items(item_ids, pairs["nbr"].to_numpy())
+    val = pairs["val"].to_numpy(np.float64)
+    n_items = len(item_ids)
+    k = n_items - 1 if top_k is None else min(int(top_k), max(n_items - 1, 1))
+    order = np.lexsort((nbr, -val, idx))  # per item: best first, ties by lower item index
+    idx, nbr, val = idx[order], nbr[order], val[order]
+    starts = np.r_[0, np.flatnonzero(idx[1:] != idx[:-1]) + 1] if len(idx) else np.zeros(0, np.int64)
+    pos = np.arange(len(idx)) - np.repeat(starts, np.diff(np.r_[starts, len(idx)]))
+    keep = pos < max(k, 1)
+    table = pd.DataFrame({"idx": idx[keep], "pos": pos[keep], "nbr": nbr[keep], "val": val[keep]})
+    return table, item_ids, counts, blocks
+
+
+def _raw_tiles(batches, *, threads: int, **kwargs):
+    """One partition = one tile (``_partition_keys``): all its batches, then ``spark_tasks.raw_tile``."""
+    import numba
+
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # the task's share of the cores
+    frames = [frame for frame in batches if len(frame)]
+    if frames:
+        yield spark_tasks.raw_tile(pd.concat(frames, ignore_index=True), **kwargs)
+
+
 def fit_item_similarity(df, *, user: str, item: str, rating: str | None = None, similarity: str = "jaccard",
                         top_k: int | None = 64, threshold: float = 0.001,
                         degree_approximation_threshold: int | None = None, n_blocks: int | None = None,
@@ -181,19 +294,17 @@ def fit_item_similarity(df, *, user: str, item: str, rating: str | None = None, 
     -------
     ItemSimilarityRecommender
         Fitted: ``similarity_``, ``shift_``, ``item_ids_``, ``n_items_``, ``n_users_``,
-        ``has_ratings_``, plus ``n_interactions_``, ``n_users_capped_`` and ``spark_blocks_``.
+        ``has_ratings_``, plus ``n_interactions_``, ``n_users_capped_``, ``spark_blocks_``
+        and ``spark_seconds_`` (seconds per stage).
 
     Raises
     ------
     RecommendError
         A column is missing, an id or rating is invalid, a parameter is out of range,
-        or there are no interactions.
+        there are no interactions, or a Spark job failed after Spark's own retries
+        (the message names the failed task's error).
     """
     require_pyspark()
-    from pyspark import StorageLevel
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
     _check_params(similarity, top_k, threshold, degree_approximation_threshold)
     spark = df.sparkSession
     clock, times = time.perf_counter(), {}
@@ -205,78 +316,36 @@ def fit_item_similarity(df, *, user: str, item: str, rating: str | None = None, 
         if progress:
             logger.info("spark fit: %s in %.1f s", name, times[name])
 
-    data, n_users, n_items = _validated(df, user, item, rating)
-    parts = max(2, spark.sparkContext.defaultParallelism)
-    clean, capped, by_item = _deduplicated(data, degree_approximation_threshold, parts)
-    clean = clean.persist(StorageLevel.MEMORY_AND_DISK)
-    if capped:  # the cap may drop every row of an item
-        n_items = clean.select("i").distinct().count()
-    lap("validate")
-    source = clean
-    if similarity in ("bm25", "tfidf"):  # both weight an entry by its user's activity
-        source = clean.join(clean.groupBy("u").agg(F.count(F.lit(1)).alias("uc")), on="u")
-        by_item = False
-    i_type = clean.schema["i"].dataType
-    ordered = source if by_item else source.repartition(parts, "i").sortWithinPartitions("i", "u")
-    stats = (ordered
-             .mapInPandas(partial(spark_tasks.item_statistics, similarity=similarity, n_items=n_items),
-                          f"i {i_type.simpleString()}, count long, s1 double, s2 double, lo double, hi double")
-             .toPandas())
-    nnz = int(stats["count"].sum())
+    one_shuffle = (similarity in spark_tasks.ITEM_LOCAL and not (similarity == "pearson" and rating)
+                   and degree_approximation_threshold is None)
+    settings = {"spark.sql.execution.arrow.maxRecordsPerBatch": _ARROW_BATCH}
+    with spark_job(f"fitting {similarity} similarities", error=RecommendError), _session_conf(spark, settings):
+        data, n_users, n_items, n_rows = _validated(df, user, item, rating, count_items=not one_shuffle)
+        lap("validate")
+        if one_shuffle:
+            table, item_ids, counts, blocks = _one_shuffle(data, n_users=n_users, n_rows=n_rows,
+                                                           similarity=similarity, top_k=top_k,
+                                                           threshold=threshold, n_blocks=n_blocks)
+            vec, capped = {"shift": np.zeros(len(item_ids))}, 0
+            lap("pairs")
+        else:
+            table, item_ids, counts, vec, capped, blocks = _general(
+                data, n_users=n_users, n_items=n_items, similarity=similarity, top_k=top_k, threshold=threshold,
+                cap=degree_approximation_threshold, n_blocks=n_blocks, lap=lap)
+    n_items, nnz = len(item_ids), int(counts.sum())
     if nnz == 0:
-        clean.unpersist()
         raise RecommendError("no interactions to learn from", where="df")
-    ids = stats["i"].to_numpy(dtype=np.int64 if i_type.typeName() == "long" else object)
-    item_ids, order = np.unique(ids, return_index=True)
-    stats = stats.iloc[order].reset_index(drop=True)
-    assert len(item_ids) == n_items, (len(item_ids), n_items)
-    rated_pearson = similarity == "pearson" and bool(stats["hi"].max() > stats["lo"].min())
-    vec = spark_tasks.item_vectors(similarity, stats["count"].to_numpy(), stats["s1"].to_numpy(),
-                                   stats["s2"].to_numpy(), n_users=n_users, rated_pearson=rated_pearson)
-    lap("item statistics")
-    k = n_items - 1 if top_k is None else min(int(top_k), max(n_items - 1, 1))
-    k = max(k, 1)
-    blocks = _n_blocks(spark, nnz, n_blocks)
-    sc = spark.sparkContext
-    shared = sc.broadcast({"item_ids": item_ids, "factor": vec["factor"], "sa": vec["sa"], "sb": vec["sb"]})
-    task_threads = max(1, int(sc.getConf().get("spark.task.cpus", "1")))
-    mode = int(vec["mode"])
-
-    def weights(batches):
-        v = shared.value
-        yield from spark_tasks.weight_batches(batches, similarity=similarity, rated_pearson=rated_pearson,
-                                              item_ids=v["item_ids"], factor=v["factor"], n_items=n_items,
-                                              n_blocks=blocks)
-
-    def tiles(frame):
-        import numba
-
-        numba.set_num_threads(min(task_threads, numba.config.NUMBA_NUM_THREADS))
-        v = shared.value
-        return spark_tasks.tile_topk(frame, n_blocks=blocks, sa=v["sa"], sb=v["sb"], mode=mode,
-                                     n_users=n_users, top_k=k, threshold=float(threshold))
-
-    u_type = clean.schema["u"].dataType.simpleString()
-    tiled = (source.mapInPandas(weights, f"tile long, u {u_type}, idx long, w float")
-             .groupBy("tile").applyInPandas(tiles, "idx long, pos int, nbr long, val double"))
-    if blocks > 1:  # merge each item's partial lists: one per block of neighbours
-        best = Window.partitionBy("idx").orderBy(F.col("val").desc(), F.col("nbr").asc())
-        tiled = tiled.withColumn("pos", F.row_number().over(best)).where(F.col("pos") <= k)
-    table = tiled.toPandas()
-    clean.unpersist()
-    shared.unpersist()
-    lap("pairs")
     table = table.iloc[np.lexsort((table["pos"].to_numpy(), table["idx"].to_numpy()))]
-    counts = np.bincount(table["idx"].to_numpy(np.int64), minlength=n_items)
+    per_item = np.bincount(table["idx"].to_numpy(np.int64), minlength=n_items)
     indptr = np.zeros(n_items + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
+    np.cumsum(per_item, out=indptr[1:])
     S = sp.csr_matrix((table["val"].to_numpy(np.float64), table["nbr"].to_numpy(np.int32), indptr),
                       shape=(n_items, n_items))
     model = ItemSimilarityRecommender(similarity=similarity, top_k=top_k, threshold=threshold, progress=progress)
     model.similarity_, model.shift_ = S, np.asarray(vec["shift"], dtype=np.float64)
     model.item_ids_, model.n_items_, model.n_users_ = item_ids, n_items, n_users
     model.has_ratings_ = rating is not None
-    model.popularity_ = stats["count"].to_numpy(np.int64)  # training interactions per item
+    model.popularity_ = counts  # training interactions per item
     model.columns_ = {"user": user, "item": item, "rating": rating}
     model.n_interactions_, model.n_users_capped_, model.spark_blocks_ = nnz, int(capped), blocks
     model.spark_seconds_ = times
@@ -284,6 +353,78 @@ def fit_item_similarity(df, *, user: str, item: str, rating: str | None = None, 
         logger.warning("degree_approximation_threshold=%d: %d users kept only that many items",
                        degree_approximation_threshold, capped)
     return model
+
+
+def _general(data, *, n_users: int, n_items: int, similarity: str, top_k, threshold: float, cap, n_blocks, lap):
+    """Every similarity, in stages: de-duplication (and the cap) shuffled by item, the item
+    statistics on the driver, then weighted tiles (``spark_tasks.tile_topk``) and a merge.
+    Returns (neighbour table, item ids, item counts, item vectors, users capped, blocks)."""
+    from pyspark import StorageLevel
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    spark = data.sparkSession
+    parts = max(2, spark.sparkContext.defaultParallelism)
+    clean, capped, by_item = _deduplicated(data, cap, parts)
+    clean = clean.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        if capped:  # the cap may drop every row of an item
+            n_items = clean.select("i").distinct().count()
+        source = clean
+        if similarity in ("bm25", "tfidf"):  # both weight an entry by its user's activity
+            source = clean.join(clean.groupBy("u").agg(F.count(F.lit(1)).alias("uc")), on="u")
+            by_item = False
+        i_type = clean.schema["i"].dataType
+        ordered = source if by_item else source.repartition(parts, "i").sortWithinPartitions("i", "u")
+        stats = (ordered
+                 .mapInPandas(partial(spark_tasks.item_statistics, similarity=similarity, n_items=n_items),
+                              f"i {i_type.simpleString()}, count long, s1 double, s2 double, lo double, hi double")
+                 .toPandas())
+        nnz = int(stats["count"].sum())
+        if nnz == 0:
+            raise RecommendError("no interactions to learn from", where="df")
+        ids = stats["i"].to_numpy(dtype=np.int64 if i_type.typeName() == "long" else object)
+        item_ids, order = np.unique(ids, return_index=True)
+        stats = stats.iloc[order].reset_index(drop=True)
+        assert len(item_ids) == n_items, (len(item_ids), n_items)
+        rated_pearson = similarity == "pearson" and bool(stats["hi"].max() > stats["lo"].min())
+        vec = spark_tasks.item_vectors(similarity, stats["count"].to_numpy(), stats["s1"].to_numpy(),
+                                       stats["s2"].to_numpy(), n_users=n_users, rated_pearson=rated_pearson)
+        lap("item statistics")
+        k = n_items - 1 if top_k is None else min(int(top_k), max(n_items - 1, 1))
+        k = max(k, 1)
+        blocks = _n_blocks(spark, nnz, n_blocks)
+        sc = spark.sparkContext
+        shared = sc.broadcast({"item_ids": item_ids, "factor": vec["factor"], "sa": vec["sa"], "sb": vec["sb"]})
+        task_threads = max(1, int(sc.getConf().get("spark.task.cpus", "1")))
+        mode = int(vec["mode"])
+
+        def weights(batches):
+            v = shared.value
+            yield from spark_tasks.weight_batches(batches, similarity=similarity, rated_pearson=rated_pearson,
+                                                  item_ids=v["item_ids"], factor=v["factor"], n_items=n_items,
+                                                  n_blocks=blocks)
+
+        def tiles(frame):
+            import numba
+
+            numba.set_num_threads(min(task_threads, numba.config.NUMBA_NUM_THREADS))
+            v = shared.value
+            return spark_tasks.tile_topk(frame, n_blocks=blocks, sa=v["sa"], sb=v["sb"], mode=mode,
+                                         n_users=n_users, top_k=k, threshold=float(threshold))
+
+        u_type = clean.schema["u"].dataType.simpleString()
+        tiled = (source.mapInPandas(weights, f"tile long, u {u_type}, idx long, w float")
+                 .groupBy("tile").applyInPandas(tiles, "idx long, pos int, nbr long, val double"))
+        if blocks > 1:  # merge each item's partial lists: one per block of neighbours
+            best = Window.partitionBy("idx").orderBy(F.col("val").desc(), F.col("nbr").asc())
+            tiled = tiled.withColumn("pos", F.row_number().over(best)).where(F.col("pos") <= k)
+        table = tiled.toPandas()
+        shared.unpersist()
+    finally:
+        clean.unpersist()
+    lap("pairs")
+    return table, item_ids, stats["count"].to_numpy(np.int64), vec, capped, blocks
 
 
 def _scoring_model(model) -> ItemSimilarityRecommender:

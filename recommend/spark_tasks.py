@@ -13,6 +13,10 @@ data one task holds; ``tests/spark`` checks each against the single-machine code
   ``c`` with ``kernels.topk_block``: a tile holds both items' complete columns, so every
   pair's co-occurrence is summed by one task, over the same users in the same order
   as on one machine, and the float32 sums are the same bits.
+- ``raw_tile``: the one-shuffle fit of the similarities whose item statistics need
+  nothing but the item's own column (``ITEM_LOCAL``): a tile gets the raw rows of its
+  items and does the rest itself: de-duplication, the statistics of its items (from
+  their complete columns, so the same bits), the weights and ``tile_topk``.
 """
 
 from __future__ import annotations
@@ -24,10 +28,14 @@ import scipy.sparse as sp
 from . import kernels
 from .matrix import encode_items
 
-__all__ = ["BM25_K1", "BM25_B", "whole_groups", "last_rows", "item_statistics", "entry_weights", "tile_topk"]
+__all__ = ["BM25_K1", "BM25_B", "ITEM_LOCAL", "whole_groups", "last_rows", "item_statistics", "entry_weights",
+           "tile_topk", "raw_tile"]
 
 # must equal the values ``similarity.bm25`` passes to implicit's bm25_weight (tests check the result)
 BM25_K1, BM25_B = 1.2, 0.75
+#: similarities whose per-item statistics and entry weights need only the item's own column
+#: (pearson only without ratings: with them, whether they vary is a property of the whole table)
+ITEM_LOCAL = ("cosine", "jaccard", "lift", "pearson")
 
 
 def whole_groups(batches, key: str):
@@ -169,9 +177,10 @@ def _local(w: np.ndarray, mask: np.ndarray, users: np.ndarray, cols: np.ndarray,
 
 
 def tile_topk(frame: pd.DataFrame, *, n_blocks: int, sa, sb, mode: int, n_users: int, top_k: int,
-              threshold: float, chunk_entries: int = 1 << 21) -> pd.DataFrame:
+              threshold: float, chunk_entries: int = 1 << 21, block_of=None) -> pd.DataFrame:
     """``(tile, u, idx, w)`` of one tile -> ``(idx, pos, nbr, val)``: each item's best ``top_k``
-    neighbours among the tile's other block, best first (ties by item index)."""
+    neighbours among the tile's other block, best first (ties by item index). An item's block
+    is ``idx % n_blocks``, or ``block_of[idx]``."""
     tile = int(frame["tile"].iloc[0])
     b, c = divmod(tile, n_blocks)
     idx = frame["idx"].to_numpy(np.int64)
@@ -180,7 +189,7 @@ def tile_topk(frame: pd.DataFrame, *, n_blocks: int, sa, sb, mode: int, n_users:
     labels, cols = np.unique(idx, return_inverse=True)
     shape = (int(users.max()) + 1, len(labels))
     w = frame["w"].to_numpy(np.float32)
-    block = idx % n_blocks
+    block = idx % n_blocks if block_of is None else block_of[idx]
     A = _local(w, block == b, users, cols, shape)
     C = A if b == c else _local(w, block == c, users, cols, shape)
     sa_l = np.ascontiguousarray(sa[labels], dtype=np.float64)
@@ -210,3 +219,48 @@ def tile_topk(frame: pd.DataFrame, *, n_blocks: int, sa, sb, mode: int, n_users:
         return pd.DataFrame({"idx": np.zeros(0, np.int64), "pos": np.zeros(0, np.int32),
                              "nbr": np.zeros(0, np.int64), "val": np.zeros(0)})
     return pd.concat(parts, ignore_index=True)
+
+
+def raw_tile(frame: pd.DataFrame, *, n_blocks: int, similarity: str, n_users: int, top_k: int,
+             threshold: float) -> pd.DataFrame:
+    """Raw rows ``(tile, blk, u, i, r, seq)`` of one tile -> ``(i, pos, nbr, val)``.
+
+    The tile holds every row of the items of blocks ``b`` and ``c`` (``tile = b * n_blocks + c``,
+    ``b <= c``). Rows ``pos >= 0``: each item's best ``top_k`` neighbours among the other
+    block, by item id (``nbr``). Rows ``pos == -1`` (diagonal tiles only): the item's
+    interaction count in ``val``, so the driver learns every item once.
+    """
+    tile = int(frame["tile"].iloc[0])
+    b, c = divmod(tile, n_blocks)
+    string_ids = frame["i"].dtype.kind not in "iu"
+    ids = frame["i"].to_numpy(dtype=object if string_ids else np.int64)
+    u = frame["u"].to_numpy(dtype=object if frame["u"].dtype.kind not in "iu" else np.int64)
+    labels, items = np.unique(ids, return_inverse=True)  # local item numbers in id order: ties as globally
+    user_ids, users = np.unique(u, return_inverse=True)  # ascending user ids: the single-machine row order
+    order = np.lexsort((frame["seq"].to_numpy(np.int64), users, items))
+    items, users = items[order], users[order]
+    last = np.r_[(items[1:] != items[:-1]) | (users[1:] != users[:-1]), True]  # a repeated pair: last row wins
+    items, users = items[last], users[last]
+    r = frame["r"].to_numpy(np.float64)[order][last]
+    blk = frame["blk"].to_numpy(np.int64)[order][last]
+    stats = pd.concat(list(item_statistics([pd.DataFrame({"i": items, "u": users, "r": r})],
+                                           similarity=similarity, n_items=0)), ignore_index=True)
+    assert np.array_equal(stats["i"].to_numpy(), np.arange(len(labels)))
+    vec = item_vectors(similarity, stats["count"].to_numpy(), stats["s1"].to_numpy(), stats["s2"].to_numpy(),
+                       n_users=n_users, rated_pearson=False)
+    w = entry_weights(similarity, r, items, vec["factor"], None, rated_pearson=False, n_items=len(labels))
+    local = pd.DataFrame({"tile": tile, "u": users, "idx": items, "w": w})
+    # tile_topk's blocks are ``idx % n_blocks``: give it the items' real blocks through a remapped index
+    block_of = np.zeros(len(labels), dtype=np.int64)
+    block_of[items] = blk
+    k = max(1, len(labels) - 1 if top_k is None else min(int(top_k), len(labels) - 1))
+    out = tile_topk(local, n_blocks=n_blocks, sa=vec["sa"], sb=vec["sb"], mode=int(vec["mode"]),
+                    n_users=n_users, top_k=k, threshold=threshold, block_of=block_of)
+    id_of = labels.astype(object) if string_ids else labels
+    rows = [pd.DataFrame({"i": id_of[out["idx"].to_numpy()], "pos": out["pos"].to_numpy(np.int32),
+                          "nbr": id_of[out["nbr"].to_numpy()], "val": out["val"].to_numpy(np.float64)})]
+    if b == c:
+        mine = np.flatnonzero(block_of == b)
+        rows.append(pd.DataFrame({"i": id_of[mine], "pos": np.full(len(mine), -1, np.int32),
+                                  "nbr": id_of[mine], "val": stats["count"].to_numpy(np.float64)[mine]}))
+    return pd.concat(rows, ignore_index=True)

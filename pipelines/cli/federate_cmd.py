@@ -9,7 +9,11 @@ that differs from MODEL only in its updatable weights. DATA is a CSV/TSV/Parquet
 table of the model's training inputs, or, for a sound classifier, a table with
 ``path`` and ``label`` columns of audio files. A pipeline's frozen stages (a sound
 model's backbone) run once per client; only the updatable last stage is federated.
-Needs ``pip install "pippin[federated]"``.
+The clients run in this process by default (Flower's server loop over in-process
+client proxies); ``--engine simulation`` runs Flower's simulation engine instead
+(``ServerApp``/``ClientApp``, clients in Ray workers), and ``--secure-aggregation``
+adds Flower's SecAgg+ on it. Needs ``pip install "pippin[federated]"``
+(``"pippin[federated-simulation]"`` for the simulation engine).
 """
 
 from __future__ import annotations
@@ -40,11 +44,19 @@ def add_parser(subparsers, parents):
     parser.add_argument("--fraction", type=float, default=1.0, metavar="F",
                         help="share of the clients that fit each round (default: 1.0)")
     parser.add_argument("--strategy", choices=STRATEGIES, default="fedavg", help="Flower strategy (default: fedavg)")
+    parser.add_argument("--proximal-mu", type=float, default=0.1, metavar="MU",
+                        help="fedprox: weight of the proximal term mu/2 ||w - w_global||^2 (default: 0.1)")
     parser.add_argument("--dp-clip", type=float, default=None, metavar="C", help="clip each update to L2 norm C")
     parser.add_argument("--dp-noise", type=float, default=None, metavar="Z",
                         help="Gaussian noise multiplier (std Z*C/clients) on the aggregate")
     parser.add_argument("--dp-side", choices=("client", "server"), default="client",
                         help="where updates are clipped (default: client; the noise is added on the server)")
+    parser.add_argument("--engine", choices=("inprocess", "simulation"), default=None,
+                        help="inprocess (default): Flower's server loop with the clients in this process; simulation: "
+                             "Flower's simulation engine (ServerApp/ClientApp on Ray; pippin[federated-simulation])")
+    parser.add_argument("--secure-aggregation", action="store_true",
+                        help="Flower's SecAgg+: the server learns only the sum of the updates (needs --engine "
+                             "simulation, which it implies, and 3 or more clients per round)")
     parser.add_argument("--epochs", type=int, default=None, help="local epochs per round (default: the model's)")
     parser.add_argument("--test-fraction", type=float, default=0.2,
                         help="share of each client's rows (audio: files) held out for evaluation (default: 0.2)")
@@ -104,6 +116,12 @@ def run(args):
     spec_io.check_output_path(args.output)
     if args.rounds < 1:
         raise PipelineError(f"--rounds {args.rounds}: expected at least 1")
+    engine = args.engine or ("simulation" if args.secure_aggregation else "inprocess")
+    if args.secure_aggregation and engine != "simulation":
+        raise PipelineError("--secure-aggregation runs on Flower's simulation engine",
+                            hint="drop --engine inprocess, or use --engine simulation")
+    if args.proximal_mu < 0:
+        raise PipelineError(f"--proximal-mu {args.proximal_mu}: expected >= 0")
     if not 0 <= args.test_fraction < 1:
         raise PipelineError(f"--test-fraction {args.test_fraction}: expected a share in [0, 1)")
     model = load(args.model)
@@ -123,7 +141,8 @@ def run(args):
         data = {k: v for k, v in run_prefix(prefix, data).items() if k in head_names or k == label}
     parts = client_data(data, groups, test_fraction=args.test_fraction, seed=args.seed, units=units)
     clients = {str(k): CoreMLClient(head, train, test, epochs=args.epochs) for k, (train, test) in parts.items()}
-    info(f"{len(clients)} clients ({args.client_col}), {args.rounds} rounds, strategy {args.strategy}"
+    info(f"{len(clients)} clients ({args.client_col}), {args.rounds} rounds, strategy {args.strategy}, "
+         f"engine {engine}" + (" with secure aggregation (SecAgg+)" if args.secure_aggregation else "")
          + (f", DP clip {args.dp_clip} ({args.dp_side} side) noise {args.dp_noise}" if args.dp_clip is not None else ""))
 
     def line(record):
@@ -133,15 +152,23 @@ def run(args):
              + f", clients {record.get('clients', 0)}/{len(clients)}"
              + (f" ({record['failures']} failed)" if record.get("failures") else ""))
 
-    history = federate(model.spec, clients, rounds=args.rounds, out=args.output, strategy=args.strategy,
-                       fraction=args.fraction, dp_clip=args.dp_clip, dp_noise=args.dp_noise, dp_side=args.dp_side,
-                       seed=args.seed,
-                       on_round=line)
+    common = dict(rounds=args.rounds, out=args.output, strategy=args.strategy, fraction=args.fraction,
+                  dp_clip=args.dp_clip, dp_noise=args.dp_noise, dp_side=args.dp_side, seed=args.seed, on_round=line,
+                  **({"proximal_mu": args.proximal_mu} if args.strategy == "fedprox" else {}))
+    if engine == "simulation":
+        from ..personalize.federated_sim import simulate
+
+        history = simulate(model.spec, head, parts, epochs=args.epochs, secure_aggregation=args.secure_aggregation,
+                           **common)
+    else:
+        history = federate(model.spec, clients, **common)
     last = history[-1] if history else {}
     payload = {"model": str(args.output), "strategy": args.strategy, "n_clients": len(clients),
                "clients": sorted(clients), "rounds": history, "loss": last.get("loss"),
-               "accuracy": last.get("accuracy"), "dp": None if args.dp_clip is None else
-               {"clip": args.dp_clip, "noise": args.dp_noise, "side": args.dp_side}}
+               "accuracy": last.get("accuracy"), "proximal_mu": args.proximal_mu if args.strategy == "fedprox" else None,
+               "engine": engine, "secure_aggregation": bool(args.secure_aggregation),
+               "dp": None if args.dp_clip is None else {"clip": args.dp_clip, "noise": args.dp_noise,
+                                                         "side": args.dp_side}}
     text = (f"{len(history)} rounds over {len(clients)} clients; held-out accuracy "
             + ("-" if last.get("accuracy") is None else f"{last['accuracy']:.4f}") + f"\nwrote {args.output}")
     return Result(payload, text)

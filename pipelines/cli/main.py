@@ -59,7 +59,21 @@ def _common_options() -> argparse.ArgumentParser:
     return common
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _wanted(argv: list[str] | None) -> tuple[str, ...] | None:
+    """The command words of ``argv`` (``("train", "sound")``, say) when they name a command module, else None.
+
+    Why: each command module imports what its command needs, and together they cost
+    about a second of imports (the recommender, Flower, pandas) that caps short
+    commands such as ``pippin update``; only the named command's module is loaded.
+    """
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    if not words or f"{words[0]}_cmd" not in COMMAND_MODULES:
+        return None  # --help, --version or a usage error: the full parser lists every command
+    return tuple(words[:2])
+
+
+def build_parser(argv: list[str] | None = None, *, lazy: bool = False) -> argparse.ArgumentParser:
+    """The ``pippin`` parser; ``lazy`` loads only the command module ``argv`` names (see ``_wanted``)."""
     parser = _Parser(
         prog="pippin",
         description="Train, export, check and run Core ML models on Linux.",
@@ -68,9 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pippin {PIPPIN_VERSION}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     common = _common_options()
+    wanted = _wanted(argv) if lazy else None
     for name in COMMAND_MODULES:
+        if wanted is not None and name != f"{wanted[0]}_cmd":
+            continue
         module = importlib.import_module(f"{__package__}.{name}")
-        module.add_parser(subparsers, [common])
+        if wanted is not None and len(wanted) > 1 and hasattr(module, "TRAINER_MODULES"):
+            module.add_parser(subparsers, [common], only=wanted[1])
+        else:
+            module.add_parser(subparsers, [common])
     return parser
 
 
@@ -83,7 +103,7 @@ def _fail(args, error: dict, line: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv, lazy=True)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)

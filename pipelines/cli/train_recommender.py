@@ -39,6 +39,9 @@ def add_parser(subparsers, parents):
     parser.add_argument("--neighbours", type=int, default=None, metavar="M",
                         help="ease only: solve each item's weights over its M top co-occurring items "
                              "(sparse approximation for large catalogues; default: exact)")
+    parser.add_argument("--popularity-exponent", type=float, default=0.15, metavar="BETA",
+                        help="ease only: divide each item's scores by its number of users ** BETA, a number >= 0 "
+                             "(default: 0.15; 0 is plain EASE)")
     parser.add_argument("--top-k", default="64", metavar="N",
                         help="neighbours kept per item, or 'all' (default: 64)")
     parser.add_argument("--threshold", type=float, default=0.001,
@@ -108,7 +111,8 @@ def run(args) -> Result:
     start = time.perf_counter()
     model = ItemSimilarityRecommender(similarity=args.similarity, top_k=top_k,
                                       threshold=args.threshold, progress=args.show_progress,
-                                      l2=l2, neighbours=args.neighbours)
+                                      l2=l2, neighbours=args.neighbours,
+                                      popularity_exponent=args.popularity_exponent)
     model.fit(table, user=args.user_col, item=args.item_col, rating=args.rating_col)
     path = model.export(args.output)
     seconds = time.perf_counter() - start

@@ -41,7 +41,7 @@ FAMILY_MODULES: tuple[str, ...] = (
 )
 
 # Modules holding faster variants (``@register_fast``); imported after the families they override.
-OVERRIDE_MODULES: tuple[str, ...] = ("fast", "fused", "fast_recurrent")
+OVERRIDE_MODULES: tuple[str, ...] = ("fast", "fused", "fast_recurrent", "fast_loop", "fast_chains")
 
 for _name in FAMILY_MODULES + OVERRIDE_MODULES:
     _importlib.import_module(f"{__name__}.{_name}")

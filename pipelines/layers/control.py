@@ -80,7 +80,13 @@ def run_checked_once(layers: list[Layer], blobs: dict, *, optional, checked: boo
         if getattr(layer, "controls_flow", False):
             layer.run_control(blobs, optional=optional)
             continue
-        outputs = layer.forward(*[blobs.get(name) for name in layer.inputs])
+        inputs = [blobs.get(name) for name in layer.inputs]
+        try:
+            outputs = layer.forward(*inputs)
+        except LoopSignal:
+            raise
+        except Exception:  # noqa: BLE001  (rerun checked: the same error, named with the layer's place)
+            return run_layers(layers[layers.index(layer):], blobs, optional=optional)
         if not layer.inputs and blobs:  # a layer without inputs makes one example: repeat it (as run_layers)
             n = next(iter(blobs.values())).shape[0]
             outputs = tuple(np.repeat(o, n, axis=0) if o.shape[0] == 1 and n != 1 else o for o in outputs)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _kernels
+from . import _kernels, _rnn_kernels
 from .activation import ACTIVATIONS
 from .base import register_fast
 from .recurrent import GRU, BiDirectionalLSTM, SimpleRecurrent, UniDirectionalLSTM, _out, _sequence, _state
@@ -26,10 +26,16 @@ class _Act:
 
     def __init__(self, which: str, alpha: float = 0.0, beta: float = 0.0):
         self.fn, self.alpha, self.beta = ACTIVATIONS[which][0], np.float32(alpha), np.float32(beta)
+        self.which = which
         self.saturates = which in ("sigmoid", "tanh")
 
     def __call__(self, x):
         return np.asarray(self.fn(x, self.alpha, self.beta), dtype=np.float32)
+
+
+def _defaults(acts, *names) -> bool:
+    """Whether ``acts`` are exactly ``names`` (the compiled loops of ``_rnn_kernels`` hard-code them)."""
+    return [a.which for a in acts] == list(names)
 
 
 def _acts(activations, defaults) -> list[_Act]:
@@ -44,6 +50,14 @@ def _acts(activations, defaults) -> list[_Act]:
     return out
 
 
+def _project(xs, w, b):
+    """``xs @ w + b`` for ``xs`` ``[N, S, I]``: ``[N, S, G]``, the bias added in place (a second
+    array of this size costs more in fresh pages than the product itself)."""
+    pre = xs.reshape(-1, xs.shape[2]) @ w
+    pre += b
+    return pre.reshape(xs.shape[0], xs.shape[1], -1)
+
+
 class _LSTMPlan:
     """One direction's weights laid out for ``_kernels.lstm_sequence``."""
 
@@ -55,7 +69,12 @@ class _LSTMPlan:
         self.acts = _acts(activations, ("sigmoid", "tanh", "tanh"))
 
     def run(self, xs, y0, c0, params, reverse):
-        pre = (xs.reshape(-1, xs.shape[2]) @ self.w + self.b).reshape(xs.shape[0], xs.shape[1], -1)
+        pre = _project(xs, self.w, self.b)
+        if self.peep is None and not params.coupledInputAndForgetGate and _defaults(self.acts, "sigmoid", "tanh", "tanh"):
+            y, c = np.array(y0, np.float32, order="C"), np.array(c0, np.float32, order="C")
+            out = np.empty(pre.shape[:2] + (y.shape[1],), np.float32)
+            _rnn_kernels.lstm_seq(pre, self.r, y, c, np.float32(params.cellClipThreshold or 50.0), bool(reverse), out)
+            return out, y, c
         return _kernels.lstm_sequence(pre, self.r, y0, c0, self.peep, coupled=bool(params.coupledInputAndForgetGate),
                                       clip_c=params.cellClipThreshold or 50.0, acts=self.acts, reverse=reverse)
 
@@ -116,8 +135,13 @@ class FastGRU(GRU):
     def forward(self, x, h0=None):
         p = self.p
         xs = _sequence(np.asarray(x, np.float32), self.n_in)
-        pre = (xs.reshape(-1, self.n_in) @ self.w_all + self.b_all).reshape(xs.shape[0], xs.shape[1], -1)
-        ys, y = _kernels.gru_sequence(pre, self.rzr, self.ro, _state(h0, xs.shape[0], self.n_out),
+        pre = _project(xs, self.w_all, self.b_all)
+        if _defaults(self.acts, "sigmoid", "tanh"):
+            y = np.array(_state(h0, xs.shape[0], self.n_out), np.float32, order="C")
+            ys = np.empty(pre.shape[:2] + (self.n_out,), np.float32)
+            _rnn_kernels.gru_seq(pre, self.rzr, self.ro, y, bool(p.reverseInput), ys)
+        else:
+            ys, y = _kernels.gru_sequence(pre, self.rzr, self.ro, _state(h0, xs.shape[0], self.n_out),
                                       acts=self.acts, reverse=bool(p.reverseInput))
         seq = ys if p.sequenceOutput else y[:, None]
         return (_out(seq, x), _out(y[:, None], x))[: len(self.outputs)]
@@ -135,7 +159,7 @@ class FastSimpleRecurrent(SimpleRecurrent):
     def forward(self, x, h0=None):
         p = self.p
         xs = _sequence(np.asarray(x, np.float32), self.n_in)
-        pre = xs @ self.w.T + self.b
+        pre = _project(xs, self.w.T, self.b)
         ys, h = _kernels.rnn_sequence(np.ascontiguousarray(pre, np.float32), self.rt,
                                       _state(h0, xs.shape[0], self.n_out), act=self.act,
                                       reverse=bool(p.reverseInput))

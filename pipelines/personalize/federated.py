@@ -30,6 +30,7 @@ from ..errors import PipelineError
 from ..layers.weights import read_weights, write_weights
 from ..runtime.model import load
 from ..runtime.pipeline import pipeline_message
+from .proximal import proximal_wrapper
 
 __all__ = ["updatable_parameters", "with_parameters", "parameter_names", "CoreMLClient", "score", "client_data",
            "split_head", "run_prefix"]
@@ -152,6 +153,9 @@ def with_parameters(spec: Model, arrays) -> Model:
     return out
 
 
+#: the fit-config key of Flower's ``FedProx`` (flwr 1.42.0 flwr/server/strategy/fedprox.py: configure_fit)
+PROXIMAL_MU_KEY = "proximal_mu"
+
 #: the fit-config key of Flower's ``DifferentialPrivacyClientSideFixedClipping`` (its ``fixedclipping_mod``
 #: reads the same key); fact: flwr 1.42.0 flwr/supercore/differential_privacy.py (KEY_CLIPPING_NORM)
 CLIPPING_NORM_KEY = "clipping_norm"
@@ -206,8 +210,12 @@ class CoreMLClient(_ClientBase):
     def fit(self, parameters, config: dict):
         """Train the received parameters on the local data with the file's update semantics.
 
-        ``config`` may carry ``epochs`` (local epochs this round). Returns (new updatable
-        parameters, number of training examples, ``{"loss": last epoch's mean training loss}``).
+        ``config`` may carry ``epochs`` (local epochs this round), ``proximal_mu`` (Flower's
+        FedProx: each step also pulls the weights towards the received ones, see
+        ``personalize.proximal``) and ``clipping_norm`` (Flower's client-side DP: the update
+        is clipped to that L2 norm). Returns (new updatable parameters, number of training
+        examples, ``{"loss": last epoch's mean training loss}``, the file's loss without the
+        proximal term).
         """
         self.set_parameters(parameters)
         losses: list[float] = []
@@ -216,10 +224,12 @@ class CoreMLClient(_ClientBase):
             if getattr(event, "event", None) == "epoch_end" and event.loss is not None:
                 losses.append(float(event.loss))
 
-        if config.get("proximal_mu"):
-            logger.info("proximal_mu=%s ignored: the update engine trains the file's own loss", config["proximal_mu"])
+        options = {}
+        mu = float(config.get(PROXIMAL_MU_KEY) or 0.0)
+        if mu > 0:  # FedProx: the file's loss plus mu/2 ||w - w_received||^2 (``proximal``)
+            options["wrap_optimizer"] = proximal_wrapper(mu)
         epochs = int(config.get("epochs", 0)) or self.epochs
-        self.model = self.model.update(self.train, epochs=epochs, progress=progress)
+        self.model = self.model.update(self.train, epochs=epochs, progress=progress, **options)
         metrics = {"loss": losses[-1]} if losses else {}
         new = updatable_parameters(self.model.spec)
         if config.get(CLIPPING_NORM_KEY) is not None:  # Flower's client-side DP: clip this update

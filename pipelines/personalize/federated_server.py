@@ -18,9 +18,9 @@ always a valid model that differs from the start only in the updatable weights.
 
 Notes
 -----
-FedProx sends ``proximal_mu`` to the clients; Pippin's update engine trains with the
-file's own loss, which has no proximal term, so the clients log it and train as
-under FedAvg (the strategy's server side is Flower's FedProx all the same).
+FedProx sends ``proximal_mu`` (``make_strategy(proximal_mu=...)``, default 0.1) in the fit
+config; ``CoreMLClient.fit`` then trains the file's loss plus ``mu/2 ||w - w_received||^2``
+(``personalize.proximal``: the term's gradient is added before the file's optimizer steps).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from ...spec import io as spec_io
 from ..errors import PipelineError
 from .federated import updatable_parameters, with_parameters
 
-__all__ = ["STRATEGIES", "federate", "make_strategy"]
+__all__ = ["STRATEGIES", "federate", "make_strategy", "recorded_strategy"]
 
 logger = logging.getLogger(__name__)
 
@@ -143,43 +143,18 @@ def _proxies(clients: dict):
     return [InProcessProxy(str(cid), client) for cid, client in clients.items()]
 
 
-def federate(start, clients: dict, *, rounds: int, out, strategy: str = "fedavg", fraction: float = 1.0,
-             dp_clip: float | None = None, dp_noise: float | None = None, dp_side: str = "client", seed: int = 0,
-             on_round: Callable[[dict], None] | None = None, **strategy_options) -> list[dict]:
-    """Run ``rounds`` federated rounds on Flower and write the shared model to ``out`` after each.
+def recorded_strategy(start, n_clients: int, *, out, strategy: str = "fedavg", fraction: float = 1.0,
+                      dp_clip: float | None = None, dp_noise: float | None = None, dp_side: str = "client",
+                      on_round: Callable[[dict], None] | None = None, **strategy_options):
+    """(Flower strategy, history): ``make_strategy``'s, writing ``out`` after every round and recording each round.
 
-    Parameters
-    ----------
-    start : pippin.spec.Model
-        The model every client starts from (updatable weights as initialised).
-    clients : dict of client id to CoreMLClient
-    rounds : int > 0
-    out : path-like
-        Rewritten atomically after every round.
-    strategy, fraction, dp_clip, dp_noise, dp_side, **strategy_options
-        See ``make_strategy``.
-    seed : int
-        Seeds Flower's client sampling (Python's ``random``, which it uses).
-    on_round : callable, optional
-        Called after each round with the round's record (see Returns).
-
-    Returns
-    -------
-    history : list of dict
-        One per round: ``round``, ``loss`` and ``accuracy`` (example-weighted over the
-        clients' held-out data), ``clients`` (fits that returned), ``failures``, ``train_loss``.
+    Shared by ``federate`` (this module's in-process server) and
+    ``federated_sim.simulate`` (Flower's simulation engine). ``history`` fills as the
+    rounds run (see ``federate``'s Returns).
     """
     _flwr()
-    import random
-
-    from flwr.server import Server
-    from flwr.server.client_manager import SimpleClientManager
     from flwr.server.strategy import Strategy
 
-    if rounds < 1:
-        raise PipelineError(f"rounds={rounds!r}, expected at least 1")
-    if not clients:
-        raise PipelineError("no clients to federate")
     out = Path(out)
     initial = updatable_parameters(start)
     history: list[dict] = []
@@ -188,7 +163,7 @@ def federate(start, clients: dict, *, rounds: int, out, strategy: str = "fedavg"
         spec_io.save(with_parameters(start, arrays), out)
         return None
 
-    inner = make_strategy(strategy, initial, n_clients=len(clients), fraction=fraction, dp_clip=dp_clip,
+    inner = make_strategy(strategy, initial, n_clients=n_clients, fraction=fraction, dp_clip=dp_clip,
                           dp_noise=dp_noise, dp_side=dp_side, on_evaluate=write, **strategy_options)
 
     class Recorded(Strategy):
@@ -225,13 +200,56 @@ def federate(start, clients: dict, *, rounds: int, out, strategy: str = "fedavg"
         def evaluate(self, server_round, parameters):
             return inner.evaluate(server_round, parameters)
 
+    return Recorded(), history
+
+
+def federate(start, clients: dict, *, rounds: int, out, strategy: str = "fedavg", fraction: float = 1.0,
+             dp_clip: float | None = None, dp_noise: float | None = None, dp_side: str = "client", seed: int = 0,
+             on_round: Callable[[dict], None] | None = None, **strategy_options) -> list[dict]:
+    """Run ``rounds`` federated rounds on Flower and write the shared model to ``out`` after each.
+
+    Parameters
+    ----------
+    start : pippin.spec.Model
+        The model every client starts from (updatable weights as initialised).
+    clients : dict of client id to CoreMLClient
+    rounds : int > 0
+    out : path-like
+        Rewritten atomically after every round.
+    strategy, fraction, dp_clip, dp_noise, dp_side, **strategy_options
+        See ``make_strategy``.
+    seed : int
+        Seeds Flower's client sampling (Python's ``random``, which it uses).
+    on_round : callable, optional
+        Called after each round with the round's record (see Returns).
+
+    Returns
+    -------
+    history : list of dict
+        One per round: ``round``, ``loss`` and ``accuracy`` (example-weighted over the
+        clients' held-out data), ``clients`` (fits that returned), ``failures``, ``train_loss``.
+    """
+    _flwr()
+    import random
+
+    from flwr.server import Server
+    from flwr.server.client_manager import SimpleClientManager
+
+    if rounds < 1:
+        raise PipelineError(f"rounds={rounds!r}, expected at least 1")
+    if not clients:
+        raise PipelineError("no clients to federate")
+    recorded, history = recorded_strategy(start, len(clients), out=out, strategy=strategy, fraction=fraction,
+                                          dp_clip=dp_clip, dp_noise=dp_noise, dp_side=dp_side, on_round=on_round,
+                                          **strategy_options)
+
     manager = SimpleClientManager()
     for proxy in _proxies(clients):
         manager.register(proxy)
     state = random.getstate()
     random.seed(seed)  # Flower samples clients with Python's random; the caller's state is restored below
     try:
-        Server(client_manager=manager, strategy=Recorded()).fit(num_rounds=int(rounds), timeout=None)
+        Server(client_manager=manager, strategy=recorded).fit(num_rounds=int(rounds), timeout=None)
     finally:
         random.setstate(state)
     return history

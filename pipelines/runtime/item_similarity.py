@@ -30,6 +30,7 @@ from numba import njit, prange
 from ...spec.errors import SpecError
 from ..errors import PipelineError
 from .model import RunnableModel, register_kind
+from .item_similarity_dense import score_topk_dense, use_dense
 from .topk_heap import heap_push, heap_sort_desc
 
 __all__ = ["ItemSimilarityModel", "recommend_topk", "similarity_from_spec", "popular_topk", "POPULARITY_KEY"]
@@ -113,7 +114,7 @@ def _csr_parts(m: sp.csr_matrix | None, n_rows: int):
 
 def recommend_topk(histories: sp.csr_matrix, similarity: sp.csr_matrix, shift: np.ndarray, *, k: int,
                    exclude: sp.csr_matrix | None = None, restrict: sp.csr_matrix | None = None,
-                   has_restrict: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   has_restrict: np.ndarray | None = None, dense: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Core ML's item-similarity scores and the ``k`` best candidates of many users.
 
     Parameters
@@ -129,6 +130,9 @@ def recommend_topk(histories: sp.csr_matrix, similarity: sp.csr_matrix, shift: n
     exclude, restrict : scipy.sparse.csr_matrix [shape=(n_users, n_items)], optional
         Items never recommended / the only items that may be (pattern only; rows in
         ``restrict`` apply where ``has_restrict`` [shape=(n_users,)] is true, default all).
+    dense : bool, optional
+        Score with ``item_similarity_dense`` (same results): by default when the histories'
+        accumulations reach most of the catalogue (``use_dense``).
 
     Returns
     -------
@@ -147,14 +151,23 @@ def recommend_topk(histories: sp.csr_matrix, similarity: sp.csr_matrix, shift: n
     x_ptr, x_items = _csr_parts(exclude, n_users)
     r_ptr, r_items = _csr_parts(restrict, n_users)
     n_items = similarity.shape[0]
+    h_ptr, h_items = _index(histories.indptr), _index(histories.indices)
+    h_vals, shift = histories.data.astype(np.float64, copy=False), np.asarray(shift, dtype=np.float64)
+    has_restrict = np.asarray(has_restrict, dtype=np.bool_)
+    if dense is None:
+        dense = use_dense(h_ptr, h_items, similarity.indptr, n_items)
+    if dense:  # a typical history reaches most of the catalogue: one score array per user, scanned
+        score_topk_dense(h_ptr, h_items, h_vals, _index(similarity.indptr), _index(similarity.indices),
+                         similarity.data.astype(np.float64, copy=False), shift, x_ptr, x_items, r_ptr, r_items,
+                         has_restrict, int(k), out_j, out_v)
+        return out_j, out_v
     label = np.argsort(-np.bincount(similarity.indices, minlength=n_items), kind="stable")
     rank = np.empty(n_items, dtype=np.int64)
     rank[label] = np.arange(n_items)
-    _score_topk(_index(histories.indptr), _index(histories.indices),
-                histories.data.astype(np.float64, copy=False), _index(similarity.indptr),
+    _score_topk(h_ptr, h_items, h_vals, _index(similarity.indptr),
                 rank[similarity.indices].astype(np.int32), similarity.data.astype(np.float64, copy=False),
-                np.asarray(shift, dtype=np.float64), rank, label.astype(np.int64), x_ptr, x_items, r_ptr, r_items,
-                np.asarray(has_restrict, dtype=np.bool_), int(k), out_j, out_v)
+                shift, rank, label.astype(np.int64), x_ptr, x_items, r_ptr, r_items,
+                has_restrict, int(k), out_j, out_v)
     return out_j, out_v
 
 

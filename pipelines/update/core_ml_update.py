@@ -132,7 +132,7 @@ def _input_blobs(model, spec, data, where):
 
 
 def update_network(model, training_data: dict, *, epochs: int | None = None, progress=None,
-                   n_jobs: int | None = None, **overrides):
+                   n_jobs: int | None = None, wrap_optimizer=None, **overrides):
     """Train ``model``'s updatable layers on ``training_data``; returns a new model (see the module docstring).
 
     Parameters
@@ -150,6 +150,10 @@ def update_network(model, training_data: dict, *, epochs: int | None = None, pro
     n_jobs : int, optional
         Worker threads for the data-parallel mini-batches (None or -1: every CPU this
         process may use); the result does not depend on it.
+    wrap_optimizer : callable, optional
+        ``wrap_optimizer(optimizer) -> optimizer``: wraps the file's optimizer (same ``step``
+        interface), e.g. to add a gradient term (federated FedProx's proximal term,
+        ``pippin.pipelines.personalize.proximal``).
 
     Returns
     -------
@@ -183,6 +187,8 @@ def update_network(model, training_data: dict, *, epochs: int | None = None, pro
     trainable = _trainable(spec, layers, where)
     optimizer = (SGD(learning_rate=hp["learningRate"], momentum=hp["momentum"]) if hp["optimizer"] == "sgd" else
                  Adam(learning_rate=hp["learningRate"], beta1=hp["beta1"], beta2=hp["beta2"], eps=hp["eps"]))
+    if wrap_optimizer is not None:
+        optimizer = wrap_optimizer(optimizer)
     shardable = can_shard(layers, exact_shapes=uses_exact_shapes(nn))
     trainer = Trainer(layers, trainable=trainable, loss_kind=loss_kind, loss_input=loss_input,
                       optimizer=optimizer, where=where, n_jobs=n_jobs, shardable=shardable)

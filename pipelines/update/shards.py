@@ -8,9 +8,11 @@ the same whichever thread runs it (BLAS held to one thread inside training), so
 a seed gives the same model bytes on 1, 2 or 16 cores; more workers only run
 more shards at once.
 
-Why threads: NumPy, BLAS and the layers' numba kernels release the GIL, and the
-Python between them is about 1% of a step, so threads scale without copying
-weights or activations between processes.
+Where shards run: on the calling thread, on a thread pool (``pool``), or on the ranks
+of a process group (``comm``, see ``procs``: each rank computes its own shards and the
+per-shard results meet through ``comm.allgather``). Threads share the GIL, which the
+many small NumPy calls of a layer hold: measured 1.15x from 1 to 2 threads inside a
+step, hence the processes the trainer uses by default.
 
 How a step runs (``ShardRunner``): the layers between two batch-statistics
 batchnorms run per shard, one task per shard on the pool. A batchnorm that
@@ -113,21 +115,38 @@ class ShardRunner:
     graph : engine.Graph
     pool : ThreadPoolExecutor or None
         None runs every shard on the calling thread.
+
+    ``comm`` (a ``procs.ProcComm``, set by the trainer) replaces the pool: this process then
+    computes only the shards it owns, and every sum across shards still covers all of them.
     """
 
     def __init__(self, graph, pool: ThreadPoolExecutor | None):
         self.graph = graph
         self.pool = pool
+        self.comm = None
+        #: batchnorm name -> (batch mean, 1 / std) of the last forward pass, for its backward pass
+        self._batch_stats = {}
         #: the layers a step runs (``Trainer.frozen_prefix`` narrows them to the trained ones)
         self.layers = graph.layers
         #: batchnorm -> the ReLU it feeds, run in the same pass while normalising with batch statistics
         self.fused = _fused_relus(graph)
-        self._fused_names = {relu.name for relu in self.fused.values()}
+        by_name = {layer.name: layer for layer in graph.layers}
+        self._bn_of_relu = {relu.name: by_name[bn] for bn, relu in self.fused.items()}
 
-    def _map(self, fn, n: int) -> list:
+    def _map(self, fn, n: int, *, to_all: bool = True) -> list | None:
+        """``[fn(0), ..., fn(n - 1)]``: every shard's result, whichever thread or process computed it."""
+        if self.comm is not None:
+            return self.comm.allgather(fn, n, to_all=to_all)
         if self.pool is None or n == 1:
             return [fn(i) for i in range(n)]
         return list(self.pool.map(fn, range(n)))
+
+    def _owns(self, i: int, n: int) -> bool:
+        return self.comm is None or self.comm.owns(i, n)
+
+    def _fused_relu_of(self, bn):
+        """The ReLU a batch-statistics batchnorm runs in its own pass, or None."""
+        return self.fused.get(bn.name) if getattr(bn, "batch_statistics", False) else None
 
     def example_size(self, one: dict) -> int:
         """Blob values one example makes through the layers a step runs (an inference pass, no side effects)."""
@@ -141,24 +160,31 @@ class ShardRunner:
         return train and layer.kind == "batchnorm" and getattr(layer, "batch_statistics", False)
 
     # ---------------------------------------------------------------- forward
-    def forward(self, shards: list[dict], *, train: bool) -> tuple[list[dict], list[dict]]:
-        """Every layer over every shard ``{blob: [n_shard, ...]}``; returns per-shard blobs and caches."""
-        g = self.graph
-        values = [dict(b) for b in shards]
+    def forward(self, shards: list[dict], *, train: bool, gather: str | None = None) -> tuple[list[dict], list[dict]]:
+        """Every layer over every shard ``{blob: [n_shard, ...]}``; returns per-shard blobs and caches.
+
+        With a ``comm``, shards this process does not own are None and keep empty blobs,
+        except ``gather`` (the loss's input, say), which every shard's entry then holds.
+        """
+        n = len(shards)
+        values = [dict(b) if b is not None else {} for b in shards]
         caches = [{} for _ in shards]
         segment, pending = [], None
         for layer in self.layers:
             if self._syncs(layer, train):
-                sums = self._map(lambda i: self._forward_task(i, segment, pending, values, caches, train, layer),
-                                 len(shards))
+                sums = self._map(lambda i: self._forward_task(i, segment, pending, values, caches, train, layer), n)
                 pending = self._bn_statistics(layer, sums)
+                self._batch_stats[layer.name] = (pending[3], pending[4])
                 segment = []
             elif not (pending is not None and not segment and self.fused.get(pending[0].name) is layer):
                 segment.append(layer)  # (a fused ReLU runs inside its batchnorm's pass)
-        self._map(lambda i: self._forward_task(i, segment, pending, values, caches, train, None), len(shards))
+        outs = self._map(lambda i: self._forward_task(i, segment, pending, values, caches, train, None, gather), n)
+        if gather is not None:
+            for v, out in zip(values, outs):
+                v[gather] = out
         return values, caches
 
-    def _forward_task(self, i, segment, pending, values, caches, train, bn_next):
+    def _forward_task(self, i, segment, pending, values, caches, train, bn_next, gather=None):
         v, c = values[i], caches[i]
         if pending is not None:
             self._apply_bn(pending, v, c)
@@ -175,7 +201,7 @@ class ShardRunner:
                 outs = layer.forward(*ins)
             v.update(zip(layer.outputs, outs))
         if bn_next is None:
-            return None
+            return None if gather is None else v[gather]
         x4 = bn_next._to_4d(np.asarray(v[bn_next.inputs[0]], dtype=np.float32))
         if bn_next.name in self.fused:
             s1, s2 = kernels.channel_sums(_nhwc(x4), _nhwc(x4))
@@ -189,7 +215,7 @@ class ShardRunner:
         x = v[layer.inputs[0]]
         x4 = layer._to_4d(np.asarray(x, dtype=np.float32))
         c[layer.name] = (x4, scale, mean, inv, x.shape)
-        relu = self.fused.get(layer.name)
+        relu = self._fused_relu_of(layer)
         if relu is None:
             v[layer.outputs[0]] = layer._apply(x4, scale, shift).reshape(x.shape)
             return
@@ -221,7 +247,8 @@ class ShardRunner:
         """Parameter gradients ``{layer: {param: grad}}`` of the whole mini-batch.
 
         ``seeds[i]`` holds shard ``i``'s loss gradients (already divided by the whole
-        mini-batch's size). Per-shard gradients are added in shard order.
+        mini-batch's size). Per-shard gradients are added in shard order. With a ``comm``,
+        only rank 0 gets them (the other ranks get None).
         """
         g = self.graph
         n = len(values)
@@ -229,28 +256,31 @@ class ShardRunner:
         pgrads = [{} for _ in range(n)]
         out = {}
         segment, pending = [], None
+        fused_relus = {r for r, bn in self._bn_of_relu.items() if getattr(bn, "batch_statistics", False)}
         for layer in reversed(g.active):
-            cache = caches[0].get(layer.name)
-            if layer.kind == "batchnorm" and cache is not None and cache[0] is not None:
+            if self._syncs(layer, True):
                 sums = self._map(lambda i: self._backward_task(i, segment, pending, values, caches, grads, pgrads,
                                                                layer), n)
-                pending, out[layer.name] = self._bn_backward_coefficients(layer, cache, sums)
+                pending, out[layer.name] = self._bn_backward_coefficients(layer, self._batch_stats[layer.name], sums)
                 segment = []
-            elif layer.name not in self._fused_names or not isinstance(cache, np.ndarray):
+            elif layer.name not in fused_relus:
                 segment.append(layer)  # (a fused ReLU's gradient is taken inside its batchnorm's passes)
-        self._map(lambda i: self._backward_task(i, segment, pending, values, caches, grads, pgrads, None), n)
+        final = self._map(lambda i: (self._backward_task(i, segment, pending, values, caches, grads, pgrads, None),
+                                     pgrads[i])[1], n, to_all=False)
+        if final is None:
+            return None
         for name in g.trainable:
             if name in out:
                 continue
-            parts = [p[name] for p in pgrads if name in p]
+            parts = [p[name] for p in final if name in p]
             if parts:
                 out[name] = {k: _ordered_sum([p[k] for p in parts]) for k in parts[0]}
         return out
 
     def _bn_output_grad(self, bn, gr, v, c):
         """The gradient reaching ``bn``'s output (or its fused ReLU's), and the ReLU output masking it (or None)."""
-        relu = self.fused.get(bn.name)
-        fused = relu is not None and isinstance(c.get(relu.name), np.ndarray)
+        relu = self._fused_relu_of(bn)
+        fused = relu is not None
         out = relu.outputs[0] if fused else bn.outputs[0]
         gy = gr.get(out)
         if gy is None:
@@ -305,9 +335,9 @@ class ShardRunner:
         g._accumulate(gr, layer.inputs[0], gx.reshape(x_shape))
 
     @staticmethod
-    def _bn_backward_coefficients(layer, cache, sums):
+    def _bn_backward_coefficients(layer, stats, sums):
         """Gamma/beta gradients and the input gradient's per-channel ``(a, b, c)`` from per-shard sums."""
-        _, _, mean, inv, _ = cache
+        mean, inv = stats
         sum_g = sum(s[0] for s in sums[1:]) + sums[0][0]
         sum_gx = sum(s[1] for s in sums[1:]) + sums[0][1]
         m = sum(s[2] for s in sums)

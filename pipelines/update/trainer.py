@@ -1,8 +1,10 @@
 """One mini-batch step: forward, loss, backward, optimizer; shared by ``fit_network`` and ``update``.
 
-Each mini-batch runs as fixed shards on a pool of ``n_jobs`` threads with BLAS held
-to one thread (``shards``); use the trainer as a context manager around the
-training loop, which owns the pool and the BLAS limit.
+Each mini-batch runs as fixed shards (``shards``) with BLAS held to one thread, on
+``n_jobs`` worker processes forked at the first sharded step (``procs``; the calling
+process is one of them and alone runs the optimizer), or on a thread pool where
+fork is unavailable (``BACKEND``). Use the trainer as a context manager around the
+training loop: it owns the processes, the pool and the BLAS limit.
 """
 
 from __future__ import annotations
@@ -13,9 +15,15 @@ import numpy as np
 
 from .engine import Graph
 from .losses import cross_entropy, cross_entropy_logits_grad, mean_squared_error
+from .forked import ForkedCall
+from .procs import ProcessGroup, can_fork
 from .shards import MIN_PARALLEL_ELEMENTS, SHARD_SIZE, ShardRunner, resolve_workers, shard_bounds
 
-__all__ = ["Trainer", "n_correct"]
+__all__ = ["Trainer", "n_correct", "BACKEND"]
+
+#: where a step's shards run when n_jobs > 1: "processes" (forked replicas, see ``procs`` for the
+#: measurements) or "threads" (one process; the GIL caps it at ~1.15x on 2 cores). Processes need fork.
+BACKEND = "processes"
 
 
 def n_correct(probs: np.ndarray, target: np.ndarray) -> int:
@@ -38,8 +46,8 @@ class Trainer:
         The blob the loss reads.
     optimizer : SGD or Adam
     n_jobs : int or None
-        Worker threads (None or -1: every CPU this process may use). The result does
-        not depend on it.
+        Workers (None or -1: every CPU this process may use): processes or threads,
+        see ``BACKEND``. The result does not depend on it.
     shardable : bool
         Whether the network may be cut into shards (``shards.can_shard``); False runs
         each mini-batch whole.
@@ -64,6 +72,7 @@ class Trainer:
         self.runner = ShardRunner(self.graph, None)
         self._blas = None
         self._pool = None
+        self._group = None
         #: examples per shard (0: whole mini-batches), fixed at the first step by ``_plan``
         self.shard_size = None
 
@@ -77,6 +86,9 @@ class Trainer:
         return self
 
     def __exit__(self, *exc):
+        if self._group is not None:
+            self._group.close()
+            self._group = self.runner.comm = None
         if self._pool is not None:
             self._pool.shutdown()
         self._pool = self.runner.pool = None
@@ -90,7 +102,8 @@ class Trainer:
 
         A network with under ``MIN_PARALLEL_ELEMENTS`` blob values per shard (a small dense
         head, say) runs whole mini-batches on the calling thread: handing such a shard to a
-        thread costs more than its work. The pool is then left idle.
+        thread or process costs more than its work. The pool is then left idle and no
+        process is forked.
         """
         if not self.shardable:
             return 0
@@ -98,6 +111,27 @@ class Trainer:
             self.runner.pool = None
             return 0
         return SHARD_SIZE
+
+    def _start_processes(self) -> None:
+        """Fork ``n_workers - 1`` replicas (they inherit the layers as they are now) and hand shards to them."""
+        if self.n_workers < 2 or BACKEND != "processes" or not can_fork() or self._blas is None:
+            return
+        self._group = ProcessGroup(self.n_workers, self._serve)
+        self.runner.comm = self._group.comm
+
+    def _serve(self, comm) -> None:
+        """A worker's loop (in the forked child): steps with rank 0's weights, on the shards it owns."""
+        self._pool = self.runner.pool = None
+        self.runner.comm = comm
+        conn = comm.conns[0]
+        while True:
+            msg = conn.recv()
+            if msg[0] == "stop":
+                return
+            _, weights, mine, target, bounds = msg
+            for (name, p), w in weights.items():
+                self.by_name[name].params[p] = w
+            self._compute([mine.get(i) for i in range(len(bounds))], target, bounds)
 
     def frozen_prefix(self, blobs: dict, *, chunk: int = 64) -> dict:
         """The blobs the trained layers read, computed once for every example; later steps start there.
@@ -138,12 +172,29 @@ class Trainer:
         per_example = sum(v.size for v in first.values()) / min(chunk, n)
         if per_example > sum(v[0].size for v in blobs.values()):
             return blobs  # bigger than the inputs: keep memory as it is
-        pool = self.runner.pool
-        rest = list(pool.map(part, range(1, len(starts)))) if pool is not None else [part(i) for i in
-                                                                                    range(1, len(starts))]
-        parts = [first] + rest
+        parts = [first] + self._map_parts(part, range(1, len(starts)))
         self.runner.layers = g.active
         return {b: np.concatenate([p[b] for p in parts], axis=0) for b in frontier}
+
+    def _map_parts(self, part, indices) -> list:
+        """``[part(i) for i in indices]`` (inference chunks with small results), in order, on every worker.
+
+        With processes, children forked now (they see the weights as they are) compute
+        contiguous ranges of ``indices`` while this process computes the first; else the
+        thread pool, if any. Each chunk's arithmetic is the same wherever it runs.
+        """
+        indices = list(indices)
+        k = min(self.n_workers, len(indices))
+        if k > 1 and BACKEND == "processes" and can_fork():
+            bounds = [len(indices) * j // k for j in range(k + 1)]
+            calls = [ForkedCall(lambda a=a, b=b: [part(i) for i in indices[a:b]], forked=True)
+                     for a, b in zip(bounds[1:-1], bounds[2:])]
+            out = [part(i) for i in indices[:bounds[1]]]
+            for call in calls:
+                out.extend(call.result())
+            return out
+        pool = self.runner.pool
+        return list(pool.map(part, indices)) if pool is not None else [part(i) for i in indices]
 
     def weights(self) -> dict:
         return {(name, p): self.by_name[name].params[p] for name, ps in self.trainable.items() for p in ps}
@@ -158,19 +209,17 @@ class Trainer:
         n = len(target)
         if self.shard_size is None:
             self.shard_size = self._plan(blobs)
+            if self.shard_size:
+                self._start_processes()
         bounds = shard_bounds(n, self.shard_size) if self.shard_size else [(0, n)]
         shards = [{k: v[a:b] for k, v in blobs.items()} for a, b in bounds]
-        values, caches = self.runner.forward(shards, train=True)
-        outs = [v[self.loss_input] for v in values]
-        output = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0)
+        if self._group is not None:  # each worker gets the current weights and the shards it owns
+            weights, comm = self.weights(), self._group.comm
+            for rank in range(1, comm.size):
+                mine = {i: s for i, s in enumerate(shards) if i * comm.size // len(shards) == rank}
+                self._group.send(rank, ("step", weights, mine, target, bounds))
+        output, loss, pgrads = self._compute(shards, target, bounds)
         self.last_output = output
-        loss, grad = self.loss(output, target)
-        if self.fuse_softmax:  # enters at the softmax's input as (p - onehot) / B
-            seed_name, grad = self.softmax_input, cross_entropy_logits_grad(output, target)
-        else:
-            seed_name = self.loss_input
-        seeds = [{seed_name: grad[a:b]} for a, b in bounds]
-        pgrads = self.runner.backward(values, caches, seeds)
         grads = {}
         for (name, p), w in self.weights().items():
             g = pgrads.get(name, {}).get(p)
@@ -179,6 +228,24 @@ class Trainer:
         for (name, p), w in new.items():
             self.by_name[name].params[p] = np.ascontiguousarray(w, dtype=np.float32)
         return loss
+
+    def _compute(self, shards: list, target: np.ndarray, bounds: list) -> tuple[np.ndarray, float, dict | None]:
+        """Forward, loss and backward over the shards (None: another process's): ``(output, loss, pgrads)``.
+
+        Every process computes the whole mini-batch's loss gradient from the gathered
+        outputs (a few values per example) and seeds its own shards with it; ``pgrads``
+        is None on a worker process.
+        """
+        values, caches = self.runner.forward(shards, train=True, gather=self.loss_input)
+        outs = [v[self.loss_input] for v in values]
+        output = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0)
+        loss, grad = self.loss(output, target)
+        if self.fuse_softmax:  # enters at the softmax's input as (p - onehot) / B
+            seed_name, grad = self.softmax_input, cross_entropy_logits_grad(output, target)
+        else:
+            seed_name = self.loss_input
+        seeds = [{seed_name: grad[a:b]} for a, b in bounds]
+        return output, loss, self.runner.backward(values, caches, seeds)
 
     def evaluate(self, blobs: dict, target: np.ndarray, *, batch_size: int = 64) -> tuple[float, float | None]:
         """Mean loss (and accuracy for cross-entropy) with inference semantics, in fixed batches (on the pool)."""
@@ -194,8 +261,8 @@ class Trainer:
             hits = n_correct(out, t) if self.loss_kind == "categoricalCrossEntropyLossLayer" else 0
             return loss * len(t), hits
 
-        pool = self.runner.pool if self.shardable and self.shard_size != 0 else None
-        parts = list(pool.map(part, range(len(starts)))) if pool is not None else [part(i) for i in range(len(starts))]
+        parts = (self._map_parts(part, range(len(starts))) if self.shardable and self.shard_size != 0
+                 else [part(i) for i in range(len(starts))])
         total, correct = 0.0, 0
         for loss, hits in parts:  # in batch order, whatever the pool
             total += loss

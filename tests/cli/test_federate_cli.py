@@ -91,3 +91,27 @@ def test_federate_with_no_held_out_data_still_runs(tmp_path, capsys):
                  "--test-fraction", "0", "-o", str(tmp_path / "o.mlmodel"), "--json"])
     payload = json.loads(capsys.readouterr().out)
     assert code == 0 and payload["accuracy"] is None and len(payload["rounds"]) == 2
+
+
+def test_secure_aggregation_needs_the_simulation_engine(tmp_path, capsys):
+    pytest.importorskip("flwr")
+    start, _ = _start(tmp_path)
+    code = main(["federate", str(start), str(_table(tmp_path)), "--client-col", "device", "--rounds", "1",
+                 "--engine", "inprocess", "--secure-aggregation", "-o", str(tmp_path / "x.mlmodel"), "--json"])
+    payload = json.loads(capsys.readouterr().out)
+    assert code != 0 and not payload["ok"] and "simulation engine" in json.dumps(payload)
+    assert not (tmp_path / "x.mlmodel").exists()
+
+
+def test_fedprox_mu_reaches_the_clients(tmp_path, capsys):
+    pytest.importorskip("flwr")
+    start, spec = _start(tmp_path)
+    outs = {}
+    for mu in ("0", "5"):
+        out = tmp_path / f"prox{mu}.mlmodel"
+        assert main(["federate", str(start), str(_table(tmp_path)), "--client-col", "device", "--rounds", "1",
+                     "--strategy", "fedprox", "--proximal-mu", mu, "-o", str(out), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["proximal_mu"] == float(mu)
+        outs[mu] = updatable_parameters(load(str(out)).spec)[0]
+    w0 = updatable_parameters(spec)[0]
+    assert np.linalg.norm(outs["5"] - w0) < np.linalg.norm(outs["0"] - w0)  # the pull is applied

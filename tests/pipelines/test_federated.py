@@ -278,3 +278,133 @@ def test_every_fit_failing_leaves_the_start_model(tmp_path):
     assert [h["failures"] for h in history] == [1, 1]
     for got, want in zip(updatable_parameters(load(str(out)).spec), updatable_parameters(spec)):
         np.testing.assert_array_equal(got, want)
+
+
+# -- FedProx's proximal term on the clients ---------------------------------------------------------
+
+
+def _softmax_ce_grads(w, b, x, y):
+    """Hand-computed gradients of the mean categorical cross-entropy of softmax(x @ w.T + b)."""
+    z = x @ w.T + b
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    d = p.copy()
+    d[np.arange(len(y)), y] -= 1
+    d /= len(y)
+    return d.T @ x, d.sum(0)
+
+
+def test_proximal_wrapper_adds_mu_times_the_pull_to_the_gradient():
+    from pippin.pipelines.personalize.proximal import Proximal
+    from pippin.pipelines.update.optimizers import SGD, Adam
+
+    rng = np.random.default_rng(0)
+    w, g, a = (rng.standard_normal((3, 4)).astype(np.float32) for _ in range(3))
+    new, _ = Proximal(SGD(learning_rate=0.1), 0.5, anchor={"w": a}).step({"w": w}, {"w": g}, None)
+    np.testing.assert_allclose(new["w"], w - 0.1 * (g + 0.5 * (w - a)), rtol=1e-6, atol=1e-6)
+    # Adam sees the pulled gradient: the same step as Adam on g + mu (w - a)
+    got, _ = Proximal(Adam(learning_rate=0.01), 0.5, anchor={"w": a}).step({"w": w}, {"w": g}, None)
+    want, _ = Adam(learning_rate=0.01).step({"w": w}, {"w": g + np.float32(0.5) * (w - a)}, None)
+    np.testing.assert_allclose(got["w"], want["w"], rtol=1e-6, atol=1e-7)
+    # with no anchor given, the first step's weights are the anchor: no pull on the first step
+    free, _ = SGD(learning_rate=0.1).step({"w": w}, {"w": g}, None)
+    first, state = Proximal(SGD(learning_rate=0.1), 0.5).step({"w": w}, {"w": g}, None)
+    np.testing.assert_array_equal(first["w"], free["w"])
+    np.testing.assert_array_equal(state["anchor"]["w"], w)
+
+
+def test_fedprox_client_step_equals_the_hand_computed_proximal_step():
+    """Two mini-batch SGD steps of a fit with proximal_mu: the second is pulled towards the received weights."""
+    b = NetworkBuilder(inputs=[("x", (4,))], outputs=["probs"], mode="classifier", class_labels=LABELS,
+                       predicted_feature_name="label", seed=3)
+    b.add_dense("head", "x", "logits", n_out=3)
+    b.add_softmax("softmax", "logits", "probs")
+    b.make_updatable(["head"])
+    b.set_loss("categorical_cross_entropy", input="probs", target="label")
+    b.set_optimizer("sgd", learning_rate=0.5, batch_size=10, momentum=0.0)
+    b.set_epochs(1)
+    b.set_shuffle(False)
+    spec = b.spec
+    data = _data(20, 0.0, 7)
+    x, y = data["x"], np.array([LABELS.index(v) for v in data["label"]])
+    client = CoreMLClient(spec, data)
+    w0, b0 = (p.astype(np.float64) for p in updatable_parameters(spec))
+    mu, lr = 2.0, 0.5
+
+    def hand(mu):
+        w, bias = w0.copy(), b0.copy()
+        for rows in (slice(0, 10), slice(10, 20)):
+            gw, gb = _softmax_ce_grads(w, bias, x[rows], y[rows])
+            w, bias = w - lr * (gw + mu * (w - w0)), bias - lr * (gb + mu * (bias - b0))
+        return w, bias
+
+    got = client.fit([w0.astype(np.float32), b0.astype(np.float32)], {"proximal_mu": mu})[0]
+    plain = client.fit([w0.astype(np.float32), b0.astype(np.float32)], {})[0]
+    for g, want in zip(got, hand(mu)):
+        np.testing.assert_allclose(g, want, rtol=1e-4, atol=1e-5)
+    for g, want in zip(plain, hand(0.0)):
+        np.testing.assert_allclose(g, want, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(got[0], plain[0], atol=1e-4)  # the term changed the second step
+
+
+def test_fedprox_on_flower_sends_mu_and_the_clients_apply_it(tmp_path):
+    pytest.importorskip("flwr")
+    from pippin.pipelines.personalize.federated_server import federate
+
+    spec = _model()
+    seen = []
+
+    class Watching(CoreMLClient):
+        def fit(self, parameters, config):
+            seen.append(config.get("proximal_mu"))
+            return super().fit(parameters, config)
+
+    def run(strategy, **kw):
+        clients = {f"c{i}": Watching(spec, _data(60, s, 10 + i), _data(40, s, 20 + i))
+                   for i, s in enumerate((0.0, 0.3, -0.3))}
+        federate(spec, clients, rounds=2, out=tmp_path / f"{strategy}.mlmodel", strategy=strategy, **kw)
+        return updatable_parameters(load(str(tmp_path / f"{strategy}.mlmodel")).spec)
+
+    avg, prox = run("fedavg"), run("fedprox", proximal_mu=1.0)
+    assert seen[:6] == [None] * 6 and seen[6:] == [1.0] * 6
+    start = updatable_parameters(spec)
+    moved = lambda ps: np.sqrt(sum(float(np.sum((p - s) ** 2)) for p, s in zip(ps, start)))  # noqa: E731
+    assert moved(prox) < moved(avg)  # the pull keeps the clients nearer the shared weights
+
+
+# -- Flower's simulation engine and SecAgg+ (needs pippin[federated-simulation]: Ray) -------------------
+
+
+def test_simulation_engine_with_secure_aggregation_matches_the_in_process_rounds(tmp_path):
+    pytest.importorskip("flwr")
+    pytest.importorskip("ray", reason="Flower's simulation engine needs pippin[federated-simulation] (Ray)")
+    from pippin.pipelines.personalize.federated_server import federate
+    from pippin.pipelines.personalize.federated_sim import simulate
+
+    spec = _model()
+    parts = {f"c{i}": (_data(60, s, 10 + i), _data(40, s, 20 + i)) for i, s in enumerate((0.0, 0.3, -0.3))}
+    federate(spec, {k: CoreMLClient(spec, tr, te) for k, (tr, te) in parts.items()}, rounds=2,
+             out=tmp_path / "inprocess.mlmodel")
+    want = updatable_parameters(load(str(tmp_path / "inprocess.mlmodel")).spec)
+    for secure, tol in ((False, 1e-5), (True, 1e-4)):  # SecAgg+ quantizes to 2^22 levels over [-8, 8]
+        out = tmp_path / f"sim{secure}.mlmodel"
+        history = simulate(spec, spec, parts, rounds=2, out=out, secure_aggregation=secure, num_cpus=2)
+        assert [h["clients"] for h in history] == [3, 3] and history[-1]["accuracy"] > 0.8
+        for got, w in zip(updatable_parameters(load(str(out)).spec), want):
+            np.testing.assert_allclose(got, w, atol=tol)
+
+
+def test_simulation_engine_refusals(monkeypatch, tmp_path):
+    pytest.importorskip("flwr")
+    import sys
+
+    from pippin.pipelines.personalize.federated_sim import simulate
+
+    spec = _model()
+    parts = {f"c{i}": (_data(20, 0, i), {}) for i in range(2)}
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(PipelineError, match="Ray"):
+        simulate(spec, spec, parts, rounds=1, out=tmp_path / "x.mlmodel")
+    monkeypatch.setattr("pippin.pipelines.personalize.federated_sim.ray_available", lambda: True)
+    with pytest.raises(PipelineError, match="at least 3 clients"):
+        simulate(spec, spec, parts, rounds=1, out=tmp_path / "x.mlmodel", secure_aggregation=True)

@@ -35,7 +35,8 @@ def _reference(R: np.ndarray, l2: float) -> np.ndarray:
 def test_matches_the_closed_form(rated, top_k):
     X = _matrix(1, rated=rated)
     B = _reference(X.toarray(), 7.0)
-    model = ItemSimilarityRecommender(similarity="ease", l2=7.0, top_k=top_k, threshold=0.0).fit(X)
+    model = ItemSimilarityRecommender(similarity="ease", l2=7.0, top_k=top_k, threshold=0.0,
+                                      popularity_exponent=0.0).fit(X)
     S = model.similarity_
     assert (S.data < 0).any()  # negative weights are kept
     for i in range(B.shape[0]):
@@ -62,12 +63,29 @@ def test_scores_are_the_user_row_times_the_table():
     X = _matrix(3, rated=True)
     model = ItemSimilarityRecommender(similarity="ease", l2=5.0, top_k=None, threshold=0.0).fit(X)
     ids, scores = model.recommend(np.arange(10), k=5)
-    dense = X[:10].toarray() @ _reference(X.toarray(), 5.0)
+    users_per_item = np.diff(X.tocsc().indptr)
+    dense = X[:10].toarray() @ (_reference(X.toarray(), 5.0) / users_per_item[np.newaxis, :] ** 0.15)
     for u in range(10):
         seen = set(X[u].indices)
         ranked = [j for j in sorted(range(X.shape[1]), key=lambda c: (-dense[u, c], c)) if j not in seen][:5]
         assert list(ids[u]) == ranked
         np.testing.assert_allclose(scores[u], dense[u, ranked], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("neighbours", [None, 29])
+def test_popularity_exponent_divides_each_column_by_its_popularity(neighbours):
+    X = _matrix(8, n_users=200, n_items=30, density=0.6)  # every pair co-occurs: the sparse path is exact
+    users_per_item = np.diff(X.tocsc().indptr)
+    assert users_per_item.min() != users_per_item.max()
+    expected = _reference(X.toarray(), 9.0) / users_per_item[np.newaxis, :] ** 0.4
+    model = ItemSimilarityRecommender(similarity="ease", l2=9.0, top_k=None, threshold=0.0, neighbours=neighbours,
+                                      popularity_exponent=0.4).fit(X)
+    np.testing.assert_allclose(model.similarity_.toarray(), expected, rtol=1e-9, atol=1e-12)
+    top = ItemSimilarityRecommender(similarity="ease", l2=9.0, top_k=3, threshold=0.0, neighbours=neighbours,
+                                    popularity_exponent=0.4).fit(X).similarity_
+    for i in range(X.shape[1]):  # the kept weights are the scaled table's largest magnitudes
+        kept = top.indices[top.indptr[i]:top.indptr[i + 1]]
+        assert sorted(kept) == sorted(sorted(np.flatnonzero(expected[i]), key=lambda c: (-abs(expected[i, c]), c))[:3])
 
 
 def test_sparse_approximation_is_exact_with_every_neighbour_and_bounded_otherwise():
@@ -92,7 +110,9 @@ def test_refuses_a_catalogue_beyond_memory(monkeypatch):
 
 
 @pytest.mark.parametrize("params, where", [({"l2": 0}, "l2"), ({"l2": "best"}, "l2"), ({"l2": float("nan")}, "l2"),
-                                           ({"neighbours": 0}, "neighbours"), ({"neighbours": 2.5}, "neighbours")])
+                                           ({"neighbours": 0}, "neighbours"), ({"neighbours": 2.5}, "neighbours"),
+                                           ({"popularity_exponent": -0.5}, "popularity_exponent"),
+                                           ({"popularity_exponent": "auto"}, "popularity_exponent")])
 def test_bad_parameters_name_themselves(params, where):
     with pytest.raises(RecommendError, match=where):
         ItemSimilarityRecommender(similarity="ease", **params).fit(_matrix(6))
@@ -149,7 +169,7 @@ def ratings(movielens_dir):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_movielens_exported_ease_with_256_neighbours(ratings, seed, tmp_path):
     train, test = random_holdout(ratings, user="user_id", fraction=0.2, seed=seed)
-    model = ItemSimilarityRecommender(similarity="ease", l2=400.0, top_k=256, threshold=0.0)
+    model = ItemSimilarityRecommender(similarity="ease", top_k=256, threshold=0.0)  # default l2 and exponent
     model.fit(train, user="user_id", item="item_id")
     assert np.diff(model.similarity_.indptr).max() <= 256 and (model.similarity_.data < 0).any()
     path = model.export(tmp_path / "ease.mlmodel")
@@ -172,12 +192,16 @@ def test_movielens_exported_ease_with_256_neighbours(ratings, seed, tmp_path):
         np.testing.assert_allclose(formula[r, best], row_scores, rtol=1e-9, atol=1e-9)
 
 
-def test_movielens_exported_ease_with_all_neighbours(ratings, tmp_path):
-    train, test = random_holdout(ratings, user="user_id", fraction=0.2, seed=0)
-    model = ItemSimilarityRecommender(similarity="ease", l2=400.0, top_k=None, threshold=0.0)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_movielens_exported_ease_with_all_neighbours(ratings, seed, tmp_path):
+    train, test = random_holdout(ratings, user="user_id", fraction=0.2, seed=seed)
+    model = ItemSimilarityRecommender(similarity="ease", top_k=None, threshold=0.0)  # default l2 and exponent
     model.fit(train, user="user_id", item="item_id")
-    precision, _, _ = _file_precision(model.export(tmp_path / "ease-all.mlmodel"), train, test)
-    assert precision >= 0.37, precision
+    path = model.export(tmp_path / "ease-all.mlmodel")
+    precision, runtime, _ = _file_precision(path, train, test)
+    assert precision >= 0.37, (seed, precision)
+    meta = runtime.spec.description.metadata.userDefined
+    assert (meta["l2"], meta["popularity_exponent"]) == ("500.0", "0.15")
 
 
 def test_cli_trains_and_exports_ease(tmp_path, capsys):
@@ -192,5 +216,9 @@ def test_cli_trains_and_exports_ease(tmp_path, capsys):
     assert payload["similarity"] == "ease" and payload["l2"] in ease_module.L2_GRID
     spec = load(out).spec
     assert spec.description.metadata.userDefined["l2"] == repr(payload["l2"])
+    assert spec.description.metadata.userDefined["popularity_exponent"] == "0.15"
     assert main(["train", "recommender", "--demo", "--similarity", "ease", "--l2", "-3", "-o", str(out)]) == 2
     assert "l2=-3.0" in capsys.readouterr().err
+    assert main(["train", "recommender", "--demo", "--similarity", "ease", "--popularity-exponent", "-1",
+                 "-o", str(out)]) == 2
+    assert "popularity_exponent=-1.0" in capsys.readouterr().err

@@ -54,3 +54,56 @@ def test_wrong_path_column_is_named(spark, digit_model):
     df = spark.createDataFrame(pd.DataFrame({"path": ["a.wav"]}))
     with pytest.raises(AudioError, match="no path column 'audio'"):
         predict(digit_model, df, path_col="audio")
+
+
+@pytest.mark.parametrize("extractor, takes, options", [
+    ("scratch", range(5, 8), {"epochs": 2}),
+    ("speech", range(5, 8), {"epochs": 3}),
+    ("sounds", range(5, 6), {"epochs": 2}),  # augment=True: 4 copies of each training clip, made on the driver
+])
+def test_featurize_then_fit_equals_the_local_trainer(spark, fsdd_dir, tmp_path, extractor, takes, options):
+    from pippin.audio import SoundClassifier
+    from pippin.audio.spark import featurize, fit
+    from pippin.datasets import SoundDataset, load_fsdd
+
+    data = load_fsdd(fsdd_dir, split="train", speakers=["theo"], takes=takes)
+    data = SoundDataset(data.paths + [tmp_path / "missing.wav"], data.labels + ["3"], source=data.source)
+
+    def classifier():
+        return SoundClassifier(feature_extractor=extractor, random_state=0, progress=False, **options)
+
+    local = classifier().fit(data).export(tmp_path / "local.mlmodel")
+    df = spark.createDataFrame(pd.DataFrame({"path": [str(p) for p in data.paths], "label": data.labels}))
+    featurize(df, feature_extractor=extractor).write.parquet(str(tmp_path / "features.parquet"))
+    trained = fit(spark.read.parquet(str(tmp_path / "features.parquet")), classifier(), source=data.source)
+    assert trained.skipped_ == [{"path": str(tmp_path / "missing.wav"), "reason": "no such audio file"}]
+    assert trained.export(tmp_path / "spark.mlmodel").read_bytes() == local.read_bytes()
+
+
+def test_featurize_reads_bytes_as_it_reads_paths(spark, fsdd_dir):
+    from pippin.audio.spark import featurize
+    from pippin.datasets import load_fsdd
+
+    data = load_fsdd(fsdd_dir, split="test", speakers=["jackson"], takes=range(0, 1))
+    table = pd.DataFrame({"path": [str(p) for p in data.paths], "label": data.labels})
+    by_path = featurize(spark.createDataFrame(table), feature_extractor="speech").toPandas()
+    table["path"] = [p.read_bytes() for p in data.paths]
+    by_bytes = featurize(spark.createDataFrame(table), feature_extractor="speech").toPandas()
+    assert len(by_path) >= len(data.paths) and by_path.error.isna().all()
+    assert list(by_bytes.features) == list(by_path.features)
+    assert by_bytes.start.tolist() == by_path.start.tolist()
+
+
+def test_featurize_and_fit_name_what_is_wrong(spark, fsdd_dir):
+    from pippin.audio import SoundClassifier
+    from pippin.audio.spark import featurize, fit
+
+    df = spark.createDataFrame(pd.DataFrame({"path": ["a.wav"], "label": ["x"]}))
+    with pytest.raises(AudioError, match="no label column 'digit'"):
+        featurize(df, feature_extractor="speech", label_col="digit")
+    with pytest.raises(AudioError, match="feature_extractor='auto'"):
+        featurize(df, feature_extractor="auto")
+    rows = featurize(df, feature_extractor="scratch")
+    with pytest.raises(AudioError, match=r"features of \['scratch'\] with overlap \[0.5\], but the classifier has "
+                                         r"feature_extractor='speech'"):
+        fit(rows, SoundClassifier(feature_extractor="speech"))

@@ -78,7 +78,7 @@ def _lstm_weights():
 
 
 def case_uni_lstm():
-    options = [dict(), dict(reverse_input=True, output_all=False),
+    options = [dict(), dict(reverse_input=True, output_all=False), dict(cell_clip_threshold=0.5),
                dict(peep=[_w(H) for _ in range(3)], coupled_input_forget_gate=True, cell_clip_threshold=0.7),
                dict(forget_bias=True, inner_activation="SIGMOID_HARD", cell_state_update_activation="RELU",
                     output_activation="LINEAR"),

@@ -14,11 +14,12 @@ import pytest
 
 import pippin.pipelines as pp
 from pippin.pipelines.layers import LAYERS, OVERRIDES, LayerContext
-from pippin.pipelines.layers import _kernels, network
+from pippin.pipelines.layers import _kernels, _rnn_kernels, network
 from pippin.pipelines.runtime.neural_network import NeuralNetworkModel
 from pippin.spec._proto import NeuralNetwork_pb2
 
 from fast_recurrent_cases import RECURRENT_CASES  # noqa: E402  (the tests folder is on sys.path)
+from fast_loop_cases import case_loop  # noqa: E402
 
 RNG = np.random.default_rng(11)
 TOL = {"rtol": 1e-5, "atol": 1e-5}
@@ -151,6 +152,37 @@ def _case_convolution():
         _compare_layer("convolution", _grouped_conv(6, 6, 6, stride=stride, same=same), (3, 6, 9, 8))
     _compare_layer("convolution", _grouped_conv(6, 4, 2, kernel=(3, 2)), (3, 6, 7, 8))  # batched groups
     _compare_layer("convolution", _grouped_conv(3, 6, 3), (2, 3, 7, 8))  # depth multiplier 2
+    _case_conv_taps()
+
+
+def _case_conv_taps():
+    """16+ input channels and enough pixels: ``_conv_taps.conv_taps`` (one product per tap, per phase)."""
+    from pippin.pipelines.layers import _conv_taps, fast
+
+    calls = []
+    original = _conv_taps.conv_taps
+    spy = lambda *a, **k: calls.append(1) or original(*a, **k)  # noqa: E731
+    fast.conv_taps, saved = spy, fast.conv_taps
+    try:
+        for spec, shape in ((_grouped_conv(16, 5, 1, same=True), (3, 16, 20, 6)),  # stride 1, whole-batch run
+                            (_grouped_conv(16, 7, 1, stride=(2, 2), same=True), (2, 16, 9, 11)),  # four phases
+                            (_grouped_conv(16, 4, 1, stride=(2, 1), same=True), (2, 16, 8, 7)),
+                            (_grouped_conv(16, 6, 1, kernel=(2, 3)), (2, 16, 7, 9)),  # dilated, uneven borders
+                            (_grouped_conv(16, 4, 1, kernel=(3, 3), stride=(2, 2)), (2, 16, 9, 9)),  # dilated, strided
+                            (_grouped_conv(16, 12, 1, kernel=(1, 1), stride=(2, 2), same=True), (2, 16, 8, 8)),
+                            (_grouped_conv(16, 20, 1, same=True), (2, 16, 16, 8)),  # C_out > C_in, many pixels
+                            (_grouped_conv(16, 3, 1, kernel=(3, 3), same=True), (5, 16, 3, 3))):  # one run per image
+            before = len(calls)
+            _compare_layer("convolution", spec, shape, train=False)
+            assert len(calls) > before, "conv_taps was not taken"
+            conv, act = spec, _activation("ReLU", inputs=("y",), outputs=("z",))
+            reference = network.build_layers([conv, act], prefix="m", exact_shapes=False, spec_version=4, fast=False)
+            fused = network.fuse_layers(reference, {"z"})
+            for x in _inputs(shape).values():
+                np.testing.assert_allclose(network.run_layers(fused, {"x": x})["z"],
+                                           network.run_layers(reference, {"x": x})["z"], **TOL)
+    finally:
+        fast.conv_taps = saved
 
 
 def _grouped_conv(c_in, c_out, groups, *, kernel=(3, 3), stride=(1, 1), same=False, inputs=("x",), outputs=("y",)):
@@ -205,7 +237,9 @@ def _case_fused_chain():
             got = network.run_layers(fused, {"x": x})
             for name in keep:
                 np.testing.assert_allclose(got[name], want[name], **TOL)
-    assert network.fuse_layers(reference, {"y", "c"}) == reference  # the convolution's output is kept
+    # the convolution's output is kept: it stays, the batchnorm -> ReLU after it fuses on its own
+    kept = network.fuse_layers(reference, {"y", "c"})
+    assert kept[0] is reference[0] and [layer.kind for layer in kept] == ["convolution", "fusedBatchnormRelu"]
 
 
 CASES = {
@@ -258,6 +292,48 @@ def _case_copy():
 CASES[("copy",)] = _case_copy
 CASES[("innerProduct",)] = _case_inner_product
 CASES[("gelu",)] = _case_gelu
+CASES[("loop",)] = case_loop
+
+
+def _case_chain(specs, keep, shapes, fused_kind, *, unfused_keeps=()):
+    reference = network.build_layers(specs, prefix="m", exact_shapes=False, spec_version=4, fast=False)
+    fused = network.fuse_layers(reference, keep)
+    assert [layer.kind for layer in fused] == [fused_kind]
+    for extra in unfused_keeps:  # the middle blob kept: nothing fused
+        assert network.fuse_layers(reference, set(keep) | {extra}) == reference
+    for shape in shapes:
+        for x in _inputs(shape).values():
+            got, want = network.run_layers(fused, {"x": x}), network.run_layers(reference, {"x": x})
+            for name in keep:
+                assert got[name].shape == want[name].shape
+                np.testing.assert_allclose(got[name], want[name], **TOL)
+
+
+def _case_swish():
+    for order in (("x", "s"), ("s", "x")):
+        mul, _ = _proto("multiply", "mul", order, ("y",))
+        specs = [_activation("sigmoid", name="sig", inputs=("x",), outputs=("s",)), mul]
+        _case_chain(specs, {"y"}, [(3, 4, 6, 7), (2, 5, 1, 9)], "fusedSwish", unfused_keeps=("s",))
+    for x in _inputs((3, 4, 6, 7)).values():
+        fused = network.fuse_layers(network.build_layers(specs, prefix="m", exact_shapes=False, spec_version=4,
+                                                         fast=False), {"y"})
+        xs = x * 40  # saturated sigmoid, large products
+        got = network.run_layers(fused, {"x": xs})["y"]
+        want = xs * (0.5 * (np.tanh(0.5 * xs.astype(np.float64)) + 1))
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-5)
+        assert got.strides == xs.strides  # in the input's memory order
+        strided = xs[:, :, ::2]  # not dense: a contiguous copy first
+        np.testing.assert_allclose(network.run_layers(fused, {"x": strided})["y"],
+                                   want[:, :, ::2], rtol=1e-6, atol=1e-5)
+
+
+def _case_batchnorm_relu():
+    specs = [_batchnorm(4, name="bn", outputs=("b",)), _activation("ReLU", name="relu", inputs=("b",), outputs=("y",))]
+    _case_chain(specs, {"y"}, [(3, 4, 6, 7), (2, 4, 1, 5)], "fusedBatchnormRelu", unfused_keeps=("b",))
+
+
+CASES[("activation", "multiply")] = _case_swish
+CASES[("batchnorm", "activation")] = _case_batchnorm_relu
 #: single-kind overrides that are faster without a numba kernel (fewer NumPy calls)
 KERNEL_FREE = {("innerProduct",), ("copy",)}
 
@@ -269,9 +345,12 @@ def test_every_override_has_a_case():
 @pytest.mark.parametrize("key", sorted(OVERRIDES), ids=lambda key: "+".join(key))
 def test_override_equals_reference(key, monkeypatch):
     calls = []
-    for name in _kernels.__all__:  # count kernel calls, to see that the fast route was taken
-        fn = getattr(_kernels, name)
-        monkeypatch.setattr(_kernels, name, lambda *a, _fn=fn, _name=name, **k: calls.append(_name) or _fn(*a, **k))
+    for module in (_kernels, _rnn_kernels):  # count kernel calls, to see that the fast route was taken
+        for name in module.__all__:
+            if name == "tanh32":  # inlined into the compiled loops, never called from Python
+                continue
+            fn = getattr(module, name)
+            monkeypatch.setattr(module, name, lambda *a, _fn=fn, _name=name, **k: calls.append(_name) or _fn(*a, **k))
     CASES[key]()
     if len(key) == 1 and key not in KERNEL_FREE:
         assert calls, f"the {key[0]!r} cases never reached a kernel"

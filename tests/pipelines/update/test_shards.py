@@ -1,5 +1,6 @@
 """``update.shards``: data-parallel mini-batches equal the serial pass and do not depend on the core count."""
 
+import os
 import threading
 
 import numpy as np
@@ -8,6 +9,7 @@ from test_fit import _data, small_sound_net
 
 import pippin.pipelines as pp
 from pippin.pipelines.build import NetworkBuilder
+from pippin.pipelines.errors import PipelineError
 from pippin.pipelines.update import fit_network
 from pippin.pipelines.update.network import layers_of
 from pippin.pipelines.update.optimizers import SGD
@@ -182,9 +184,49 @@ def _threads_of_steps(n_steps):
     return seen
 
 
-def test_shards_run_on_the_pool_threads(always_parallel):
+def test_shards_run_on_the_pool_threads(always_parallel, monkeypatch):
+    monkeypatch.setattr(trainer_module, "BACKEND", "threads")
     for names in _threads_of_steps(2):
         assert names and all(name.startswith("pippin-train") for name in names)
+
+
+def test_shards_run_in_worker_processes(always_parallel, tmp_path):
+    """With the default backend each step's shards are split between this process and a forked worker."""
+    x, y = _data(4 * SHARD_SIZE)
+    trainer, layers = _trainer(small_sound_net(), 2)
+    conv = next(layer for layer in layers if layer.name == "conv2")
+    original, log = conv.forward_train, tmp_path / "pids.txt"
+
+    def spy(*args):
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return original(*args)
+
+    conv.forward_train = spy
+    with trainer:
+        trainer.step({"x": x}, y)
+        trainer.step({"x": x}, y)
+        workers = [p.pid for p in trainer._group.procs]
+    pids = [int(v) for v in log.read_text().split()]
+    assert len(pids) == 2 * 4  # 4 shards per step, each run once
+    assert pids.count(os.getpid()) == 4 and set(pids) == {os.getpid(), *workers}
+    assert all(not p.is_alive() for p in trainer._group.procs) if trainer._group else True
+
+
+def test_a_failing_worker_raises_in_the_caller(always_parallel):
+    x, y = _data(4 * SHARD_SIZE)
+    trainer, layers = _trainer(small_sound_net(), 2)
+    conv = next(layer for layer in layers if layer.name == "conv2")
+    original, parent = conv.forward_train, os.getpid()
+
+    def fail_in_worker(*args):
+        if os.getpid() != parent:
+            raise RuntimeError("boom in the worker")
+        return original(*args)
+
+    conv.forward_train = fail_in_worker
+    with pytest.raises(PipelineError, match="boom in the worker"), trainer:
+        trainer.step({"x": x}, y)
 
 
 def test_small_networks_train_whole_batches_on_the_calling_thread():
@@ -211,3 +253,19 @@ def test_shard_bounds_and_workers():
     assert resolve_workers(3) == 3 and resolve_workers(None) >= 1 and resolve_workers(-1) == resolve_workers(None)
     with pytest.raises(ValueError, match="n_jobs=0"):
         resolve_workers(0)
+
+
+def test_frozen_prefix_chunks_give_the_same_bytes_in_forked_children():
+    """``Trainer.frozen_prefix`` spreads its chunks over forked children with n_jobs > 1: same bytes as inline."""
+    spec = _updatable_conv_net()
+    x, _ = _data(150)
+    out = []
+    for n_jobs in (1, 2, 3):
+        layers = layers_of(spec)
+        trainer = Trainer(layers, trainable={"fc1": ("weights", "bias")}, loss_kind="categoricalCrossEntropyLossLayer",
+                          loss_input="probs", optimizer=SGD(learning_rate=0.0), n_jobs=n_jobs)
+        with trainer:
+            out.append(trainer.frozen_prefix({"x": x}, chunk=16))
+    assert list(out[0]) == ["f"] and out[0]["f"].shape[0] == 150
+    for other in out[1:]:
+        assert np.array_equal(other["f"], out[0]["f"])

@@ -1,0 +1,136 @@
+"""Inference chains fused into one compiled pass: swish and batchnorm -> ReLU.
+
+- ``activation(sigmoid) -> multiply(x, sigmoid(x))`` (the swish / SiLU coremltools writes for
+  ``nn.SiLU``, 65 times in EfficientNet-B0): one pass ``x * sigmoid(x)`` in ``x``'s memory
+  order instead of the sigmoid's four passes, its array and the product's pass. The sigmoid
+  is the reference's ``0.5 * (tanh(x / 2) + 1)`` with ``_rnn_kernels.tanh32`` (|error| <= 3e-7;
+  the kernel, ``_rnn_kernels.swish``, sits beside it: numba's cache does not see a change in
+  a function another file inlines).
+- ``batchnorm`` (stored statistics) ``-> activation(ReLU)`` (DenseNet's pre-activation
+  units, after each concatenation): ``max(x * scale + shift, 0)`` in one pass, written
+  channel-last (the convolution after it reads channel-last inputs without a copy).
+
+``network.fuse_layers`` puts them in place of the chains whose middle blob nobody else reads;
+``test_fast_paths.py`` compares each with the reference layers.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ._rnn_kernels import swish
+from .base import register_fast
+
+__all__ = ["FusedSwish", "FusedBatchnormRelu"]
+
+_F = np.float32
+_JIT = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
+
+
+@numba.njit(**_JIT)
+def _affine_relu_nchw(x, scale, shift, out):
+    """``x`` ``[N, C, P]`` -> ``out`` ``[N, P, C]``, in tiles of 64 pixels (reads and writes stay cached)."""
+    n, c, p = x.shape
+    for b in range(n):
+        for p0 in range(0, p, 64):
+            p1 = min(p0 + 64, p)
+            for ch in range(c):
+                s, t = scale[ch], shift[ch]
+                for q in range(p0, p1):
+                    v = x[b, ch, q] * s + t
+                    out[b, q, ch] = v if v > 0 else _F(0)
+
+
+@numba.njit(**_JIT)
+def _affine_relu_nhwc(x, scale, shift, out):
+    m, c = x.shape
+    for i in range(m):
+        for ch in range(c):
+            v = x[i, ch] * scale[ch] + shift[ch]
+            out[i, ch] = v if v > 0 else _F(0)
+
+
+def _private(layer, keep, reads) -> bool:
+    return len(layer.outputs) == 1 and layer.outputs[0] not in keep and reads[layer.outputs[0]] == 1
+
+
+def _dense_order(x: np.ndarray):
+    """``(flat view in memory order, permutation)`` of a dense float32 array, or None."""
+    if x.dtype != np.float32 or x.size == 0:
+        return None
+    perm = np.argsort([-s for s in x.strides], kind="stable")
+    xp = x.transpose(perm)
+    return (xp.reshape(-1), perm) if xp.flags.c_contiguous else None
+
+
+@register_fast("activation", "multiply")
+class FusedSwish:
+    """``s = sigmoid(x)`` -> ``multiply(x, s)`` (either order) as one pass."""
+
+    kind = "fusedSwish"
+
+    def __init__(self, act, mul):
+        self.act, self.mul = act, mul
+        self.name, self.where = mul.name, act.where
+        self.inputs, self.outputs = list(act.inputs), list(mul.outputs)
+
+    def __call__(self, x):
+        x = np.asarray(x, dtype=np.float32)
+        dense = _dense_order(x)
+        if dense is None:
+            x = np.ascontiguousarray(x)
+            dense = (x.reshape(-1), np.arange(x.ndim))
+        flat, perm = dense
+        out = np.empty_like(flat)
+        swish(flat, out)
+        shape = tuple(x.shape[i] for i in perm)
+        return (out.reshape(shape).transpose(np.argsort(perm)),)
+
+    @classmethod
+    def match(cls, layers, index, keep, reads):
+        act = layers[index]
+        mul = layers[index + 1] if index + 1 < len(layers) else None
+        if not (act.kind == "activation" and getattr(act, "which", None) == "sigmoid" and mul is not None
+                and mul.kind == "multiply" and len(mul.inputs) == 2 and _private(act, keep, reads)
+                and sorted(mul.inputs) == sorted([act.inputs[0], act.outputs[0]])
+                and act.inputs[0] != act.outputs[0]):
+            return None
+        return cls(act, mul), 2
+
+
+@register_fast("batchnorm", "activation")
+class FusedBatchnormRelu:
+    """``batchnorm`` with stored statistics -> ReLU as one pass, the result channel-last."""
+
+    kind = "fusedBatchnormRelu"
+
+    def __init__(self, bn, relu):
+        self.bn, self.relu = bn, relu
+        self.name, self.where = relu.name, bn.where
+        self.inputs, self.outputs = list(bn.inputs), list(relu.outputs)
+
+    def __call__(self, x):
+        bn = self.bn
+        x = np.asarray(x, dtype=np.float32)
+        x4 = bn._to_4d(x)
+        scale, shift = bn._affine(bn.buffers["mean"], bn.buffers["variance"])
+        scale, shift = np.ascontiguousarray(scale.reshape(-1)), np.ascontiguousarray(shift.reshape(-1))
+        n, c, h, w = x4.shape
+        out = np.empty((n, h, w, c), np.float32)
+        cl = x4.transpose(0, 2, 3, 1)
+        if cl.flags.c_contiguous:
+            _affine_relu_nhwc(cl.reshape(-1, c), scale, shift, out.reshape(-1, c))
+        else:
+            _affine_relu_nchw(np.ascontiguousarray(x4).reshape(n, c, h * w), scale, shift, out.reshape(n, h * w, c))
+        return (out.transpose(0, 3, 1, 2).reshape(x.shape),)
+
+    @classmethod
+    def match(cls, layers, index, keep, reads):
+        bn = layers[index]
+        relu = layers[index + 1] if index + 1 < len(layers) else None
+        if not (bn.kind == "batchnorm" and not bn.compute_mean_var and relu is not None
+                and relu.kind == "activation" and getattr(relu, "which", None) == "ReLU"
+                and relu.inputs == bn.outputs and _private(bn, keep, reads)):
+            return None
+        return cls(bn, relu), 2
