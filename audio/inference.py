@@ -5,7 +5,10 @@ multiArray input: 975 ms at 16 kHz for the VGGish models, another window and rat
 for a backbone, read from the model's ``sample_rate`` metadata) and returns class
 probabilities: each file is cut into windows (``pippin.audio.io``), windows of many
 files are batched through ``predict_batch``, and a clip's label is the arg-max of its
-windows' mean probabilities.
+windows' mean probabilities. With several CPUs and many files, the files are split into
+contiguous parts classified by forked processes (``pipelines.update.forked``), this one
+taking the first: prediction runs mostly on one thread and holds the GIL between
+layers, so processes are what overlap.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from .io import iter_windows, probe, read_windows
 __all__ = ["audio_input", "audio_input_name", "window_align", "classify_files"]
 
 _BATCH_WINDOWS = 256
+_FILES_PER_PROCESS = 64  # fewer files per process do not pay for the fork
 
 
 def audio_input(model) -> tuple[str, int, int]:
@@ -158,32 +162,60 @@ def classify_files(model, paths, *, overlap: float = 0.5, progress: bool = False
                          where=getattr(model, "where", None),
                          hint="use a model made by 'pippin train sound'")
     labels = [str(x) for x in class_labels]
-    batcher = _Batcher(model, input_name, probs_name)
     paths = [Path(p) for p in paths]
-    failed: dict[int, AudioError] = {}
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(paths), desc="predict", unit="file", leave=False, disable=None)
     try:
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            for first in range(0, len(paths), _FILES_AHEAD):
-                chunk = paths[first:first + _FILES_AHEAD]
-                reads = pool.map(lambda p: _read(p, overlap, rate, window, align), chunk)
-                for key, read in enumerate(reads, start=first):
-                    if read is None:
-                        _stream(batcher, key, paths[key], overlap, failed, rate, window)
-                    elif isinstance(read, AudioError):
-                        failed[key] = read
-                    else:
-                        batcher.add(key, *read)
-                    if bar is not None:
-                        bar.update(1)
-            batcher.flush()
+        k = min(_n_cpus(), len(paths) // _FILES_PER_PROCESS)
+        if k < 2:
+            return _classify(model, paths, overlap, (input_name, window, rate, align, probs_name, labels), bar)
+        from ..pipelines.update.forked import start
+        from .parallel import one_blas_thread
+
+        bounds = [len(paths) * i // k for i in range(k + 1)]
+        setup = (input_name, window, rate, align, probs_name, labels)
+        with one_blas_thread():  # one BLAS thread per process (the children inherit the limit)
+            calls = [start(lambda a=a, b=b: _classify(model, paths[a:b], overlap, setup, None))
+                     for a, b in zip(bounds[1:-1], bounds[2:])]
+            results, skipped = _classify(model, paths[:bounds[1]], overlap, setup, bar)
+            for call, a, b in zip(calls, bounds[1:-1], bounds[2:]):
+                part_results, part_skipped = call.result()
+                results.extend(part_results)
+                skipped.extend(part_skipped)
+                if bar is not None:
+                    bar.update(b - a)
+        return results, skipped
     finally:
         if bar is not None:
             bar.close()
+
+
+def _n_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _classify(model, paths: list[Path], overlap: float, setup: tuple, bar) -> tuple[list[dict], list[dict]]:
+    """``classify_files`` over ``paths`` in this process (``setup``: the model's input and output names)."""
+    input_name, window, rate, align, probs_name, labels = setup
+    batcher = _Batcher(model, input_name, probs_name)
+    failed: dict[int, AudioError] = {}
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for first in range(0, len(paths), _FILES_AHEAD):
+            chunk = paths[first:first + _FILES_AHEAD]
+            reads = pool.map(lambda p: _read(p, overlap, rate, window, align), chunk)
+            for key, read in enumerate(reads, start=first):
+                if read is None:
+                    _stream(batcher, key, paths[key], overlap, failed, rate, window)
+                elif isinstance(read, AudioError):
+                    failed[key] = read
+                else:
+                    batcher.add(key, *read)
+                if bar is not None:
+                    bar.update(1)
+        batcher.flush()
     results = [
         _clip_result(paths[key], np.concatenate([s for s, _ in parts]), np.concatenate([p for _, p in parts]), labels,
                      rate, window)

@@ -20,7 +20,7 @@ whole model's). All arms train the same head with the same Core ML update semant
 - engines (``--engines``): FedAvg again in this process, on Flower's simulation engine (Ray) and
   with SecAgg+ on it: time, peak memory of the process tree, accuracy, weights against in-process.
 
-    python benchmarks/bench_federated.py [--fsdd DIR] [--rounds 30] [--local-epochs 10] [--json]
+    python benchmarks/bench_federated.py [--fsdd DIR] [--rounds 50] [--local-epochs 10] [--json]
         [--strategies fedavg,fedprox,fedadam] [--dp 1.0:0.1,1.0:0.5] [--takes 5] [--test-takes rest]
         [--seeds 0,1,2,3,4] [--engines inprocess,simulation,secagg] [--cache FILE.npz]
 
@@ -276,7 +276,7 @@ def summary(runs: list) -> dict:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--fsdd", default=os.environ.get("PIPPIN_FSDD", "/work/shared/datasets/fsdd"))
-    p.add_argument("--rounds", type=int, default=30)
+    p.add_argument("--rounds", type=int, default=50)
     p.add_argument("--local-epochs", type=int, default=10)
     p.add_argument("--strategies", default="fedavg,fedprox,fedadam")
     p.add_argument("--proximal-mu", type=float, default=0.1, help="FedProx's mu")

@@ -5,7 +5,7 @@ DenseNet-121, SqueezeNet, LSTM / GRU / BiLSTM text models, a Transformer encoder
 MLP) is built in PyTorch with random weights, converted by coremltools to a Core ML
 neural-network file (``convert_to="neuralnetwork"``; the GRU comes out as a ``loop`` layer)
 and exported to ONNX (``torch.onnx.export``). All three then run the same batch. For each
-thread count the three are timed in turn, round after round (interleaved), so a load change
+thread count (every model at one count, then every model at the next) the three are timed in turn, round after round (interleaved), so a load change
 on the shared machine hits all of them; the median of the rounds is reported with the load
 average, and the same ratio in process CPU time (``cpu vs``: what each call costs in CPU seconds,
 less sensitive to other jobs on a loaded machine). One thread means: the process pinned to one core, ``torch.set_num_threads(1)``,
@@ -152,10 +152,13 @@ def max_relative_error(case: dict) -> float:
 
 def run(names: list[str], thread_counts: list[int], repeats: int, batch: int | None, onnx: bool) -> dict:
     rows = []
-    for name in names:
-        case = prepare(name, batch, onnx=onnx)
-        error = max_relative_error(case)
-        for threads in thread_counts:
+    cases = {name: prepare(name, batch, onnx=onnx) for name in names}
+    errors = {name: max_relative_error(case) for name, case in cases.items()}
+    # every model at one thread count before the next: threads another library left spinning after a
+    # two-thread phase would otherwise run beside (and be counted in) the next model's one-thread phase
+    for threads in thread_counts:
+        for name, case in cases.items():
+            error = errors[name]
             load = os.getloadavg()[0]
             t = measure(case, threads, repeats)
             row = {"model": name, "batch": int(case["x"].shape[0]), "threads": threads, "load": round(load, 2),

@@ -25,7 +25,7 @@ from pathlib import Path
 from .errors import DatasetError
 
 __all__ = ["spark_session", "ensure_java", "require_pyspark", "read_spark_table", "check_columns",
-           "spark_failure", "spark_job"]
+           "spark_failure", "spark_job", "session_conf", "partition_keys"]
 
 logger = logging.getLogger(__name__)
 
@@ -200,3 +200,51 @@ def spark_job(what: str, *, error=DatasetError):
             raise
         raise error(f"Spark job failed while {what}: {reason}", where="spark",
                     hint="see the executor logs; more attempts: spark.task.maxFailures (local[N,F] locally)") from None
+
+
+def _spark_hash_long(value: int, seed: int = 42) -> int:
+    """Spark's ``hash()`` (Murmur3 x86_32, seed 42) of a long: which partition ``repartition`` sends it to."""
+    mask = 0xFFFFFFFF
+
+    def rotl(x, r):
+        return ((x << r) | (x >> (32 - r))) & mask
+
+    def mix(h, k):
+        k = rotl((k * 0xCC9E2D51) & mask, 15) * 0x1B873593 & mask
+        return (rotl(h ^ k, 13) * 5 + 0xE6546B64) & mask
+
+    value &= 0xFFFFFFFFFFFFFFFF
+    h = mix(mix(seed, value & mask), value >> 32) ^ 8
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & mask
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & mask
+    h ^= h >> 16
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def partition_keys(n: int) -> list[int]:
+    """``keys[p]``: a long that ``repartition(n, key)`` sends to partition ``p`` (one tile per task)."""
+    keys, value = [None] * n, 0
+    while None in keys:
+        part = _spark_hash_long(value) % n
+        if keys[part] is None:
+            keys[part] = value
+        value += 1
+    return keys
+
+
+@contextlib.contextmanager
+def session_conf(spark, settings: dict):
+    """Set runtime SQL settings for the block, then put the session's own values back."""
+    old = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, str(value))
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)

@@ -29,6 +29,11 @@ in-place Cholesky inverse is used (never a general LU inverse).
 Catalogues whose dense matrix would not fit in ``_memory_budget()`` (3/4 of physical
 memory) are refused; ``neighbours=m`` switches to the sparse approximation in
 ``ease_sparse``.
+
+Popularity discount (``beta``, the model's ``popularity_exponent``): column ``j`` of ``B`` is
+multiplied by ``pop_j ** -beta`` before the top-k (``popularity_scale``); the model's default
+0.15 was chosen on validation splits of MovieLens 100K's training parts
+(``benchmarks/bench_ease_movielens.py``).
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from scipy.linalg import lapack
 from . import kernels
 from .errors import RecommendError
 
-__all__ = ["L2_GRID", "POPULARITY_EXPONENT", "fit_ease", "ease_dense", "select_l2", "topk_by_magnitude",
+__all__ = ["L2_GRID", "fit_ease", "ease_dense", "select_l2", "topk_by_magnitude",
            "dense_bytes", "popularity_scale"]
 
 logger = logging.getLogger(__name__)
@@ -55,9 +60,6 @@ _ROW_BLOCK_ENTRIES = 1 << 24  # rows x n_items values ranked at once when pickin
 _AUTO_HOLDOUT = 0.2
 _AUTO_SEED = 0
 _AUTO_MAX_USERS = 20_000
-# Default exponent of the popularity discount B[:, j] / pop_j**beta, chosen on validation splits of the
-# MovieLens 100K training data only (never its test split); see popularity_scale.
-POPULARITY_EXPONENT = 0.15
 
 
 def _dtype(n_items: int):

@@ -29,6 +29,18 @@ per-user pairs shuffles ``sum(activity^2)/2`` rows (the issue measured 544 s and
 the 3M set). Tiles shuffle each interaction ``n_blocks`` times and hold about
 ``2 * nnz / n_blocks`` interactions each, so ``n_blocks`` trades shuffle for task memory.
 
+Two plans run this. For the similarities whose statistics need only an item's own column
+(``spark_tasks.ITEM_LOCAL``: cosine, jaccard, lift, cooccurrence, pearson without ratings)
+and no cap, one shuffle does it all: after one aggregation (id checks, users, rows), each
+raw row goes to the ``n_blocks`` tiles of its item's block, one tile per task, and the
+task de-duplicates, computes its items' statistics from their complete columns (the same
+bits as anywhere else), weights and runs the kernel; the driver merges the partial lists.
+Measured on the 3M set against the staged plan below, it removes the de-duplication
+shuffle, the cached intermediate, two Python passes and the merge window
+(``benchmarks/bench_spark.py``; README). bm25 and tfidf (user activity), pearson with
+ratings (whether they vary is a whole-table fact) and the cap use stages: de-duplication
+and item statistics shuffled by item, statistics to the driver, weighted tiles, merge.
+
 The driver never holds the interactions: it collects the item statistics and the
 similarity table (``n_items * top_k`` entries). A Spark-fitted model therefore has no
 ``interactions_`` or ``user_ids_``: recommend for users through ``recommend`` here, or
@@ -40,14 +52,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-from contextlib import contextmanager
 from functools import partial
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..datasets.spark import check_columns, require_pyspark, spark_job
+from ..datasets.spark import check_columns, partition_keys, require_pyspark, session_conf, spark_job
 from . import spark_tasks
 from .errors import RecommendError
 from .matrix import encode_items
@@ -158,56 +169,6 @@ def _n_blocks(spark, nnz: int, n_blocks: int | None) -> int:
     return max(by_tasks, math.ceil(2 * nnz / _TILE_ENTRIES))
 
 
-def _spark_hash_long(value: int, seed: int = 42) -> int:
-    """Spark's ``hash()`` (Murmur3 x86_32, seed 42) of a long: which partition ``repartition`` sends it to."""
-    mask = 0xFFFFFFFF
-
-    def rotl(x, r):
-        return ((x << r) | (x >> (32 - r))) & mask
-
-    def mix(h, k):
-        k = rotl((k * 0xCC9E2D51) & mask, 15) * 0x1B873593 & mask
-        return (rotl(h ^ k, 13) * 5 + 0xE6546B64) & mask
-
-    value &= 0xFFFFFFFFFFFFFFFF
-    h = mix(mix(seed, value & mask), value >> 32) ^ 8
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & mask
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & mask
-    h ^= h >> 16
-    return h - (1 << 32) if h >= 1 << 31 else h
-
-
-def _partition_keys(n: int) -> list[int]:
-    """``n`` long keys that ``repartition(n, key)`` sends to ``n`` different partitions (one tile per task)."""
-    keys, taken = [None] * n, set()
-    value = 0
-    while len(taken) < n:
-        part = _spark_hash_long(value) % n
-        if part not in taken:
-            taken.add(part)
-            keys[len(taken) - 1] = value
-        value += 1
-    return keys
-
-
-@contextmanager
-def _session_conf(spark, settings: dict):
-    """Set runtime SQL settings for the block, then put the session's own values back."""
-    old = {key: spark.conf.get(key, None) for key in settings}
-    for key, value in settings.items():
-        spark.conf.set(key, str(value))
-    try:
-        yield
-    finally:
-        for key, value in old.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
-
-
 def _one_shuffle(data, *, n_users: int, n_rows: int, similarity: str, top_k, threshold: float, n_blocks):
     """Tiles straight from the raw rows (``spark_tasks.raw_tile``): the only shuffle sends each row
     to the ``n_blocks`` tiles of its item's block; de-duplication, item statistics, weights and
@@ -218,8 +179,9 @@ def _one_shuffle(data, *, n_users: int, n_rows: int, similarity: str, top_k, thr
     spark = data.sparkSession
     blocks = _n_blocks(spark, n_rows, n_blocks)
     n_tiles = blocks * (blocks + 1) // 2
-    tiles = [(b, c) for b in range(blocks) for c in range(b, blocks)]
-    keys = _partition_keys(n_tiles)
+    # tasks start in partition order: the two-block tiles (twice the work) first
+    tiles = sorted(((b, c) for b in range(blocks) for c in range(b, blocks)), key=lambda t: t[0] == t[1])
+    keys = partition_keys(n_tiles)
     key_of = {b * blocks + c: key for (b, c), key in zip(tiles, keys)}
     blk = F.pmod(F.xxhash64("i"), F.lit(blocks))
     tile_ids = [F.least(blk, F.lit(c)) * blocks + F.greatest(blk, F.lit(c)) for c in range(blocks)]
@@ -254,7 +216,7 @@ def _one_shuffle(data, *, n_users: int, n_rows: int, similarity: str, top_k, thr
 
 
 def _raw_tiles(batches, *, threads: int, **kwargs):
-    """One partition = one tile (``_partition_keys``): all its batches, then ``spark_tasks.raw_tile``."""
+    """One partition = one tile (``partition_keys``): all its batches, then ``spark_tasks.raw_tile``."""
     import numba
 
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # the task's share of the cores
@@ -319,7 +281,7 @@ def fit_item_similarity(df, *, user: str, item: str, rating: str | None = None, 
     one_shuffle = (similarity in spark_tasks.ITEM_LOCAL and not (similarity == "pearson" and rating)
                    and degree_approximation_threshold is None)
     settings = {"spark.sql.execution.arrow.maxRecordsPerBatch": _ARROW_BATCH}
-    with spark_job(f"fitting {similarity} similarities", error=RecommendError), _session_conf(spark, settings):
+    with spark_job(f"fitting {similarity} similarities", error=RecommendError), session_conf(spark, settings):
         data, n_users, n_items, n_rows = _validated(df, user, item, rating, count_items=not one_shuffle)
         lap("validate")
         if one_shuffle:

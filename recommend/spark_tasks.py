@@ -35,7 +35,7 @@ __all__ = ["BM25_K1", "BM25_B", "ITEM_LOCAL", "whole_groups", "last_rows", "item
 BM25_K1, BM25_B = 1.2, 0.75
 #: similarities whose per-item statistics and entry weights need only the item's own column
 #: (pearson only without ratings: with them, whether they vary is a property of the whole table)
-ITEM_LOCAL = ("cosine", "jaccard", "lift", "pearson")
+ITEM_LOCAL = ("cosine", "jaccard", "lift", "cooccurrence", "pearson")
 
 
 def whole_groups(batches, key: str):
@@ -187,13 +187,21 @@ def tile_topk(frame: pd.DataFrame, *, n_blocks: int, sa, sb, mode: int, n_users:
     u = frame["u"].to_numpy(dtype=object if frame["u"].dtype.kind not in "iu" else np.int64)
     _, users = np.unique(u, return_inverse=True)  # ascending user ids: the single-machine row order
     labels, cols = np.unique(idx, return_inverse=True)
-    shape = (int(users.max()) + 1, len(labels))
-    w = frame["w"].to_numpy(np.float32)
     block = idx % n_blocks if block_of is None else block_of[idx]
+    return _tile_pairs(users, cols, labels, frame["w"].to_numpy(np.float32), block, b, c,
+                       sa=np.ascontiguousarray(sa[labels], dtype=np.float64),
+                       sb=np.ascontiguousarray(sb[labels], dtype=np.float64), mode=mode, n_users=n_users,
+                       top_k=top_k, threshold=threshold, chunk_entries=chunk_entries)
+
+
+def _tile_pairs(users, cols, labels, w, block, b: int, c: int, *, sa, sb, mode: int, n_users: int, top_k: int,
+                threshold: float, chunk_entries: int = 1 << 21) -> pd.DataFrame:
+    """The kernel over one tile in local numbering: ``users`` (ascending ids), ``cols`` (items,
+    numbered in ``labels`` order), weights ``w`` and blocks per entry [shape=(n,)]; ``sa``/``sb``
+    per local item. Returns ``(idx, pos, nbr, val)`` with items as ``labels``."""
+    shape = (int(users.max()) + 1, len(labels))
     A = _local(w, block == b, users, cols, shape)
     C = A if b == c else _local(w, block == c, users, cols, shape)
-    sa_l = np.ascontiguousarray(sa[labels], dtype=np.float64)
-    sb_l = np.ascontiguousarray(sb[labels], dtype=np.float64)
     label = labels.astype(np.int32)
     unweighted = bool(np.all(A.data == 1.0)) and bool(np.all(C.data == 1.0))
     parts = []
@@ -209,7 +217,7 @@ def tile_topk(frame: pd.DataFrame, *, n_blocks: int, sa, sb, mode: int, n_users:
             out_v = np.empty((len(rows), top_k), dtype=np.float64)
             out_n = np.zeros(len(rows), dtype=np.int64)
             kernels.topk_block(rows, left_c.indptr, left_c.indices, left_c.data, right.indptr, right.indices,
-                               right.data, unweighted, mode, sa_l, sb_l, label, float(n_users), top_k,
+                               right.data, unweighted, mode, sa, sb, label, float(n_users), top_k,
                                float(threshold), out_j, out_v, out_n)
             keep = np.arange(top_k)[None, :] < out_n[:, None]
             parts.append(pd.DataFrame({
@@ -219,6 +227,16 @@ def tile_topk(frame: pd.DataFrame, *, n_blocks: int, sa, sb, mode: int, n_users:
         return pd.DataFrame({"idx": np.zeros(0, np.int64), "pos": np.zeros(0, np.int32),
                              "nbr": np.zeros(0, np.int64), "val": np.zeros(0)})
     return pd.concat(parts, ignore_index=True)
+
+
+def _ranks(values: np.ndarray):
+    """(sorted distinct values, each value's position among them): ``np.unique(..., return_inverse=True)``
+    by hashing (``pd.factorize``), faster on millions of rows with few distinct values."""
+    codes, uniques = pd.factorize(values, sort=False)
+    order = np.argsort(uniques, kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return np.asarray(uniques)[order], rank[codes]
 
 
 def raw_tile(frame: pd.DataFrame, *, n_blocks: int, similarity: str, n_users: int, top_k: int,
@@ -235,27 +253,29 @@ def raw_tile(frame: pd.DataFrame, *, n_blocks: int, similarity: str, n_users: in
     string_ids = frame["i"].dtype.kind not in "iu"
     ids = frame["i"].to_numpy(dtype=object if string_ids else np.int64)
     u = frame["u"].to_numpy(dtype=object if frame["u"].dtype.kind not in "iu" else np.int64)
-    labels, items = np.unique(ids, return_inverse=True)  # local item numbers in id order: ties as globally
-    user_ids, users = np.unique(u, return_inverse=True)  # ascending user ids: the single-machine row order
-    order = np.lexsort((frame["seq"].to_numpy(np.int64), users, items))
+    labels, items = _ranks(ids)  # local item numbers in id order: ties break as with global numbers
+    user_ids, users = _ranks(u)  # ascending user ids: the single-machine row order
+    key = items * len(user_ids) + users
+    order = np.argsort(key)
+    key = key[order]
+    if np.any(key[1:] == key[:-1]):  # a repeated (user, item): its last row in table order wins
+        order = np.lexsort((frame["seq"].to_numpy(np.int64), items * len(user_ids) + users))
+        key = (items * len(user_ids) + users)[order]
+        last = np.r_[key[1:] != key[:-1], True]
+        order = order[last]
     items, users = items[order], users[order]
-    last = np.r_[(items[1:] != items[:-1]) | (users[1:] != users[:-1]), True]  # a repeated pair: last row wins
-    items, users = items[last], users[last]
-    r = frame["r"].to_numpy(np.float64)[order][last]
-    blk = frame["blk"].to_numpy(np.int64)[order][last]
+    r = frame["r"].to_numpy(np.float64)[order]
+    block_of = np.zeros(len(labels), dtype=np.int64)
+    block_of[items] = frame["blk"].to_numpy(np.int64)[order]
     stats = pd.concat(list(item_statistics([pd.DataFrame({"i": items, "u": users, "r": r})],
                                            similarity=similarity, n_items=0)), ignore_index=True)
-    assert np.array_equal(stats["i"].to_numpy(), np.arange(len(labels)))
     vec = item_vectors(similarity, stats["count"].to_numpy(), stats["s1"].to_numpy(), stats["s2"].to_numpy(),
                        n_users=n_users, rated_pearson=False)
     w = entry_weights(similarity, r, items, vec["factor"], None, rated_pearson=False, n_items=len(labels))
-    local = pd.DataFrame({"tile": tile, "u": users, "idx": items, "w": w})
-    # tile_topk's blocks are ``idx % n_blocks``: give it the items' real blocks through a remapped index
-    block_of = np.zeros(len(labels), dtype=np.int64)
-    block_of[items] = blk
     k = max(1, len(labels) - 1 if top_k is None else min(int(top_k), len(labels) - 1))
-    out = tile_topk(local, n_blocks=n_blocks, sa=vec["sa"], sb=vec["sb"], mode=int(vec["mode"]),
-                    n_users=n_users, top_k=k, threshold=threshold, block_of=block_of)
+    local = np.arange(len(labels))
+    out = _tile_pairs(users, items, local, w, block_of[items], b, c, sa=vec["sa"], sb=vec["sb"],
+                      mode=int(vec["mode"]), n_users=n_users, top_k=k, threshold=threshold)
     id_of = labels.astype(object) if string_ids else labels
     rows = [pd.DataFrame({"i": id_of[out["idx"].to_numpy()], "pos": out["pos"].to_numpy(np.int32),
                           "nbr": id_of[out["nbr"].to_numpy()], "val": out["val"].to_numpy(np.float64)})]

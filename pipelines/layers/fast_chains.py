@@ -1,4 +1,4 @@
-"""Inference chains fused into one compiled pass: swish and batchnorm -> ReLU.
+"""Inference chains fused into one compiled pass (swish, batchnorm -> ReLU), and ``mvn`` in one pass.
 
 - ``activation(sigmoid) -> multiply(x, sigmoid(x))`` (the swish / SiLU coremltools writes for
   ``nn.SiLU``, 65 times in EfficientNet-B0): one pass ``x * sigmoid(x)`` in ``x``'s memory
@@ -10,7 +10,11 @@
   units, after each concatenation): ``max(x * scale + shift, 0)`` in one pass, written
   channel-last (the convolution after it reads channel-last inputs without a copy).
 
-``network.fuse_layers`` puts them in place of the chains whose middle blob nobody else reads;
+- ``mvn`` (``FastMeanVarianceNormalize``; the layer norm of coremltools' transformers): per
+  row of the normalized axes, mean and variance in float64 as the reference takes them, in
+  one compiled call instead of a float64 copy and six NumPy passes.
+
+``network.fuse_layers`` puts the chains in place of runs whose middle blob nobody else reads;
 ``test_fast_paths.py`` compares each with the reference layers.
 """
 
@@ -21,8 +25,9 @@ import numpy as np
 
 from ._rnn_kernels import swish
 from .base import register_fast
+from .normalization import MeanVarianceNormalize
 
-__all__ = ["FusedSwish", "FusedBatchnormRelu"]
+__all__ = ["FusedSwish", "FusedBatchnormRelu", "FastMeanVarianceNormalize"]
 
 _F = np.float32
 _JIT = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
@@ -134,3 +139,36 @@ class FusedBatchnormRelu:
                 and relu.inputs == bn.outputs and _private(bn, keep, reads)):
             return None
         return cls(bn, relu), 2
+
+
+@numba.njit(cache=True, nogil=True)
+def _mvn_rows(x, epsilon, scale_variance, out):
+    rows, length = x.shape
+    for i in range(rows):
+        total = 0.0
+        for j in range(length):
+            total += np.float64(x[i, j])
+        mean = total / length
+        sq = 0.0
+        for j in range(length):
+            d = np.float64(x[i, j]) - mean
+            sq += d * d
+        inv = 1.0 / np.sqrt(sq / length + epsilon) if scale_variance else 1.0
+        for j in range(length):
+            out[i, j] = (np.float64(x[i, j]) - mean) * inv
+
+
+@register_fast("mvn")
+class FastMeanVarianceNormalize(MeanVarianceNormalize):
+    """``mvn`` as one compiled pass per row (float64 statistics, as the reference)."""
+
+    def forward(self, x):
+        p = self.p
+        x = np.asarray(x, dtype=np.float32)
+        k = 3 if p.acrossChannels else 2
+        if x.ndim < k + 1:
+            return super().forward(x)
+        flat = np.ascontiguousarray(x).reshape(-1, int(np.prod(x.shape[-k:])))
+        out = np.empty(flat.shape, np.float32)
+        _mvn_rows(flat, float(p.epsilon), bool(p.normalizeVariance), out)
+        return (out.reshape(x.shape),)

@@ -269,7 +269,7 @@ class FastLoop(Loop):
         xs = np.ascontiguousarray(np.moveaxis(x[:, c0:c0 + s], 1, 0)).reshape(s * rows, -1)
         pre = xs @ g.w
         pre += g.b
-        y = np.ascontiguousarray(buf[:, c0].reshape(rows, g.hidden))
+        y = np.array(buf[:, c0].reshape(rows, g.hidden), dtype=np.float32, order="C")  # a copy: updated in place
         base = np.ascontiguousarray(np.moveaxis(buf[:, c0 + 1:c0 + 1 + s], 1, 0)).reshape(s, rows, g.hidden) \
             if g.scatter_add else np.empty((1, 1, 1), np.float32)
         out = np.empty((s, rows, g.hidden), np.float32)

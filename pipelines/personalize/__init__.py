@@ -9,7 +9,9 @@
   ``delta_read`` reads a file within size limits, every fault one error).
 - ``federated`` / ``federated_server``: federated rounds on Flower (``pippin[federated]``): the
   updatable weights that travel, a ``NumPyClient`` over a Core ML file, and Flower's server loop
-  and strategies writing a valid model after every round (imported on use: they load ``flwr``).
+  and strategies writing a valid model after every round (imported on use: they load ``flwr``);
+  ``proximal``: FedProx's proximal term on a client's update; ``federated_sim``: the same rounds on
+  Flower's simulation engine (Ray), optionally with SecAgg+ (``pippin[federated-simulation]``).
 
 This room sits above the runtime and the builders and below the CLI: it imports
 ``pippin.spec``, the runtime, ``layers``, ``update`` and ``build``, never a trainer,

@@ -13,9 +13,11 @@ spec, so every round's model differs from the start only in those weights.
 received weights into its model and trains them with Pippin's Core ML 3 update
 engine (``RunnableModel.update``: the file's own loss, optimizer, epochs and
 mini-batch size), then returns the new updatable parameters and its example
-count; ``evaluate`` scores its held-out data (categorical cross-entropy and accuracy).
-The server side (round loop, aggregation, a model file per round) is
-``personalize.federated_server``.
+count (under Flower's FedProx the file's loss gains the proximal term,
+``personalize.proximal``); ``evaluate`` scores its held-out data (categorical
+cross-entropy and accuracy). The server side (round loop, aggregation, a model file per
+round) is ``personalize.federated_server``, or ``personalize.federated_sim`` on Flower's
+simulation engine.
 """
 
 from __future__ import annotations

@@ -130,7 +130,7 @@ def simulate(start: Model, head: Model, parts: dict, *, rounds: int, out, epochs
     if not parts:
         raise PipelineError("no clients to federate")
     n_fit = max(1, int(len(parts) * fraction)) if 0 < fraction <= 1 else 0
-    if secure_aggregation and n_fit < 3:
+    if secure_aggregation and 0 < n_fit < 3:  # (a bad fraction is make_strategy's error)
         raise PipelineError(f"secure aggregation needs at least 3 clients per round, got {n_fit}",
                             hint="more clients, or a larger --fraction")
     _telemetry_off()

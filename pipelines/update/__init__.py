@@ -7,8 +7,9 @@
   with the loss, optimizer and epochs the spec declares; see ``core_ml_update``.
 - ``SGD``, ``Adam``: pure optimizer steps matching PyTorch's update equations.
 - Both trainers run data-parallel on every core (``n_jobs``): fixed shards of each
-  mini-batch on a thread pool, summed in shard order, so the bytes do not depend on the
-  core count; see ``shards``.
+  mini-batch on one process per core (forked replicas, ``procs``), summed in shard order,
+  so the bytes do not depend on the core count; see ``shards``. ``forked`` runs
+  independent small fits (cross-validation folds) in forked processes.
 - ``estimator.ParamsMixin``: scikit-learn's parameter conventions for the trainers.
 
 The training engine imports only ``pippin.spec`` and ``pippin.pipelines.layers``

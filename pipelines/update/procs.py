@@ -33,8 +33,9 @@ __all__ = ["ProcessGroup", "ProcComm", "can_fork"]
 
 
 def can_fork() -> bool:
-    """Whether worker processes can be forked here (Linux, macOS)."""
-    return "fork" in mp.get_all_start_methods()
+    """Whether worker processes can be forked here: POSIX fork, and not inside a daemonic process
+    (multiprocessing forbids those children: a fold already running in a forked child, a pool worker)."""
+    return "fork" in mp.get_all_start_methods() and not mp.current_process().daemon
 
 
 class _Failure:

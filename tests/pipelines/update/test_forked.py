@@ -51,3 +51,12 @@ def test_a_child_that_dies_is_reported():
 def test_large_results_cross_the_pipe():
     value = forked.ForkedCall(lambda: np.arange(1_000_000, dtype=np.float32), forked=True).result()
     assert value.shape == (1_000_000,) and value[-1] == 999_999
+
+
+def test_jobs_inside_a_forked_child_run_inline():
+    """A forked child is daemonic (it may not fork again): its own jobs and sharded steps stay in it."""
+    def inner():
+        return forked.start(os.getpid, n_jobs=2).result() == os.getpid(), _fit(3)[0]
+
+    inline, spec = forked.ForkedCall(inner, forked=True).result()
+    assert inline and spec == _fit(3)[0]
