@@ -5,11 +5,13 @@ DenseNet-121, SqueezeNet, LSTM / GRU / BiLSTM text models, a Transformer encoder
 MLP) is built in PyTorch with random weights, converted by coremltools to a Core ML
 neural-network file (``convert_to="neuralnetwork"``; the GRU comes out as a ``loop`` layer)
 and exported to ONNX (``torch.onnx.export``). All three then run the same batch. For each
-thread count (every model at one count, then every model at the next) the three are timed in turn, round after round (interleaved), so a load change
-on the shared machine hits all of them; the median of the rounds is reported with the load
-average, and the same ratio in process CPU time (``cpu vs``: what each call costs in CPU seconds,
-less sensitive to other jobs on a loaded machine). One thread means: the process pinned to one core, ``torch.set_num_threads(1)``,
-an ONNX Runtime session with ``intra_op_num_threads=1``, BLAS limited to 1 thread.
+thread count (every model at one count, then every model at the next) the three are timed in
+turn, round after round (interleaved), so a load change on the shared machine hits all of
+them; the median of the rounds is reported with the load average, and the same ratio in
+process CPU time (``cpu vs``: what each call costs in CPU seconds, less sensitive to other
+jobs on a loaded machine). One thread means: the process pinned to one core,
+``torch.set_num_threads(1)``, an ONNX Runtime session with ``intra_op_num_threads=1``, BLAS
+limited to 1 thread.
 
 Usage: ``python benchmarks/bench_zoo.py [--models a,b] [--threads 1,2] [--repeats 7] [--json]``.
 """

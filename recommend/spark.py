@@ -194,16 +194,18 @@ def _one_shuffle(data, *, n_users: int, n_rows: int, similarity: str, top_k, thr
                    top_k=top_k, threshold=float(threshold))
     out = (data.select(F.explode(F.array(*tile_ids)).alias("tile"), blk.alias("blk"), "u", "i", "r", "seq")
            .withColumn("key", key_expr).repartition(n_tiles, "key").drop("key")
-           .mapInPandas(task, f"i {i_type}, pos int, nbr {i_type}, val double").toPandas())
-    is_item = out["pos"].to_numpy() < 0
+           .mapInPandas(task, f"i {i_type}, count long, nbr array<{i_type}>, val array<double>").toPandas())
+    is_item = out["count"].to_numpy() >= 0
     items = out[is_item]
     ids = items["i"].to_numpy(dtype=np.int64 if i_type == "bigint" else object)
     item_ids, order = np.unique(ids, return_index=True)
-    counts = items["val"].to_numpy()[order].astype(np.int64)
+    counts = items["count"].to_numpy(np.int64)[order]
     pairs = out[~is_item]
-    idx, _ = encode_items(item_ids, pairs["i"].to_numpy())
-    nbr, _ = encode_items(item_ids, pairs["nbr"].to_numpy())
-    val = pairs["val"].to_numpy(np.float64)
+    sizes = np.array([len(v) for v in pairs["val"]], dtype=np.int64)
+    flat = np.concatenate(list(pairs["nbr"])) if len(pairs) else np.zeros(0, np.int64)
+    idx, _ = encode_items(item_ids, np.repeat(pairs["i"].to_numpy(), sizes))
+    nbr, _ = encode_items(item_ids, flat)
+    val = np.concatenate(list(pairs["val"])).astype(np.float64) if len(pairs) else np.zeros(0)
     n_items = len(item_ids)
     k = n_items - 1 if top_k is None else min(int(top_k), max(n_items - 1, 1))
     order = np.lexsort((nbr, -val, idx))  # per item: best first, ties by lower item index

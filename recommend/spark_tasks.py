@@ -241,12 +241,13 @@ def _ranks(values: np.ndarray):
 
 def raw_tile(frame: pd.DataFrame, *, n_blocks: int, similarity: str, n_users: int, top_k: int,
              threshold: float) -> pd.DataFrame:
-    """Raw rows ``(tile, blk, u, i, r, seq)`` of one tile -> ``(i, pos, nbr, val)``.
+    """Raw rows ``(tile, blk, u, i, r, seq)`` of one tile -> ``(i, count, nbr, val)``.
 
     The tile holds every row of the items of blocks ``b`` and ``c`` (``tile = b * n_blocks + c``,
-    ``b <= c``). Rows ``pos >= 0``: each item's best ``top_k`` neighbours among the other
-    block, by item id (``nbr``). Rows ``pos == -1`` (diagonal tiles only): the item's
-    interaction count in ``val``, so the driver learns every item once.
+    ``b <= c``). Rows with ``count == -1``: an item's best ``top_k`` neighbours among the
+    other block (arrays ``nbr``: item ids, ``val``: similarities; best first). Diagonal
+    tiles add one row per item of their block with its interaction ``count`` (empty arrays),
+    so the driver learns every item once.
     """
     tile = int(frame["tile"].iloc[0])
     b, c = divmod(tile, n_blocks)
@@ -277,10 +278,16 @@ def raw_tile(frame: pd.DataFrame, *, n_blocks: int, similarity: str, n_users: in
     out = _tile_pairs(users, items, local, w, block_of[items], b, c, sa=vec["sa"], sb=vec["sb"],
                       mode=int(vec["mode"]), n_users=n_users, top_k=k, threshold=threshold)
     id_of = labels.astype(object) if string_ids else labels
-    rows = [pd.DataFrame({"i": id_of[out["idx"].to_numpy()], "pos": out["pos"].to_numpy(np.int32),
-                          "nbr": id_of[out["nbr"].to_numpy()], "val": out["val"].to_numpy(np.float64)})]
-    if b == c:
+    idx, nbr, val = out["idx"].to_numpy(), out["nbr"].to_numpy(), out["val"].to_numpy(np.float64)
+    starts = np.r_[0, np.flatnonzero(idx[1:] != idx[:-1]) + 1] if len(idx) else np.zeros(0, np.int64)
+    bounds = np.r_[starts, len(idx)]
+    rows = pd.DataFrame({"i": id_of[idx[starts]], "count": np.full(len(starts), -1, np.int64),
+                         "nbr": [id_of[nbr[a:z]] for a, z in zip(bounds[:-1], bounds[1:])],
+                         "val": [val[a:z] for a, z in zip(bounds[:-1], bounds[1:])]})
+    if b == c:  # every item of the block once, with its interaction count
         mine = np.flatnonzero(block_of == b)
-        rows.append(pd.DataFrame({"i": id_of[mine], "pos": np.full(len(mine), -1, np.int32),
-                                  "nbr": id_of[mine], "val": stats["count"].to_numpy(np.float64)[mine]}))
-    return pd.concat(rows, ignore_index=True)
+        empty_ids, empty_val = id_of[:0], np.zeros(0)
+        rows = pd.concat([rows, pd.DataFrame({"i": id_of[mine], "count": stats["count"].to_numpy(np.int64)[mine],
+                                              "nbr": [empty_ids] * len(mine), "val": [empty_val] * len(mine)})],
+                         ignore_index=True)
+    return rows

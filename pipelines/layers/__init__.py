@@ -15,7 +15,8 @@ Every blob is a NumPy array whose axis 0 is the batch: the examples of one
 
 ``LAYERS`` maps each ``NeuralNetworkLayer.layer`` oneof member to its plain
 reference class; ``OVERRIDES`` holds the faster variants registered with
-``@register_fast`` (``fast.py``, ``fused.py``), which ``network.build_layers`` and
+``@register_fast`` (``OVERRIDE_MODULES``: ``fast.py``, ``fused.py``, ``fast_recurrent.py``,
+``fast_loop.py``, ``fast_chains.py``), which ``network.build_layers`` and
 ``network.fuse_layers`` use unless called with ``fast=False``.
 
 Who builds and feeds networks: ``network.build_layers`` and ``network.array_to_blob``

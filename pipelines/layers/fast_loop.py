@@ -123,7 +123,8 @@ def _match(loop: Loop) -> GRUCell:
     inc = body.take(count_copy.inputs[0], "add", 1)
     _is(inc.inputs[0] == counter and float(inc.p.alpha) == 1.0)
     scatter = body.take(buf_copy.inputs[0], "scatter", 3)
-    _is(list(scatter.inputs[:2]) == [buffer, inc.outputs[0]] and int(scatter.p.axis) == 0 and int(scatter.p.mode) in (0, 1))
+    _is(list(scatter.inputs[:2]) == [buffer, inc.outputs[0]] and int(scatter.p.axis) == 0
+        and int(scatter.p.mode) in (0, 1))  # SCATTER or SCATTER_ADD
     expand = body.take(scatter.inputs[2], "expandDims", 1)
     _is(list(expand.p.axes) == [0])
     # h_new = (1 - z) * n + z * h

@@ -70,7 +70,8 @@ class _LSTMPlan:
 
     def run(self, xs, y0, c0, params, reverse):
         pre = _project(xs, self.w, self.b)
-        if self.peep is None and not params.coupledInputAndForgetGate and _defaults(self.acts, "sigmoid", "tanh", "tanh"):
+        plain = self.peep is None and not params.coupledInputAndForgetGate
+        if plain and _defaults(self.acts, "sigmoid", "tanh", "tanh"):
             y, c = np.array(y0, np.float32, order="C"), np.array(c0, np.float32, order="C")
             out = np.empty(pre.shape[:2] + (y.shape[1],), np.float32)
             _rnn_kernels.lstm_seq(pre, self.r, y, c, np.float32(params.cellClipThreshold or 50.0), bool(reverse), out)

@@ -336,8 +336,9 @@ CASES[("activation", "multiply")] = _case_swish
 
 
 def _case_mvn():
-    for across, variance, shape in ((True, True, (4, 5, 6, 7)), (False, True, (3, 4, 6, 5)), (True, False, (2, 3, 4, 5)),
-                                    (True, True, (6, 128, 1, 1)), (False, False, (2, 2, 3, 4, 5))):
+    for across, variance, shape in ((True, True, (4, 5, 6, 7)), (False, True, (3, 4, 6, 5)),
+                                    (True, False, (2, 3, 4, 5)), (True, True, (6, 128, 1, 1)),
+                                    (False, False, (2, 2, 3, 4, 5))):
         spec, p = _proto("mvn")
         p.acrossChannels, p.normalizeVariance, p.epsilon = across, variance, 1e-5
         ref, fast = LAYERS["mvn"](spec, _context()), OVERRIDES[("mvn",)](spec, _context())
