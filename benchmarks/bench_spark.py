@@ -7,8 +7,8 @@ and implicit, on MovieLens 100K and the generated sets of ``bench_similarity.py`
 Per dataset and similarity, interleaved in one run: the single-machine fit
 (``ItemSimilarityRecommender.fit`` on the table), the Spark fit on ``--master`` reading
 the same rows from Parquet, and for cosine/bm25/tfidf implicit's twin with the same K.
-Reported: seconds (Spark split into session start, validation, item statistics and
-pairs), the Python driver's peak RSS (absolute, and above its RSS before the fit), whether the exported model files are
+Reported: seconds (Spark split into session start, validation, then the tile job, or for
+the staged plan item statistics and pairs), the Python driver's peak RSS (absolute, and above its RSS before the fit), whether the exported model files are
 byte-identical, the pair updates (sum over users of activity^2 / 2: the quadratic work
 every formulation does) and the interactions shuffled into tiles (nnz * n_blocks).
 ``--scale`` is the fraction of bench_similarity's 138,000 generated users: 0.013 gives

@@ -110,6 +110,10 @@ def spark_session(master: str | None = None, *, app_name: str = "pippin", memory
                .config("spark.ui.showConsoleProgress", "true" if progress else "false")
                .config("spark.sql.shuffle.partitions", str(shuffle_partitions or max(2, 2 * cores)))
                .config("spark.sql.execution.arrow.pyspark.enabled", "true"))
+    if master.startswith("local") and os.environ.get("PIPPIN_SPARK_C1", "1") == "1":
+        # local mode runs the executors in this JVM for seconds, not hours: the quick (C1) JIT
+        # compiler alone starts faster (README "On Apache Spark"); config= may override it
+        builder = builder.config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1")
     for key, value in (config or {}).items():
         builder = builder.config(key, str(value))
     try:

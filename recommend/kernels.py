@@ -233,7 +233,7 @@ def walk_counts(items, col_ptr, col_users, row_ptr, row_items, n_items):
     touched = np.zeros(n, dtype=np.int64)
     n_chunks = min(n, 64)
     for chunk in prange(n_chunks):
-        seen = np.zeros(n_items, dtype=np.bool_)
+        seen = np.zeros(n_items, dtype=np.int64)  # r + 1 where item r's walk has been: no clearing pass
         for r in range(chunk, n, n_chunks):
             i = items[r]
             count = 0
@@ -242,12 +242,36 @@ def walk_counts(items, col_ptr, col_users, row_ptr, row_items, n_items):
                 steps[r] += row_ptr[u + 1] - row_ptr[u]
                 for q in range(row_ptr[u], row_ptr[u + 1]):
                     j = row_items[q]
-                    if not seen[j]:
-                        seen[j] = True
+                    if seen[j] != r + 1:
+                        seen[j] = r + 1
                         count += 1
             touched[r] = count
-            for p in range(col_ptr[i], col_ptr[i + 1]):
-                u = col_users[p]
-                for q in range(row_ptr[u], row_ptr[u + 1]):
-                    seen[row_items[q]] = False
     return steps, touched
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def topk_abs_rows(B, k, threshold, out_j, out_v, out_n):
+    """Each row of the dense ``B`` [shape=(n, n)]: its ``k`` largest ``|B[i, j]|`` (ties: lower
+    ``j``), skipping zeros and ``|B| < threshold``, written to ``out_j[i]``/``out_v[i]``
+    [shape=(n, k)] by decreasing signed value (ties: lower ``j``); ``out_n[i]`` counts them."""
+    n = B.shape[0]
+    for i in prange(n):
+        hv = np.empty(k, dtype=np.float64)
+        hj = np.empty(k, dtype=np.int64)
+        size = 0
+        for j in range(B.shape[1]):
+            a = abs(B[i, j])
+            if a == 0 or a < threshold:
+                continue
+            if size == k and worse(np.float64(a), j, hv[0], hj[0]):
+                continue
+            size = heap_push(hv, hj, size, k, np.float64(a), j)
+        cols = np.sort(hj[:size])
+        vals = np.empty(size, dtype=np.float64)
+        for t in range(size):
+            vals[t] = B[i, cols[t]]
+        order = np.argsort(-vals, kind="mergesort")  # stable: equal values keep the lower j first
+        for t in range(size):
+            out_j[i, t] = cols[order[t]]
+            out_v[i, t] = vals[order[t]]
+        out_n[i] = size

@@ -185,9 +185,8 @@ def _one_shuffle(data, *, n_users: int, n_rows: int, similarity: str, top_k, thr
     key_of = {b * blocks + c: key for (b, c), key in zip(tiles, keys)}
     blk = F.pmod(F.xxhash64("i"), F.lit(blocks))
     tile_ids = [F.least(blk, F.lit(c)) * blocks + F.greatest(blk, F.lit(c)) for c in range(blocks)]
-    key_expr = F.lit(keys[0]).cast("long")
-    for tile, key in key_of.items():
-        key_expr = F.when(F.col("tile") == tile, F.lit(key).cast("long")).otherwise(key_expr)
+    by_tile_id = [key_of.get(t, 0) for t in range(blocks * blocks)]  # one literal array, not a CASE per tile
+    key_expr = F.element_at(F.array(*[F.lit(k).cast("long") for k in by_tile_id]), F.col("tile").cast("int") + 1)
     i_type = data.schema["i"].dataType.simpleString()
     threads = max(1, int(spark.sparkContext.getConf().get("spark.task.cpus", "1")))
     task = partial(_raw_tiles, threads=threads, n_blocks=blocks, similarity=similarity, n_users=n_users,

@@ -114,6 +114,14 @@ def _setup_spark(work: Path):
     pd.read_csv(work / "history.csv").to_parquet(work / "histories.parquet")
 
 
+def _setup_spark_sound(work: Path):
+    import pandas as pd
+
+    files = sorted((work / "words").glob("*/*.wav"))  # made by _setup_backbones
+    pd.DataFrame({"path": [str(f) for f in files], "label": [f.parent.name for f in files]}).to_csv(
+        work / "labels.csv", index=False)
+
+
 def _classifier():
     from pippin.pipelines.build import NetworkBuilder
 
@@ -159,6 +167,7 @@ SETUP = {
     "pippin train sound drums/": _setup_backbones,
     "pippin train recommender ratings.csv": _setup_recommender_cli,
     "pippin train recommender ratings.parquet": _setup_spark,  # after the recommender block made ratings.csv
+    "from pippin.audio import SoundClassifier\nfrom pippin.audio.spark": _setup_spark_sound,
     "model = pp.load(\"MyClassifier.mlmodel\")": _setup_running,
     "from pippin.pipelines import PipelineClassifier": _setup_knn,
     "pippin update sound.mlmodel my-sounds/": _setup_deltas,
@@ -203,7 +212,8 @@ def test_readme_blocks_run_in_order(work, session, monkeypatch, capsys, request)
 
 # a block that uses an optional extra runs only where the extra is installed (.ci/run installs them all);
 # README text -> the module the extra brings
-OPTIONAL = {"--engine spark": "pyspark", "pippin.recommend.spark": "pyspark", "pippin sync ": "sqlalchemy"}
+OPTIONAL = {"--engine spark": "pyspark", "pippin.recommend.spark": "pyspark", "pippin.audio.spark": "pyspark",
+            "pippin sync ": "sqlalchemy"}
 
 
 def _missing_extra(body: str):

@@ -59,6 +59,23 @@ def test_float32_above_the_float64_limit_agrees(monkeypatch):
     np.testing.assert_allclose(B, exact, atol=1e-5 * np.abs(exact).max())
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_compiled_top_k_picks_what_the_partition_path_picks(dtype, monkeypatch):
+    rng = np.random.default_rng(11)
+    for n in (1, 7, 40):
+        B = (np.round(rng.standard_normal((n, n)) * 3) / 3).astype(dtype)  # ties in magnitude and value
+        B[rng.random((n, n)) < 0.3] = 0
+        for k in (1, 3, n):
+            for threshold in (0.0, 0.5):
+                heap = ease_module.topk_by_magnitude(B, k, threshold)
+                monkeypatch.setattr(ease_module, "_HEAP_MAX_K", 0)
+                partition = ease_module.topk_by_magnitude(B, k, threshold)
+                monkeypatch.undo()
+                assert np.array_equal(heap.indptr, partition.indptr)
+                assert np.array_equal(heap.indices, partition.indices)
+                assert np.array_equal(heap.data, partition.data) and heap.data.dtype == np.float64
+
+
 def test_scores_are_the_user_row_times_the_table():
     X = _matrix(3, rated=True)
     model = ItemSimilarityRecommender(similarity="ease", l2=5.0, top_k=None, threshold=0.0).fit(X)
