@@ -7,7 +7,7 @@ ReLU, dense 10, softmax), on FSDD log-mel patches ([1, 96, 64], one per recordin
 ``--fsdd``; random patches if the folder is absent). Both libraries run the same
 initial weights on the same data in this one process.
 
-- training: patches/s of one epoch of Adam (lr 3e-3) mini-batch training at batch 32
+- training: steady-state patches/s per epoch (epochs 2..E of one E-epoch run) of Adam (lr 3e-3) mini-batch training at batch 32
   (forward, loss, backward, update; batchnorm in training mode): pippin's
   ``fit_network(..., n_jobs=k)`` against a PyTorch loop under ``torch.set_num_threads(k)``,
   for k = 1 and 2 cores, all four interleaved in each repeat (so a change of machine
@@ -18,7 +18,7 @@ initial weights on the same data in this one process.
 - inference: patches/s of ``model.predict_batch`` against ``model(x)`` under
   ``torch.no_grad()`` (2 threads), at batch 64.
 
-Usage: ``python benchmarks/bench_nn.py [--n 512] [--repeats 5] [--threads 1,2] [--skip-inference] [--json]
+Usage: ``python benchmarks/bench_nn.py [--n 512] [--repeats 5] [--epochs 3] [--threads 1,2] [--skip-inference] [--json]
 [--fsdd DIR]``
 """
 
@@ -109,8 +109,15 @@ def _timed(fn) -> tuple[float, float]:
     return time.perf_counter() - wall, _cpu() - cpu
 
 
-def training(x, y, repeats: int, threads=THREADS) -> dict:
-    """Median patches/s and CPU/wall of one epoch per (library, cores), interleaved."""
+def training(x, y, repeats: int, threads=THREADS, epochs: int = 3) -> dict:
+    """Median patches/s and CPU/wall per (library, cores), interleaved.
+
+    Each run is one training of ``epochs`` epochs, as ``pippin train sound`` runs one fit for
+    all its epochs: ``patches_per_s`` is the steady state (epochs 2..E, timed from the end of
+    the first epoch: process start-up and warm-up excluded, for both libraries alike);
+    ``first_epoch_patches_per_s`` includes pippin's worker start (a fork per fit) and
+    PyTorch's network construction. CPU time covers the whole run.
+    """
     import torch
 
     from pippin.pipelines.update import fit_network
@@ -119,35 +126,41 @@ def training(x, y, repeats: int, threads=THREADS) -> dict:
     n = len(y)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
-    def ours(k):
-        fit_network(spec, x, y, epochs=1, batch_size=BATCH, learning_rate=3e-3, lr_schedule=None, random_state=0,
-                    n_jobs=k)
+    def ours(k, marks):
+        fit_network(spec, x, y, epochs=epochs, batch_size=BATCH, learning_rate=3e-3, lr_schedule=None,
+                    random_state=0, n_jobs=k, progress=lambda event: marks.append(time.perf_counter()))
 
-    def theirs(k):
+    def theirs(k, marks):
         torch.set_num_threads(k)
         net = torch_net(spec)
         net.train()
         opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-        order = torch.from_numpy(np.random.default_rng(0).permutation(n))
-        for s in range(0, n, BATCH):
-            idx = order[s:s + BATCH]
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
-            opt.step()
+        rng = np.random.default_rng(0)
+        for _ in range(epochs):
+            order = torch.from_numpy(rng.permutation(n))
+            for s in range(0, n, BATCH):
+                idx = order[s:s + BATCH]
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
+                opt.step()
+            marks.append(time.perf_counter())
 
     runs = {(lib, k): [] for lib in ("pippin", "torch") for k in threads}
     for rep in range(repeats + 1):  # the first round warms up (numba, torch's kernels)
         for k in threads:
             for lib, fn in (("pippin", ours), ("torch", theirs)):
-                wall, cpu = _timed(lambda: fn(k))
+                marks = []
+                start = time.perf_counter()
+                wall, cpu = _timed(lambda: fn(k, marks))
                 if rep:
-                    runs[(lib, k)].append((wall, cpu))
-    out = {}
+                    steady = (marks[-1] - marks[0]) / (len(marks) - 1)
+                    runs[(lib, k)].append((steady, marks[0] - start, wall, cpu))
+    out = {"epochs_per_run": epochs}
     for (lib, k), times in runs.items():
-        wall = statistics.median(t[0] for t in times)
-        out[f"{lib}_{k}"] = {"patches_per_s": round(n / wall, 1),
-                             "cpu_per_wall": round(statistics.median(t[1] / t[0] for t in times), 2),
-                             "patches_per_cpu_s": round(statistics.median(n / t[1] for t in times), 1)}
+        out[f"{lib}_{k}"] = {"patches_per_s": round(n / statistics.median(t[0] for t in times), 1),
+                             "first_epoch_patches_per_s": round(n / statistics.median(t[1] for t in times), 1),
+                             "cpu_per_wall": round(statistics.median(t[3] / t[2] for t in times), 2),
+                             "patches_per_cpu_s": round(statistics.median(n * epochs / t[3] for t in times), 1)}
     for k in threads:
         out[f"ratio_{k}"] = round(out[f"pippin_{k}"]["patches_per_s"] / out[f"torch_{k}"]["patches_per_s"], 3)
         out[f"ratio_per_cpu_s_{k}"] = round(out[f"pippin_{k}"]["patches_per_cpu_s"]
@@ -207,6 +220,8 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=512, help="patches per epoch (default 512)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per setting (median; default 5)")
     parser.add_argument("--fsdd", type=Path, default=FSDD, help="FSDD folder (with recordings/)")
+    parser.add_argument("--epochs", type=int, default=3,
+                        help="epochs per training run; epochs 2.. give the steady-state rate (default 3)")
     parser.add_argument("--threads", default="1,2",
                         help="core/thread counts to compare, comma-separated (default 1,2; '1' keeps PyTorch's "
                              "2-thread pool out of the 1-thread runs)")
@@ -216,7 +231,7 @@ def main(argv=None):
     x, y, source = patches(args.n, args.fsdd)
     load_before = os.getloadavg()
     threads = tuple(int(v) for v in args.threads.split(","))
-    train = training(x, y, args.repeats, threads)
+    train = training(x, y, args.repeats, threads, max(2, args.epochs))
     infer = None if args.skip_inference else inference(x, args.repeats)
     info = machine()
     info["load_average_before"] = [round(v, 2) for v in load_before]
@@ -226,7 +241,7 @@ def main(argv=None):
                           "training": train, "inference": infer}))
         return
     print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()))
-    print(f"data: {source}, batch {BATCH}, median of {args.repeats}")
+    print(f"data: {source}, batch {BATCH}, median of {args.repeats} runs of {train['epochs_per_run']} epochs")
     print(f"{'training epoch':16s} {'pippin/s':>9s} {'cpu/wall':>8s} {'torch/s':>9s} {'cpu/wall':>8s} {'ratio':>6s}"
           f" {'per CPU s: pippin':>17s} {'torch':>7s} {'ratio':>6s}")
     for k in threads:
@@ -234,6 +249,9 @@ def main(argv=None):
         print(f"{k} core(s)/threads {p['patches_per_s']:9.1f} {p['cpu_per_wall']:8.2f} {t['patches_per_s']:9.1f} "
               f"{t['cpu_per_wall']:8.2f} {train[f'ratio_{k}']:6.3f} {p['patches_per_cpu_s']:17.1f} "
               f"{t['patches_per_cpu_s']:7.1f} {train[f'ratio_per_cpu_s_{k}']:6.3f}")
+    print("first epoch of a run (pippin: incl. starting its worker processes), patches/s: "
+          + ", ".join(f"{lib} {k}: {train[f'{lib}_{k}']['first_epoch_patches_per_s']}"
+                      for k in threads for lib in ("pippin", "torch")))
     if "pippin_speedup_1_to_2" in train:
         print(f"speed-up 1 -> 2: pippin {train['pippin_speedup_1_to_2']}x, torch {train['torch_speedup_1_to_2']}x")
     if infer:
