@@ -20,6 +20,7 @@ from .batchnorm import Batchnorm
 from .dense import InnerProduct
 from .control import Copy
 from .unary import Gelu
+from ._blas import blas_threads
 from ._conv_taps import conv_taps
 from .conv import Convolution, _im2col, _padded_nhwc, _w_matrix, conv2d_forward, padding_amounts
 from .pooling import MAX, Pooling
@@ -140,7 +141,8 @@ def _out_size(size, pads, kernel, stride, dilation):
 
 #: ``conv_taps`` (one accumulating product per kernel tap) from this many input channels, when the
 #: batch has at least 8 times as many output pixels as input channels or fewer output than input
-#: channels (else im2col's one large product wins: measured on ResNet-18's and DenseNet-121's shapes)
+#: channels (else im2col's one large product wins: measured on ResNet-18's and DenseNet-121's shapes),
+#: and only while BLAS runs on one thread (``_blas``: with two, im2col's one product wins)
 TAPS_MIN_CHANNELS = 16
 
 
@@ -174,7 +176,7 @@ def conv_infer(conv: Convolution, x4: np.ndarray, weights: np.ndarray, bias, cli
         if bias is not None:
             y2 += bias
         y4 = y2.reshape(n, h_out, w_out, c_out).transpose(0, 3, 1, 2)
-    elif kc >= TAPS_MIN_CHANNELS and (n * h_out * w_out >= 8 * kc or c_out < kc):
+    elif kc >= TAPS_MIN_CHANNELS and (n * h_out * w_out >= 8 * kc or c_out < kc) and blas_threads() == 1:
         return conv_taps(x4, weights, bias, pads, conv.stride, conv.dilation, (h_out, w_out), clip)
     elif conv.stride == (1, 1) and c_out < x4.shape[1]:
         y4 = _shifted(x4, weights, bias, pads, conv.dilation, (h_out, w_out))

@@ -156,7 +156,10 @@ def _case_convolution():
 
 
 def _case_conv_taps():
-    """16+ input channels and enough pixels: ``_conv_taps.conv_taps`` (one product per tap, per phase)."""
+    """16+ input channels and enough pixels with BLAS on one thread: ``_conv_taps.conv_taps``
+    (one product per tap, per phase); with two BLAS threads the same layer takes im2col."""
+    from threadpoolctl import threadpool_limits
+
     from pippin.pipelines.layers import _conv_taps, fast
 
     calls = []
@@ -164,6 +167,18 @@ def _case_conv_taps():
     spy = lambda *a, **k: calls.append(1) or original(*a, **k)  # noqa: E731
     fast.conv_taps, saved = spy, fast.conv_taps
     try:
+        with threadpool_limits(limits=2, user_api="blas"):
+            _compare_layer("convolution", _grouped_conv(16, 5, 1, same=True), (3, 16, 20, 6), train=False)
+            assert not calls, "conv_taps was taken with two BLAS threads"
+        _conv_taps_cases(calls)
+    finally:
+        fast.conv_taps = saved
+
+
+def _conv_taps_cases(calls):
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
         for spec, shape in ((_grouped_conv(16, 5, 1, same=True), (3, 16, 20, 6)),  # stride 1, whole-batch run
                             (_grouped_conv(16, 7, 1, stride=(2, 2), same=True), (2, 16, 9, 11)),  # four phases
                             (_grouped_conv(16, 4, 1, stride=(2, 1), same=True), (2, 16, 8, 7)),
@@ -181,8 +196,6 @@ def _case_conv_taps():
             for x in _inputs(shape).values():
                 np.testing.assert_allclose(network.run_layers(fused, {"x": x})["z"],
                                            network.run_layers(reference, {"x": x})["z"], **TOL)
-    finally:
-        fast.conv_taps = saved
 
 
 def _grouped_conv(c_in, c_out, groups, *, kernel=(3, 3), stride=(1, 1), same=False, inputs=("x",), outputs=("y",)):
