@@ -89,14 +89,7 @@ def _embed_chunks(paths: list[Path], backbone, read, *, parallel: bool, progress
                 ahead = [pool.submit(read, p) for p in chunks[k + 1]] if k + 1 < len(chunks) else []
             good = [r for r in reads if not isinstance(r, AudioError)]
             embedded = embed_windows(backbone, np.concatenate([w for _, w, _ in good])) if good else empty
-            at = 0
-            for r in reads:
-                if isinstance(r, AudioError):
-                    results.append(r)
-                    continue
-                starts, windows, padded = r
-                results.append((starts, embedded[at:at + len(windows)], padded))
-                at += len(windows)
+            results.extend(spread_embeddings(reads, embedded))
             if bar is not None:
                 bar.update(len(chunk))
     finally:
@@ -157,3 +150,20 @@ def embed_copies(paths, backbone, *, copies: int, augmenter, seed: int, overlap:
 
     return _embed_chunks([Path(p) for p in paths], backbone, read, parallel=False, progress=progress,
                          description="augmented copies")
+
+
+def spread_embeddings(reads: list, embedded: np.ndarray) -> list:
+    """Give each file its rows of ``embedded`` ([total windows of the readable files, dim]).
+
+    ``reads`` holds, per file in order, an ``AudioError`` or ``(starts, windows, padded)``;
+    the result keeps the errors and replaces each file's windows by its embeddings.
+    """
+    out, at = [], 0
+    for r in reads:
+        if isinstance(r, AudioError):
+            out.append(r)
+            continue
+        starts, windows, padded = r
+        out.append((starts, embedded[at:at + len(windows)], padded))
+        at += len(windows)
+    return out

@@ -147,22 +147,14 @@ def _file_results(paths, extractor: str, overlap: float) -> list:
 
         return [_one_file(p, overlap) for p in paths]
     from .backbones import get_backbone
-    from .embeddings import _read, embed_windows
+    from .embeddings import _read, embed_windows, spread_embeddings
 
     backbone = get_backbone(extractor)
     reads = [_read(p, backbone, overlap) for p in paths]
     good = [r for r in reads if not isinstance(r, AudioError)]
     if not good:
         return reads
-    embedded, at, out = embed_windows(backbone, np.concatenate([w for _, w, _ in good])), 0, []
-    for r in reads:
-        if isinstance(r, AudioError):
-            out.append(r)
-            continue
-        starts, windows, padded = r
-        out.append((starts, embedded[at:at + len(windows)], padded))
-        at += len(windows)
-    return out
+    return spread_embeddings(reads, embed_windows(backbone, np.concatenate([w for _, w, _ in good])))
 
 
 def _featurize(batches, *, path_col: str, label_col: str, extractor: str, overlap: float, as_bytes: bool):
