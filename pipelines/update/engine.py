@@ -101,19 +101,26 @@ class Graph:
                 g_in = cross_entropy_logits_grad(blobs[layer.outputs[0]], softmax_ce[layer.outputs[0]])
                 self._accumulate(grads, layer.inputs[0], g_in)
                 continue
-            gys = [grads.pop(o, None) for o in layer.outputs]
-            if all(g is None for g in gys):
-                continue
-            gys = [np.zeros_like(blobs[o]) if g is None else g for o, g in zip(layer.outputs, gys)]
-            need = self._needs_input_grads(layer)
-            gxs, pgrads = layer.backward(caches[layer.name], *gys, need_input_grads=need)
-            if layer.name in self.trainable:
+            pgrads = self.backward_layer(layer, blobs, caches, grads)
+            if pgrads is not None and layer.name in self.trainable:
                 out[layer.name] = pgrads
-            if need:
-                for name, g in zip(layer.inputs, gxs):
-                    if name in self.depends and g is not None:
-                        self._accumulate(grads, name, g)
         return out
+
+    def backward_layer(self, layer, blobs: dict, caches: dict, grads: dict):
+        """One layer's step of the backward walk: take the gradients waiting at its outputs
+        from ``grads`` (zeros for an output nothing reached), add its input gradients to
+        ``grads`` and return its parameter gradients; None when no gradient reached it."""
+        gys = [grads.pop(o, None) for o in layer.outputs]
+        if all(g is None for g in gys):
+            return None
+        gys = [np.zeros_like(blobs[o]) if g is None else g for o, g in zip(layer.outputs, gys)]
+        need = self._needs_input_grads(layer)
+        gxs, pgrads = layer.backward(caches[layer.name], *gys, need_input_grads=need)
+        if need:
+            for name, g in zip(layer.inputs, gxs):
+                if name in self.depends and g is not None:
+                    self._accumulate(grads, name, g)
+        return pgrads
 
     @staticmethod
     def _accumulate(grads, name, g):

@@ -294,18 +294,9 @@ class ShardRunner:
         if pending is not None:
             self._bn_input_grad(pending, gr, v, c)
         for layer in segment:
-            gys = [gr.pop(o, None) for o in layer.outputs]
-            if all(gy is None for gy in gys):
-                continue
-            gys = [np.zeros_like(v[o]) if gy is None else gy for o, gy in zip(layer.outputs, gys)]
-            need = g._needs_input_grads(layer)
-            gxs, pg = layer.backward(c[layer.name], *gys, need_input_grads=need)
-            if layer.name in g.trainable:
+            pg = g.backward_layer(layer, v, c, gr)
+            if pg is not None and layer.name in g.trainable:
                 pgrads[i][layer.name] = pg
-            if need:
-                for name, gx in zip(layer.inputs, gxs):
-                    if name in g.depends and gx is not None:
-                        g._accumulate(gr, name, gx)
         if bn_next is None:
             return None
         _, gy, y4 = self._bn_output_grad(bn_next, gr, v, c)
