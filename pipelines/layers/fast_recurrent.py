@@ -111,14 +111,9 @@ class FastBiDirectionalLSTM(BiDirectionalLSTM):
         p = self.p
         xs = _sequence(np.asarray(x, np.float32), self.n_in)
         n, h = xs.shape[0], self.n_out
-        yf_seq, yf, cf = self.plans[0].run(xs, _state(hf, n, h), _state(cf, n, h), p.params, False)
-        yb_seq, yb, cb = self.plans[1].run(xs, _state(hb, n, h), _state(cb, n, h), p.params, True)
-        if p.params.sequenceOutput:
-            seq = np.concatenate([yf_seq, yb_seq], axis=-1)
-        else:
-            seq = np.concatenate([yf, yb], axis=-1)[:, None]
-        states = [_out(s[:, None], x) for s in (yf, cf, yb, cb)]
-        return (_out(seq, x), *states)[: len(self.outputs)]
+        forward = self.plans[0].run(xs, _state(hf, n, h), _state(cf, n, h), p.params, False)
+        backward = self.plans[1].run(xs, _state(hb, n, h), _state(cb, n, h), p.params, True)
+        return self.outputs_of(x, forward, backward)
 
 
 @register_fast("gru")

@@ -236,11 +236,17 @@ class BiDirectionalLSTM(Layer):
         p = self.p
         xs = _sequence(x, self.n_in)
         n = xs.shape[0]
-        yf_seq, yf, cf = lstm(xs, _state(hf, n, self.n_out), _state(cf, n, self.n_out), self.weights[0],
-                              self.acts[0], p.params, reverse=False)
-        yb_seq, yb, cb = lstm(xs, _state(hb, n, self.n_out), _state(cb, n, self.n_out), self.weights[1],
-                              self.acts[1], p.params, reverse=True)
-        if p.params.sequenceOutput:
+        forward = lstm(xs, _state(hf, n, self.n_out), _state(cf, n, self.n_out), self.weights[0],
+                       self.acts[0], p.params, reverse=False)
+        backward = lstm(xs, _state(hb, n, self.n_out), _state(cb, n, self.n_out), self.weights[1],
+                        self.acts[1], p.params, reverse=True)
+        return self.outputs_of(x, forward, backward)
+
+    def outputs_of(self, x, forward: tuple, backward: tuple) -> tuple:
+        """The layer's outputs from each direction's ``(sequence [N, T, H], last h [N, H], last c [N, H])``:
+        the sequence (or the last step) of both directions side by side, then the four states."""
+        (yf_seq, yf, cf), (yb_seq, yb, cb) = forward, backward
+        if self.p.params.sequenceOutput:
             seq = np.concatenate([yf_seq, yb_seq], axis=-1)
         else:
             seq = np.concatenate([yf, yb], axis=-1)[:, None]
