@@ -4,7 +4,8 @@ Why: a route made of many small BLAS calls (``_conv_taps``: one product per kern
 beats im2col's one large product only while BLAS is single-threaded; with two BLAS threads
 each small call pays a thread hand-off (measured on DenseNet-121 at 2 threads, batch 4:
 760 ms with taps against 327 ms with im2col). threadpoolctl's per-library getters call
-the libraries' own C functions (microseconds), unlike its ``threadpool_info`` scan.
+the libraries' own C functions (microseconds), unlike its ``threadpool_info`` scan; the
+runtime's one-BLAS-thread block sets them through the same controllers.
 """
 
 from __future__ import annotations
@@ -12,11 +13,16 @@ from __future__ import annotations
 _LIBS: list = []
 
 
-def blas_threads() -> int:
-    """The largest thread count among the loaded BLAS libraries (1 when none is found)."""
+def blas_libraries() -> list:
+    """threadpoolctl's controllers of the loaded BLAS libraries, found once per process."""
     if not _LIBS:
         import scipy.linalg  # noqa: F401  (loads the BLAS the compiled kernels call, so it is found too)
         from threadpoolctl import ThreadpoolController
 
         _LIBS.append(ThreadpoolController().select(user_api="blas").lib_controllers)
-    return max((lib.get_num_threads() for lib in _LIBS[0]), default=1)
+    return _LIBS[0]
+
+
+def blas_threads() -> int:
+    """The largest thread count among the loaded BLAS libraries (1 when none is found)."""
+    return max((lib.get_num_threads() for lib in blas_libraries()), default=1)

@@ -20,6 +20,7 @@ from ..errors import PipelineError
 from .features import feature_kind
 from ..layers import Layer
 from ..layers import network as _network
+from ..layers._blas import blas_libraries
 from ..layers.network import array_to_blob
 from .nn_inputs import blob_to_output, images_to_blob, preprocess
 from .model import RunnableModel, register_kind
@@ -32,19 +33,11 @@ RANK4_IMAGE_MAPPING = 1
 SPLIT_MIN_WORK = 50_000_000
 
 
-_BLAS: list = []
-
-
 @contextmanager
 def _one_blas_thread():
     """BLAS on one thread inside the block (threadpoolctl's per-library setters: microseconds,
     where its ``limit`` context takes about 80 us); the previous counts are restored after."""
-    if not _BLAS:
-        import scipy.linalg  # noqa: F401  (loads the BLAS the compiled kernels call, so it is found too)
-        from threadpoolctl import ThreadpoolController
-
-        _BLAS.append(ThreadpoolController().select(user_api="blas").lib_controllers)
-    libs = _BLAS[0]
+    libs = blas_libraries()
     saved = [lib.get_num_threads() for lib in libs]
     for lib in libs:
         lib.set_num_threads(1)
