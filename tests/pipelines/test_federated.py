@@ -15,18 +15,23 @@ from pippin.spec.validate import validate
 LABELS = ["a", "b", "c"]
 
 
-def _model(seed=0):
-    """features [4] -> dense (frozen) 8 -> relu -> dense (updatable) 3 -> softmax; SGD, 5 epochs."""
+def _model(seed=0, *, frozen=True, learning_rate=0.1, batch_size=8, epochs=5, shuffle=None):
+    """features [4] -> (dense (frozen) 8 -> relu ->) dense (updatable) 3 -> softmax; SGD."""
     b = NetworkBuilder(inputs=[("x", (4,))], outputs=["probs"], mode="classifier", class_labels=LABELS,
                        predicted_feature_name="label", seed=seed)
-    b.add_dense("frozen", "x", "h", n_out=8)
-    b.add_activation("relu", "h", "hr", kind="ReLU")
-    b.add_dense("head", "hr", "logits", n_out=3)
+    head_input = "x"
+    if frozen:
+        b.add_dense("frozen", "x", "h", n_out=8)
+        b.add_activation("relu", "h", "hr", kind="ReLU")
+        head_input = "hr"
+    b.add_dense("head", head_input, "logits", n_out=3)
     b.add_softmax("softmax", "logits", "probs")
     b.make_updatable(["head"])
     b.set_loss("categorical_cross_entropy", input="probs", target="label")
-    b.set_optimizer("sgd", learning_rate=0.1, batch_size=8, momentum=0.0)
-    b.set_epochs(5)
+    b.set_optimizer("sgd", learning_rate=learning_rate, batch_size=batch_size, momentum=0.0)
+    b.set_epochs(epochs)
+    if shuffle is not None:
+        b.set_shuffle(shuffle)
     return b.spec
 
 
@@ -315,16 +320,7 @@ def test_proximal_wrapper_adds_mu_times_the_pull_to_the_gradient():
 
 def test_fedprox_client_step_equals_the_hand_computed_proximal_step():
     """Two mini-batch SGD steps of a fit with proximal_mu: the second is pulled towards the received weights."""
-    b = NetworkBuilder(inputs=[("x", (4,))], outputs=["probs"], mode="classifier", class_labels=LABELS,
-                       predicted_feature_name="label", seed=3)
-    b.add_dense("head", "x", "logits", n_out=3)
-    b.add_softmax("softmax", "logits", "probs")
-    b.make_updatable(["head"])
-    b.set_loss("categorical_cross_entropy", input="probs", target="label")
-    b.set_optimizer("sgd", learning_rate=0.5, batch_size=10, momentum=0.0)
-    b.set_epochs(1)
-    b.set_shuffle(False)
-    spec = b.spec
+    spec = _model(3, frozen=False, learning_rate=0.5, batch_size=10, epochs=1, shuffle=False)
     data = _data(20, 0.0, 7)
     x, y = data["x"], np.array([LABELS.index(v) for v in data["label"]])
     client = CoreMLClient(spec, data)
