@@ -83,11 +83,6 @@ def _cv_finish(calls: list) -> float:
     return correct / total if total else 0.0
 
 
-def _cv_accuracy(features: ClipFeatures, clip_targets: np.ndarray, classes, backbone, *, n_folds: int,
-                 seed: int) -> float:
-    return _cv_finish(_cv_start(features, clip_targets, classes, backbone, n_folds=n_folds, seed=seed))
-
-
 def choose_backbone(paths, labels, *, overlap: float, seed: int, progress: bool, n_folds: int = 3):
     """Embed ``paths`` with every backbone and keep the one whose head cross-validates best.
 
