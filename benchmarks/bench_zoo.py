@@ -7,7 +7,8 @@ neural-network file (``convert_to="neuralnetwork"``; the GRU comes out as a ``lo
 and exported to ONNX (``torch.onnx.export``). All three then run the same batch. For each
 thread count (every model at one count, then every model at the next) the three are timed in
 turn, round after round (interleaved), so a load change on the shared machine hits all of
-them; the median of the rounds is reported with the load average, and the same ratio in
+them (each call after a short pause, ``PAUSE``, in which threads the previous library left
+spin-waiting go to sleep); the median of the rounds is reported with the load average, and the same ratio in
 process CPU time (``cpu vs``: what each call costs in CPU seconds, less sensitive to other
 jobs on a loaded machine). One thread means: the process pinned to one core,
 ``torch.set_num_threads(1)``, an ONNX Runtime session with ``intra_op_num_threads=1``, BLAS
@@ -100,6 +101,12 @@ def _ort_session(onnx_bytes: bytes, threads: int):
     return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
 
 
+#: seconds of pause before each timed call: PyTorch's OpenMP workers, ONNX Runtime's pool and
+#: OpenBLAS's threads spin-wait for a while after a call, and spinning beside the next library's
+#: call they take the second core from it (and count in its process CPU time)
+PAUSE = 0.02
+
+
 def measure(case: dict, threads: int, repeats: int) -> dict:
     """Median seconds per call of Pippin, PyTorch and ONNX Runtime, interleaved round by round."""
     import scipy.linalg  # noqa: F401  (loads the BLAS numba's np.dot calls, so the limit below reaches it)
@@ -130,6 +137,7 @@ def measure(case: dict, threads: int, repeats: int) -> dict:
             budget = time.perf_counter() + 60.0
             for round_ in range(repeats):
                 for key, fn in runners.items():
+                    time.sleep(PAUSE)
                     start, start_cpu = time.perf_counter(), time.process_time()
                     fn()
                     times[key].append(time.perf_counter() - start)

@@ -21,13 +21,12 @@ convolution and the exact GELU; the recurrent step loops at the end are plain Nu
 
 from __future__ import annotations
 
-import math
 
 import numba
 import numpy as np
 
 __all__ = ["channel_last", "channel_sums", "affine", "bn_input_grad", "relu", "relu_grad", "col2im_nhwc",
-           "maxpool2_train", "maxpool2_grad", "depthwise_nhwc", "gelu_exact", "lstm_sequence", "gru_sequence",
+           "maxpool2_train", "maxpool2_grad", "depthwise_nhwc", "lstm_sequence", "gru_sequence",
            "rnn_sequence"]
 
 
@@ -236,22 +235,6 @@ def depthwise_nhwc(buf: np.ndarray, w: np.ndarray, bias: np.ndarray, out_hw, str
                stride[1], dilation[0], dilation[1], np.float32(clip[0]), np.float32(clip[1]), out)
     return out
 
-
-
-
-@numba.njit(cache=True)
-def _gelu(x, out):
-    for i in range(x.size):
-        v = np.float64(x[i])
-        out[i] = 0.5 * v * (1.0 + math.erf(v * 0.7071067811865476))
-
-
-def gelu_exact(x: np.ndarray) -> np.ndarray:
-    """``0.5 x (1 + erf(x / sqrt 2))`` elementwise (erf in float64, result float32), any shape."""
-    flat = np.ascontiguousarray(x, dtype=np.float32)
-    out = np.empty_like(flat)
-    _gelu(flat.reshape(-1), out.reshape(-1))
-    return out
 
 # -- recurrent sequences --------------------------------------------------------------------
 # Plain NumPy on purpose: per step one product with the recursion matrices side by side and a

@@ -59,12 +59,13 @@ def swish(x, out):
 
 
 @numba.njit(**_JIT)
-def lstm_seq(pre, r, y, c, clip_c, reverse, out):
+def lstm_seq(pre, r, y, c, clip_c, reverse, out, col=0):
     """One LSTM direction (gates i, f, z, o; sigmoid, tanh, tanh; no peepholes, not coupled).
 
     ``pre`` ``[N, S, 4H]`` is ``x W^T + b``, ``r`` ``[H, 4H]`` the recursion matrices transposed
     side by side; ``y``, ``c`` ``[N, H]`` the initial states, updated in place to the last
-    ones; ``out`` ``[N, S, H]`` receives every step's output. ``c`` is clipped to +-``clip_c``.
+    ones; ``out`` ``[N, S, >= col + H]`` receives every step's output in columns ``col:col + H`` (a
+    bidirectional layer's two directions share one buffer). ``c`` is clipped to +-``clip_c``.
     """
     n, s, h4 = pre.shape
     hs = h4 // 4
@@ -84,7 +85,7 @@ def lstm_seq(pre, r, y, c, clip_c, reverse, out):
                 c[b, j] = cv
                 yv = tanh32(cv) * go
                 y[b, j] = yv
-                out[b, t, j] = yv
+                out[b, t, col + j] = yv
 
 
 @numba.njit(**_JIT)

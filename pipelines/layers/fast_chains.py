@@ -14,6 +14,10 @@
   row of the normalized axes, mean and variance in float64 as the reference takes them, in
   one compiled call instead of a float64 copy and six NumPy passes.
 
+- ``mvn -> scale`` (``FusedMvnScale``; coremltools' layer norm: the normalization, then gamma
+  and beta as a ``scale`` layer): the same per-row pass writes ``m * gamma + beta``, with ``m``
+  rounded to float32 first as the ``mvn`` layer's output is (one array and two passes fewer).
+
 ``network.fuse_layers`` puts the chains in place of runs whose middle blob nobody else reads;
 ``test_fast_paths.py`` compares each with the reference layers.
 """
@@ -27,7 +31,7 @@ from ._rnn_kernels import swish
 from .base import register_fast
 from .normalization import MeanVarianceNormalize
 
-__all__ = ["FusedSwish", "FusedBatchnormRelu", "FastMeanVarianceNormalize"]
+__all__ = ["FusedSwish", "FusedBatchnormRelu", "FastMeanVarianceNormalize", "FusedMvnScale"]
 
 _F = np.float32
 _JIT = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
@@ -172,3 +176,65 @@ class FastMeanVarianceNormalize(MeanVarianceNormalize):
         out = np.empty(flat.shape, np.float32)
         _mvn_rows(flat, float(p.epsilon), bool(p.normalizeVariance), out)
         return (out.reshape(x.shape),)
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract", "reassoc"})
+def _mvn_scale_rows(x, epsilon, scale_variance, gamma, beta, out):
+    """``_mvn_rows`` then ``out = m * gamma[i % G] + beta[i % G]`` with ``m`` the float32 normalized row."""
+    rows, length = x.shape
+    groups = gamma.shape[0]
+    for i in range(rows):
+        total = 0.0
+        for j in range(length):
+            total += np.float64(x[i, j])
+        mean = total / length
+        sq = 0.0
+        for j in range(length):
+            d = np.float64(x[i, j]) - mean
+            sq += d * d
+        inv = 1.0 / np.sqrt(sq / length + epsilon) if scale_variance else 1.0
+        g = i % groups
+        for j in range(length):
+            m = np.float32((np.float64(x[i, j]) - mean) * inv)
+            out[i, j] = m * gamma[g, j] + beta[g, j]
+
+
+@register_fast("mvn", "scale")
+class FusedMvnScale:
+    """``mvn`` -> ``scale`` (gamma, beta broadcast over the last three axes) as one compiled pass per row."""
+
+    kind = "fusedMvnScale"
+
+    def __init__(self, mvn, scale):
+        self.mvn, self.scale = mvn, scale
+        self.name, self.where = scale.name, mvn.where
+        self.inputs, self.outputs = list(mvn.inputs), list(scale.outputs)
+
+    def __call__(self, x):
+        p = self.mvn.p
+        x = np.asarray(x, dtype=np.float32)
+        k = 3 if p.acrossChannels else 2
+        gamma = self.scale.scale
+        beta = self.scale.bias if self.scale.bias is not None else np.zeros((1, 1, 1), np.float32)
+        try:
+            if x.ndim < 4:
+                raise ValueError("rank")
+            chw = x.shape[-3:]
+            gamma = np.broadcast_to(gamma, chw).reshape(-1 if k == 2 else 1, int(np.prod(chw[3 - k:])))
+            beta = np.broadcast_to(beta, chw).reshape(gamma.shape)
+        except ValueError:  # shapes the layers name in their own errors
+            return self.scale(*self.mvn(x))
+        flat = np.ascontiguousarray(x).reshape(-1, gamma.shape[1])
+        out = np.empty(flat.shape, np.float32)
+        _mvn_scale_rows(flat, float(p.epsilon), bool(p.normalizeVariance), np.ascontiguousarray(gamma, np.float32),
+                        np.ascontiguousarray(beta, np.float32), out)
+        return (out.reshape(x.shape),)
+
+    @classmethod
+    def match(cls, layers, index, keep, reads):
+        mvn = layers[index]
+        scale = layers[index + 1] if index + 1 < len(layers) else None
+        if not (mvn.kind == "mvn" and scale is not None and scale.kind == "scale"
+                and scale.inputs == mvn.outputs and _private(mvn, keep, reads)):
+            return None
+        return cls(mvn, scale), 2

@@ -11,6 +11,10 @@ gate activation saturates there anyway (sigmoid, tanh); the step loops are
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from . import _kernels, _rnn_kernels
@@ -18,7 +22,28 @@ from .activation import ACTIVATIONS
 from .base import register_fast
 from .recurrent import GRU, BiDirectionalLSTM, SimpleRecurrent, UniDirectionalLSTM, _out, _sequence, _state
 
-__all__ = ["FastUniDirectionalLSTM", "FastBiDirectionalLSTM", "FastGRU", "FastSimpleRecurrent"]
+__all__ = ["FastUniDirectionalLSTM", "FastBiDirectionalLSTM", "FastGRU", "FastSimpleRecurrent", "PARALLEL_MIN_WORK"]
+
+#: multiply-adds (batch x steps x 4H x (H + I)) above which a bidirectional LSTM runs its two
+#: directions on two threads: about 0.1 ms of work, against a hand-off of some 20-50 us
+PARALLEL_MIN_WORK = 4_000_000
+_HELPER: list = []
+_HELPER_LOCK = threading.Lock()
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _helper() -> ThreadPoolExecutor:
+    """One worker thread, made on first use, for the second direction of a bidirectional layer."""
+    with _HELPER_LOCK:
+        if not _HELPER:
+            _HELPER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="pippin-rnn"))
+        return _HELPER[0]
 
 
 class _Act:
@@ -68,13 +93,21 @@ class _LSTMPlan:
         self.peep = None if weights.p is None else np.ascontiguousarray(np.stack(weights.p), dtype=np.float32)
         self.acts = _acts(activations, ("sigmoid", "tanh", "tanh"))
 
-    def run(self, xs, y0, c0, params, reverse):
+    def compiled(self, params) -> bool:
+        """Whether ``run`` takes ``_rnn_kernels.lstm_seq`` (no peepholes, not coupled, default activations)."""
+        return (self.peep is None and not params.coupledInputAndForgetGate
+                and _defaults(self.acts, "sigmoid", "tanh", "tanh"))
+
+    def run(self, xs, y0, c0, params, reverse, out=None, col=0):
+        """``(outputs [N, S, H], last y [N, H], last c [N, H])``; the compiled route writes the outputs
+        into columns ``col:col + H`` of ``out`` when given (both directions side by side) and returns it."""
         pre = _project(xs, self.w, self.b)
-        plain = self.peep is None and not params.coupledInputAndForgetGate
-        if plain and _defaults(self.acts, "sigmoid", "tanh", "tanh"):
+        if self.compiled(params):
             y, c = np.array(y0, np.float32, order="C"), np.array(c0, np.float32, order="C")
-            out = np.empty(pre.shape[:2] + (y.shape[1],), np.float32)
-            _rnn_kernels.lstm_seq(pre, self.r, y, c, np.float32(params.cellClipThreshold or 50.0), bool(reverse), out)
+            if out is None:
+                out = np.empty(pre.shape[:2] + (y.shape[1],), np.float32)
+            _rnn_kernels.lstm_seq(pre, self.r, y, c, np.float32(params.cellClipThreshold or 50.0), bool(reverse), out,
+                                  col)
             return out, y, c
         return _kernels.lstm_sequence(pre, self.r, y0, c0, self.peep, coupled=bool(params.coupledInputAndForgetGate),
                                       clip_c=params.cellClipThreshold or 50.0, acts=self.acts, reverse=reverse)
@@ -99,7 +132,9 @@ class FastUniDirectionalLSTM(UniDirectionalLSTM):
 
 @register_fast("biDirectionalLSTM")
 class FastBiDirectionalLSTM(BiDirectionalLSTM):
-    """``biDirectionalLSTM`` through ``_kernels.lstm_sequence``, once per direction."""
+    """``biDirectionalLSTM`` through ``_kernels.lstm_sequence``, once per direction; with the compiled
+    loops and a sequence output both directions write into one buffer, the backward one on a second
+    thread when the process may use two cores and the work is large enough (``PARALLEL_MIN_WORK``)."""
 
     def __init__(self, spec, context):
         super().__init__(spec, context)
@@ -111,9 +146,20 @@ class FastBiDirectionalLSTM(BiDirectionalLSTM):
         p = self.p
         xs = _sequence(np.asarray(x, np.float32), self.n_in)
         n, h = xs.shape[0], self.n_out
-        forward = self.plans[0].run(xs, _state(hf, n, h), _state(cf, n, h), p.params, False)
-        backward = self.plans[1].run(xs, _state(hb, n, h), _state(cb, n, h), p.params, True)
-        return self.outputs_of(x, forward, backward)
+        args = [(xs, _state(hf, n, h), _state(cf, n, h), p.params, False),
+                (xs, _state(hb, n, h), _state(cb, n, h), p.params, True)]
+        if not (p.params.sequenceOutput and all(plan.compiled(p.params) for plan in self.plans)):
+            return self.outputs_of(x, *(plan.run(*a) for plan, a in zip(self.plans, args)))
+        seq = np.empty((n, xs.shape[1], 2 * h), np.float32)  # both directions write their half in place
+        runs = [lambda: self.plans[0].run(*args[0], out=seq, col=0),
+                lambda: self.plans[1].run(*args[1], out=seq, col=h)]
+        if n * xs.shape[1] * h * 4 * (h + self.n_in) >= PARALLEL_MIN_WORK and _cores() >= 2:
+            backward = _helper().submit(runs[1])  # the compiled loops release the GIL
+            forward = runs[0]()
+            backward = backward.result()
+        else:
+            forward, backward = runs[0](), runs[1]()
+        return (_out(seq, x), *[_out(s[:, None], x) for s in (*forward[1:], *backward[1:])])[: len(self.outputs)]
 
 
 @register_fast("gru")

@@ -167,18 +167,24 @@ def run_layers(
     blobs: dict[str, np.ndarray],
     *,
     optional: frozenset[str] | set[str] = frozenset(),
+    keep: frozenset[str] | set[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Run ``layers`` in order over ``blobs`` (name -> array), adding each layer's outputs.
 
     ``blobs`` is updated in place and returned. An input named in ``optional`` (an
-    optional model input that was not given) is passed as ``None``.
+    optional model input that was not given) is passed as ``None``. With ``keep`` (inference:
+    the blobs the caller reads afterwards), every other blob is dropped after the last layer
+    that reads it, so its memory serves the next layers' outputs (``DenseNet-121``'s intermediate
+    blobs alone would hold gigabytes); without it, or when a layer runs nested networks (which
+    read blobs their layer does not list), every blob stays.
 
     Raises
     ------
     PipelineError
         A layer reads a blob that no input or earlier layer produced.
     """
-    for layer in layers:
+    drops = _drops(layers, keep) if keep is not None else None
+    for index, layer in enumerate(layers):
         if getattr(layer, "controls_flow", False):  # branch / loop: run nested networks on the namespace
             for name in layer.inputs:
                 if name not in blobs:
@@ -216,12 +222,47 @@ def run_layers(
             outputs = tuple(np.repeat(o, n, axis=0) if o.shape[0] == 1 and n != 1 else o for o in outputs)
         for name, value in zip(layer.outputs, outputs):
             blobs[name] = value
+        if drops:
+            for name in drops[index]:
+                blobs.pop(name, None)
     return blobs
+
+
+_DROPS: dict[int, tuple] = {}
+
+
+def _drops(layers: Sequence[Layer], keep) -> list[tuple[str, ...]] | None:
+    """Per layer, the blobs no later layer reads and ``keep`` does not name (None with control flow)."""
+    key = id(layers)
+    cached = _DROPS.get(key)
+    if cached is not None and cached[0] is layers and cached[1] == keep:
+        return cached[2]
+    if any(getattr(layer, "controls_flow", False) for layer in layers):
+        drops = None
+    else:
+        last: dict[str, int] = {}
+        for index, layer in enumerate(layers):
+            for name in (*layer.inputs, *layer.outputs):
+                last[name] = index
+        drops = [[] for _ in layers]
+        for name, index in last.items():
+            if name not in keep:
+                drops[index].append(name)
+        drops = [tuple(d) for d in drops]
+    if len(_DROPS) > 64:
+        _DROPS.clear()
+    _DROPS[key] = (layers, frozenset(keep), drops)
+    return drops
 
 
 # Layer kinds that compute each example on its own, so a batch may run in parts.
 _PER_EXAMPLE_KINDS = frozenset({"convolution", "pooling", "activation", "innerProduct", "concat", "flatten",
-                                "softmax", "batchnorm", "add", "multiply"})
+                                "softmax", "batchnorm", "add", "multiply", "clip",
+                                # shape and ND layers: they read the example's axes only (axis 0 is the batch)
+                                "reshapeStatic", "transpose", "squeeze", "expandDims", "splitND", "sliceStatic",
+                                "concatND", "mvn", "scale", "bias", "batchedMatmul", "softmaxND", "gelu", "unary",
+                                # recurrent layers: each example's sequence on its own
+                                "uniDirectionalLSTM", "biDirectionalLSTM", "gru", "simpleRecurrent"})
 _POOL: dict[str, Any] = {}
 _POOL_LOCK = threading.Lock()
 
@@ -270,15 +311,16 @@ def run_layers_split(
     Falls back to ``run_layers`` when the batch is too small to give each part
     ``min_part`` examples.
     """
+    keep = frozenset(keep)
     n = next((v.shape[0] for v in blobs.values() if v is not None), 0)
     parts = min(_workers(), n // max(min_part, 1))
     if parts < 2:
-        return run_layers(layers, blobs, optional=optional)
+        return run_layers(layers, blobs, optional=optional, keep=keep)
     bounds = np.linspace(0, n, parts + 1).astype(int)
     chunks = [{k: (None if v is None else v[a:b]) for k, v in blobs.items()} for a, b in zip(bounds[:-1], bounds[1:])]
     executor, blas = _pool()
     with blas.limit(limits=1, user_api="blas"):
-        results = list(executor.map(lambda c: run_layers(layers, c, optional=optional), chunks))
+        results = list(executor.map(lambda c: run_layers(layers, c, optional=optional, keep=keep), chunks))
     out = dict(blobs)
     for name in keep:
         if all(name in r for r in results):

@@ -9,6 +9,7 @@ vectorized pass, every blob carrying the batch on axis 0 (layout: the
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 
 from ...spec import Model
 from ..errors import PipelineError
+from ._malloc import keep_freed_memory
 from .features import feature_kind
 from ..layers import Layer
 from ..layers import network as _network
@@ -85,6 +87,7 @@ class NeuralNetworkModel(RunnableModel):
 
     def __init__(self, spec: Model, *, path: Path | None = None, fast: bool = True):
         super().__init__(spec, path=path)
+        keep_freed_memory()  # layer outputs reuse freed heap memory instead of fresh pages (see _malloc)
         self.fast = fast
         self.network = getattr(spec, self.kind)
         self.exact_shapes = _network.uses_exact_shapes(self.network)
@@ -244,12 +247,17 @@ class NeuralNetworkModel(RunnableModel):
             return self.from_blobs(out)
         if work < SPLIT_MIN_WORK:
             with _one_blas_thread():
-                return self.from_blobs(_network.run_layers(layers, dict(blobs), optional=optional))
+                return self.from_blobs(_network.run_layers(layers, dict(blobs), optional=optional, keep=keep))
         if self._split_ok is None:
             self._split_ok = _network.splittable(self.layers)
         if self._split_ok:
-            return self.from_blobs(_network.run_layers_split(layers, dict(blobs), keep=keep, optional=optional))
-        return self.from_blobs(_network.run_layers(layers, dict(blobs), optional=optional))
+            # each part carries at least half the threshold's work: images (a batch of 4 ResNets) split
+            # into single examples, a batch of light examples into parts of several
+            n = max((v.shape[0] for v in blobs.values() if v is not None), default=1)
+            min_part = max(1, math.ceil(SPLIT_MIN_WORK / 2 / max(work / n, 1.0)))
+            return self.from_blobs(_network.run_layers_split(layers, dict(blobs), keep=keep, optional=optional,
+                                                             min_part=min_part))
+        return self.from_blobs(_network.run_layers(layers, dict(blobs), optional=optional, keep=keep))
 
     def predict(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """Predict one example; a classifier's probabilities come back as ``{label: probability}``."""

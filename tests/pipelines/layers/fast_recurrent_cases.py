@@ -97,14 +97,35 @@ def case_uni_lstm():
 
 
 def case_bi_lstm():
-    for extra in (dict(output_all=True), dict(output_all=False, peep=[_w(H) for _ in range(3)],
-                                                  peep_back=[_w(H) for _ in range(3)], cell_clip_threshold=1.5)):
-        fw, bw = _lstm_weights(), _lstm_weights()
-        spec = _layer(lambda b: b.add_bidirlstm(
-            "bi", W_h=fw[1], W_x=fw[0], b=fw[2], W_h_back=bw[1], W_x_back=bw[0], b_back=bw[2], hidden_size=H,
-            input_size=I, input_names=["x", "hf", "cf", "hb", "cb"],
-            output_names=["y", "hf_out", "cf_out", "hb_out", "cb_out"], **extra))
-        _compare("biDirectionalLSTM", spec, 4)
+    """Both routes of the compiled loops (one thread, and the backward direction on the helper thread,
+    forced here whatever the size and core count), and the NumPy loops (peepholes)."""
+    from pippin.pipelines.layers import fast_recurrent
+
+    options = (dict(output_all=True), dict(output_all=True, cell_clip_threshold=0.8),
+               dict(output_all=False, peep=[_w(H) for _ in range(3)], peep_back=[_w(H) for _ in range(3)],
+                    cell_clip_threshold=1.5))
+    saved = fast_recurrent.PARALLEL_MIN_WORK, fast_recurrent._cores, fast_recurrent._helper
+    submitted = []
+
+    def helper():
+        pool = saved[2]()
+        return type("Spy", (), {"submit": lambda self, fn: submitted.append(fn) or pool.submit(fn)})()
+
+    try:
+        for parallel in (False, True):
+            if parallel:
+                fast_recurrent.PARALLEL_MIN_WORK, fast_recurrent._cores = 0, lambda: 2
+                fast_recurrent._helper = helper
+            for extra in options:
+                fw, bw = _lstm_weights(), _lstm_weights()
+                spec = _layer(lambda b: b.add_bidirlstm(
+                    "bi", W_h=fw[1], W_x=fw[0], b=fw[2], W_h_back=bw[1], W_x_back=bw[0], b_back=bw[2],
+                    hidden_size=H, input_size=I, input_names=["x", "hf", "cf", "hb", "cb"],
+                    output_names=["y", "hf_out", "cf_out", "hb_out", "cb_out"], **extra))
+                _compare("biDirectionalLSTM", spec, 4)
+    finally:
+        fast_recurrent.PARALLEL_MIN_WORK, fast_recurrent._cores, fast_recurrent._helper = saved
+    assert len(submitted) == 2 * 2  # the two compiled options, each with and without initial states
 
 
 RECURRENT_CASES = {

@@ -14,7 +14,7 @@ import pytest
 
 import pippin.pipelines as pp
 from pippin.pipelines.layers import LAYERS, OVERRIDES, LayerContext
-from pippin.pipelines.layers import _kernels, _rnn_kernels, network
+from pippin.pipelines.layers import _gelu_kernel, _kernels, _rnn_kernels, fast_softmax, network
 from pippin.pipelines.runtime.neural_network import NeuralNetworkModel
 from pippin.spec._proto import NeuralNetwork_pb2
 
@@ -153,6 +153,43 @@ def _case_convolution():
     _compare_layer("convolution", _grouped_conv(6, 4, 2, kernel=(3, 2)), (3, 6, 7, 8))  # batched groups
     _compare_layer("convolution", _grouped_conv(3, 6, 3), (2, 3, 7, 8))  # depth multiplier 2
     _case_conv_taps()
+    _case_winograd()
+
+
+def _case_winograd():
+    """3x3 stride-1 convolutions with wide channels take ``_winograd.winograd_3x3`` (threshold lowered
+    here for small shapes), alone and with a fused ReLU / clip; odd sizes leave partial tiles."""
+    from pippin.pipelines.layers import _winograd, fast
+
+    calls = []
+    original, saved_min = _winograd.winograd_3x3, fast.WINOGRAD_MIN_CHANNELS
+    _winograd.winograd_3x3 = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        spec = _grouped_conv(128, 128, 1, same=True)  # sums of 1152 terms: compared to their magnitude
+        fast_layer, ref_layer = OVERRIDES[("convolution",)](spec, _context()), LAYERS["convolution"](spec, _context())
+        for x in _inputs((2, 128, 5, 6)).values():
+            got, want = fast_layer(x)[0], ref_layer(x)[0]
+            assert got.shape == want.shape and np.abs(got - want).max() <= 2e-6 * np.abs(want).max()
+        assert len(calls) == 2, "a 128-channel 3x3 convolution did not take Winograd"
+        fast.WINOGRAD_MIN_CHANNELS = 4
+        for spec, shape in ((_grouped_conv(6, 5, 1, same=True), (3, 6, 9, 7)), (_conv(c_in=4, c_out=7), (2, 4, 8, 5)),
+                            (_grouped_conv(5, 4, 1, same=True), (1, 5, 1, 1)), (_conv(c_in=4, c_out=4), (2, 4, 3, 3))):
+            before = len(calls)
+            _compare_layer("convolution", spec, shape, train=False)
+            assert len(calls) > before, "Winograd was not taken"
+            for act in (_activation("ReLU", inputs=("y",), outputs=("z",)), _clip(-0.5, 0.7, ("y",), ("z",))):
+                reference = network.build_layers([spec, act], prefix="m", exact_shapes=False, spec_version=4,
+                                                 fast=False)
+                fused = network.fuse_layers(network.build_layers([spec, act], prefix="m", exact_shapes=False,
+                                                                 spec_version=4), {"z"})
+                for x in _inputs(shape).values():
+                    np.testing.assert_allclose(network.run_layers(fused, {"x": x})["z"],
+                                               network.run_layers(reference, {"x": x})["z"], **TOL)
+        before = len(calls)
+        _compare_layer("convolution", _conv(c_in=4, c_out=4, stride=(2, 2)), (2, 4, 9, 8), train=False)
+        assert len(calls) == before, "a strided convolution took Winograd"
+    finally:
+        _winograd.winograd_3x3, fast.WINOGRAD_MIN_CHANNELS = original, saved_min
 
 
 def _case_conv_taps():
@@ -283,6 +320,17 @@ def _case_inner_product():
     for layer in (ref, fast):  # a wrong channel count is named the same way
         with pytest.raises(Exception, match="inputChannels=1"):
             layer(np.zeros((2, 3), np.float32))
+    spec, p = _proto("innerProduct")  # 32+ outputs: the product takes a cached C-ordered W^T
+    p.inputChannels, p.outputChannels = 6, 40
+    _weights(p.weights, RNG.standard_normal(6 * 40))
+    ref, fast = LAYERS["innerProduct"](spec, _context()), OVERRIDES[("innerProduct",)](spec, _context())
+    x = RNG.standard_normal((4, 6)).astype(np.float32)
+    _assert_same(fast(x), ref(x))
+    new = RNG.standard_normal((40, 6)).astype(np.float32)  # replaced weights (as training does): used
+    fast.params["weights"], ref.params["weights"] = new, new.copy()
+    _assert_same(fast(x), ref(x))
+    with pytest.raises(ValueError):  # written in place: refused, never a stale transposed copy
+        fast.params["weights"][0, 0] = 1.0
 
 
 def _case_gelu():
@@ -302,6 +350,30 @@ def _case_copy():
         assert np.array_equal(got[0], want[0]) and got[0].dtype == np.float32
 
 
+def _case_softmax_nd():
+    for axis, shape in ((-1, (3, 4, 5, 32)), (1, (3, 4, 5)), (-3, (2, 3, 4, 5, 6)), (0, (4, 7)), (-1, (5, 1))):
+        spec, p = _proto("softmaxND")
+        p.axis = axis
+        ref, fast = LAYERS["softmaxND"](spec, _context()), OVERRIDES[("softmaxND",)](spec, _context())
+        x = (RNG.standard_normal(shape) * 30).astype(np.float32)  # exponents down to about -200
+        for layout in (x, np.asfortranarray(x)):
+            got, want = fast(layout), ref(layout)
+            assert got[0].shape == want[0].shape and got[0].dtype == np.float32
+            np.testing.assert_allclose(got[0], want[0], rtol=1e-6, atol=1e-30)
+            assert np.array_equal(got[0] == 0, want[0] == 0)  # the same underflows
+    spec, p = _proto("softmaxND")
+    p.axis = -1
+    ref, fast = LAYERS["softmaxND"](spec, _context()), OVERRIDES[("softmaxND",)](spec, _context())
+    x = RNG.standard_normal((4, 6)).astype(np.float32)
+    x[0, 2], x[1, 3], x[2, :] = np.nan, np.inf, -np.inf
+    x[3, 1] = -np.inf
+    with np.errstate(invalid="ignore"):
+        got, want = fast(x)[0], ref(x)[0]
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got[3], want[3], rtol=1e-6)
+
+
+CASES[("softmaxND",)] = _case_softmax_nd
 CASES[("copy",)] = _case_copy
 CASES[("innerProduct",)] = _case_inner_product
 CASES[("gelu",)] = _case_gelu
@@ -362,7 +434,38 @@ def _case_mvn():
             np.testing.assert_allclose(got[0], want[0], rtol=1e-6, atol=1e-6)
 
 
+def _mvn_scale_specs(across, variance, shape_scale, has_bias):
+    mvn, p = _proto("mvn", "mvn", ("x",), ("m",))
+    p.acrossChannels, p.normalizeVariance, p.epsilon = across, variance, 1e-5
+    scale, q = _proto("scale", "scale", ("m",), ("y",))
+    q.shapeScale.extend(shape_scale)
+    _weights(q.scale, RNG.standard_normal(int(np.prod(shape_scale))))
+    if has_bias:
+        q.hasBias = True
+        q.shapeBias.extend(shape_scale)
+        _weights(q.bias, RNG.standard_normal(int(np.prod(shape_scale))))
+    return [mvn, scale]
+
+
+def _case_mvn_scale():
+    for across, variance, shape_scale, has_bias, shapes in (
+            (False, True, (1, 1, 7), True, [(3, 5, 1, 7), (8, 2, 1, 7)]),  # coremltools' layer norm
+            (True, True, (4, 6, 7), True, [(2, 4, 6, 7)]), (False, False, (4,), False, [(3, 4, 6, 5)]),
+            (True, True, (1,), True, [(2, 3, 4, 5)])):
+        specs = _mvn_scale_specs(across, variance, shape_scale, has_bias)
+        _case_chain(specs, {"y"}, shapes, "fusedMvnScale", unfused_keeps=("m",))
+    specs = _mvn_scale_specs(False, True, (1, 1, 7), True)  # a scale that does not broadcast: the layers' error
+    fused = network.fuse_layers(network.build_layers(specs, prefix="m", exact_shapes=False, spec_version=4), {"y"})
+    with pytest.raises(Exception) as fused_error:
+        network.run_layers(fused, {"x": RNG.standard_normal((2, 3, 4, 5)).astype(np.float32)})
+    with pytest.raises(Exception) as plain_error:
+        network.run_layers(network.build_layers(specs, prefix="m", exact_shapes=False, spec_version=4, fast=False),
+                           {"x": RNG.standard_normal((2, 3, 4, 5)).astype(np.float32)})
+    assert type(fused_error.value) is type(plain_error.value)
+
+
 CASES[("mvn",)] = _case_mvn
+CASES[("mvn", "scale")] = _case_mvn_scale
 CASES[("batchnorm", "activation")] = _case_batchnorm_relu
 #: single-kind overrides that are faster without a numba kernel (fewer NumPy calls)
 KERNEL_FREE = {("innerProduct",), ("copy",), ("mvn",)}  # mvn: its compiled pass is in fast_chains.py
@@ -375,11 +478,12 @@ def test_every_override_has_a_case():
 @pytest.mark.parametrize("key", sorted(OVERRIDES), ids=lambda key: "+".join(key))
 def test_override_equals_reference(key, monkeypatch):
     calls = []
-    for module in (_kernels, _rnn_kernels):  # count kernel calls, to see that the fast route was taken
+    # count kernel calls, to see that the fast route was taken
+    for module in (_kernels, _rnn_kernels, _gelu_kernel, fast_softmax):
         for name in module.__all__:
-            if name == "tanh32":  # inlined into the compiled loops, never called from Python
-                continue
             fn = getattr(module, name)
+            if name == "tanh32" or isinstance(fn, type):  # inlined into the compiled loops; layer classes
+                continue
             monkeypatch.setattr(module, name, lambda *a, _fn=fn, _name=name, **k: calls.append(_name) or _fn(*a, **k))
     CASES[key]()
     if len(key) == 1 and key not in KERNEL_FREE:

@@ -65,3 +65,46 @@ def test_fuse_layers_equals_the_plain_layers():
     np.testing.assert_allclose(fast["r"], reference["r"], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(fast["probs"], reference["probs"], rtol=1e-5, atol=1e-7)
     assert "c" not in fast and "bnout" not in fast
+
+
+def _nd_network():
+    """Every shape/ND kind ``splittable`` accepts, as coremltools' builder writes them (exact shapes)."""
+    from nn_helpers import nd_builder
+
+    rng = np.random.default_rng(4)
+    b = nd_builder({"x": (6, 4, 8)})
+    b.add_mvn("mvn", "x", "m", across_channels=False, normalize_variance=True, epsilon=1e-5)
+    b.add_scale("scale", W=rng.standard_normal(6).astype(np.float32), b=rng.standard_normal(6).astype(np.float32),
+                has_bias=True, input_name="m", output_name="s", shape_scale=[6], shape_bias=[6])
+    b.add_reshape_static("rs", "s", "r", output_shape=[6, 32])
+    b.add_transpose("tr", axes=[1, 0], input_name="r", output_name="t")  # [32, 6]
+    b.add_split_nd("split", "t", ["t1", "t2"], axis=1, num_splits=2)  # [32, 3] each
+    b.add_expand_dims("ex", "t1", "e", axes=[0])  # [1, 32, 3]
+    b.add_squeeze("sq", "e", "q", axes=[0])  # [32, 3]
+    b.add_batched_mat_mul("mm", ["q", "t2"], "mm", transpose_b=True)  # [32, 32]
+    b.add_softmax_nd("sm", "mm", "p", axis=-1)
+    b.add_gelu("gelu", "p", "g", mode="EXACT")
+    b.add_slice_static("sl", "g", "h", begin_ids=[0, 4], end_ids=[32, 20], strides=[1, 1],
+                       begin_masks=[True, False], end_masks=[True, False])
+    b.add_concat_nd("cat", ["h", "q"], "y", axis=-1)  # [32, 19]
+    return b.spec
+
+
+def test_nd_shape_kinds_split_like_one_pass(monkeypatch):
+    from pippin.pipelines.runtime import neural_network
+
+    model = pp.load(_nd_network())
+    assert network.splittable(model.layers)
+    x = np.random.default_rng(5).standard_normal((9, 6, 4, 8)).astype(np.float32)
+    whole = model.run_layers(model.to_blobs({"x": x}))["y"]
+    parts = network.run_layers_split(model.layers, model.to_blobs({"x": x}), keep={"y"}, min_part=1)["y"]
+    assert parts.shape == whole.shape == (9, 32, 19)
+    np.testing.assert_allclose(parts, whole, rtol=1e-6, atol=1e-7)
+    calls = []
+    real = network.run_layers_split
+    monkeypatch.setattr(network, "run_layers_split", lambda *a, **k: calls.append(k["min_part"]) or real(*a, **k))
+    monkeypatch.setattr(neural_network, "SPLIT_MIN_WORK", 1000)
+    model.predict_batch({"x": x})  # first run: measures the work
+    got = model.predict_batch({"x": x})["y"]
+    assert calls == [1] or network._workers() < 2
+    np.testing.assert_allclose(got, whole, rtol=1e-6, atol=1e-7)
