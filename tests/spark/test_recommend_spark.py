@@ -48,6 +48,56 @@ def test_fit_exports_the_same_bytes(spark, tmp_path, similarity, rating):
     assert _bytes(remote, tmp_path / "spark.mlmodel") == _bytes(local, tmp_path / "local.mlmodel")
 
 
+@pytest.mark.parametrize("similarity, rating", [("cosine", "rating"), ("jaccard", None), ("pearson", None)])
+def test_single_tile_plan_exports_the_same_bytes(spark, tmp_path, similarity, rating):
+    from pippin.recommend.spark import fit_item_similarity
+
+    table = _table(3)
+    local = ItemSimilarityRecommender(similarity=similarity, top_k=5, threshold=0.0)
+    local.fit(table, user="user", item="item", rating=rating)
+    remote = fit_item_similarity(spark.createDataFrame(table), user="user", item="item", rating=rating,
+                                 similarity=similarity, top_k=5, threshold=0.0)  # local master, small input
+    assert remote.spark_blocks_ == 1 and "single tile" in remote.spark_seconds_
+    assert remote.n_users_ == local.n_users_ and remote.n_interactions_ == local.interactions_.nnz
+    assert _bytes(remote, tmp_path / "spark.mlmodel") == _bytes(local, tmp_path / "local.mlmodel")
+
+
+# text item ids: one tile, tiles (a diagonal tile's text column once failed Spark's Arrow path), staged
+@pytest.mark.parametrize("similarity, n_blocks", [("cosine", 1), ("cosine", 2), ("bm25", 2)])
+def test_text_item_ids_export_the_same_bytes(spark, tmp_path, similarity, n_blocks):
+    from pippin.recommend.spark import fit_item_similarity
+
+    table = _table(7).assign(item=lambda t: "i" + t["item"].astype(str))
+    local = ItemSimilarityRecommender(similarity=similarity, top_k=5, threshold=0.0)
+    local.fit(table, user="user", item="item", rating="rating")
+    remote = fit_item_similarity(spark.createDataFrame(table), user="user", item="item", rating="rating",
+                                 similarity=similarity, top_k=5, threshold=0.0, n_blocks=n_blocks)
+    assert _bytes(remote, tmp_path / "spark.mlmodel") == _bytes(local, tmp_path / "local.mlmodel")
+
+
+@pytest.mark.parametrize("n_blocks", [1, 2])
+def test_an_invalid_id_is_one_error_in_every_plan(spark, n_blocks):
+    from pippin.recommend.spark import fit_item_similarity
+
+    table = _table(4, n=400)
+    table.loc[5, "user"] = " "
+    table.loc[[7, 9], "rating"] = np.nan
+    df = spark.createDataFrame(table)
+    with pytest.raises(RecommendError, match="1 rows have a value that is not a non-empty integer or string id "
+                                             "in column 'user'"):
+        fit_item_similarity(df, user="user", item="item", rating="rating", similarity="cosine", n_blocks=n_blocks)
+    df = spark.createDataFrame(table.assign(user="u1"))
+    with pytest.raises(RecommendError, match="2 rows have a value that is not a finite number in column 'rating'"):
+        fit_item_similarity(df, user="user", item="item", rating="rating", similarity="cosine", n_blocks=n_blocks)
+    ints = table.assign(user=3, item=table["item"].astype("Int64"))
+    ints.loc[[2, 4, 6], "item"] = pd.NA  # a null in an integer (long) column
+    df = spark.createDataFrame(ints)
+    assert df.schema["item"].dataType.simpleString() == "bigint"
+    with pytest.raises(RecommendError, match="3 rows have a value that is not a non-empty integer or string id "
+                                             "in column 'item'"):
+        fit_item_similarity(df, user="user", item="item", similarity="cosine", n_blocks=n_blocks)
+
+
 def test_recommend_equals_single_machine_on_movielens(spark, movielens_dir):
     from pippin.datasets import load_movielens
     from pippin.recommend.matrix import to_interactions
@@ -147,8 +197,9 @@ def _killing_source(spark, table, folder, *, at: int | None):
     return spark.createDataFrame(table).mapInPandas(rows, "user string, item long, rating double")
 
 
-@pytest.mark.parametrize("at", [1, 2])  # 1: the validation job; 2: the tile job's first stage
-def test_a_killed_task_is_retried_and_the_model_is_unchanged(spark, tmp_path, at):
+# two tiles: 1 kills the validation job, 2 the tile job's first stage; one tile: its only job
+@pytest.mark.parametrize("at, n_blocks", [(1, 2), (2, 2), (1, None)])
+def test_a_killed_task_is_retried_and_the_model_is_unchanged(spark, tmp_path, at, n_blocks):
     from pippin.recommend.spark import fit_item_similarity
 
     table = _table(2, n=2000)
@@ -156,8 +207,10 @@ def test_a_killed_task_is_retried_and_the_model_is_unchanged(spark, tmp_path, at
                                                                        rating="rating")
     (tmp_path / "runs").mkdir()
     df = _killing_source(spark, table, str(tmp_path / "runs"), at=at)
-    remote = fit_item_similarity(df, user="user", item="item", rating="rating", similarity="cosine", top_k=5)
-    assert len(list((tmp_path / "runs").iterdir())) >= 3  # the killed attempt, its retry, the other job
+    remote = fit_item_similarity(df, user="user", item="item", rating="rating", similarity="cosine", top_k=5,
+                                 n_blocks=n_blocks)
+    assert remote.spark_blocks_ == (n_blocks or 1)  # local[2,2], a small input: the single-tile plan
+    assert len(list((tmp_path / "runs").iterdir())) >= 3  # the killed attempt, its retry, another run
     assert _bytes(remote, tmp_path / "spark.mlmodel") == _bytes(local, tmp_path / "local.mlmodel")
 
 
