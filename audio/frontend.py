@@ -204,7 +204,8 @@ def _patches_of_range(clips: np.ndarray, out: np.ndarray) -> None:
 
 
 def _default_workers(n_clips: int) -> int:
-    return max(1, min(n_clips // 8 or 1, os.cpu_count() or 1))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(n_clips // 8 or 1, cpus))  # the CPUs this process may use (taskset honoured)
 
 
 def vggish_log_mel(samples, *, workers: int | None = None) -> np.ndarray:

@@ -25,8 +25,9 @@ from pathlib import Path
 from ...spec import io as spec_io
 from ..errors import PipelineError
 from ..personalize.memory import memory_of
-from ..personalize.sound import personalize_head, personalize_knn, sound_parts
+from ..personalize.sound import grown_head, personalize_head, personalize_knn, sound_parts
 from ..runtime.model import load
+from .audio_prefix import FileBlobs
 from .exit_codes import HELP_EPILOG
 from .output import Result, info, warn
 from .update_cmd import ProgressReporter, read_labelled_windows
@@ -84,6 +85,15 @@ def training_sources(spec, model_path) -> tuple[Path | None, list[str]]:
 def _old_examples(args, spec, model):
     """(old-class windows and labels or None, where they came from) for the personalization; refuses when
     the old classes would be remembered by nothing real without the user asking for it."""
+    source, base_from = _old_source(args, spec)
+    if source is None:
+        return None, base_from
+    windows, labels, _ = read_labelled_windows(source, model, overlap=args.overlap)
+    return (windows, labels), base_from
+
+
+def _old_source(args, spec):
+    """(the old-class recordings to read (a path or a dataset) or None, where they come from); see ``_old_examples``."""
     if args.base_examples:
         if not Path(args.base_examples).exists():
             raise PipelineError("no such file or folder", where=args.base_examples)
@@ -111,8 +121,23 @@ def _old_examples(args, spec, model):
         from ...datasets.sound import load_sound_named
 
         source = load_sound_named(path, pattern)
+    return source, str(path)
+
+
+def _old_files(args, spec, examples):
+    """``(old-class examples, where they came from, the grown model)`` for ``--head``: the recordings read on
+    every core (``audio_prefix.FileBlobs``: the network runs only on the windows the head trains on), else
+    their windows, else None; the caller closes a ``FileBlobs``."""
+    source, base_from = _old_source(args, spec)
+    grown = grown_head(spec, examples)
+    if source is None:
+        return None, base_from, grown
+    model = load(spec)
+    files = FileBlobs.of(source, load(grown), overlap=args.overlap, windows_like=model)
+    if files is not None:
+        return files, base_from, grown
     windows, labels, _ = read_labelled_windows(source, model, overlap=args.overlap)
-    return (windows, labels), str(path)
+    return (windows, labels), base_from, grown
 
 
 def _training_summary(spec) -> dict | None:
@@ -138,22 +163,33 @@ def run(args):
     old = [str(x) for x in load(sound_parts(spec)[1]).class_labels]
     model = load(spec)
     windows, labels, n_files = read_labelled_windows(args.examples, model, overlap=args.overlap)
-    base, base_from = _old_examples(args, spec, model)
+    if args.head:  # the old recordings' frozen blobs on every core, for the windows the head trains on
+        base, base_from, grown = _old_files(args, spec, (windows, labels))
+    else:
+        base, base_from = _old_examples(args, spec, model)
     new = sorted(set(labels) - set(old))
     payload = {"model": None, "mode": "head" if args.head else "knn", "old_labels": old, "new_labels": new,
                "n_files": n_files, "n_windows": len(windows), "n_examples": len(windows),
                "base_examples": base_from}
-    info(f"personalizing ({payload['mode']}): running {len(windows)} new"
-         + (f" and {len(base[0])} old" if base is not None else "") + " windows through the network"
-         + (", then one line per epoch" if args.head else ""))
+    n_old = None if base is None else len(base.labels) if hasattr(base, "labels") else len(base[0])
+    if args.head:  # the head trains on the class-balanced windows only (see personalize_head)
+        info(f"personalizing (head): {len(windows)} new" + (f" and {n_old} old" if base is not None else "")
+             + f" windows; the head trains on a class-balanced subset (up to {args.max_per_class or 100} windows"
+             " per old label), one line per epoch")
+    else:
+        info(f"personalizing (knn): running {len(windows)} new" + (f" and {n_old} old" if base is not None else "")
+             + " windows through the network")
     if args.head:
         overrides = {"learning_rate": args.learning_rate} if args.learning_rate is not None else {}
         reporter = ProgressReporter(show=args.show_progress, total_epochs=args.epochs)
         try:
             out_spec = personalize_head(spec, (windows, labels), base_examples=base, epochs=args.epochs,
-                                        progress=reporter, max_per_class=args.max_per_class or 100, **overrides)
+                                        progress=reporter, max_per_class=args.max_per_class or 100, grown=grown,
+                                        **overrides)
         finally:
             reporter.close()
+            if hasattr(base, "close"):
+                base.close()
         payload["losses"] = reporter.epoch_losses
     else:
         explicit = "prototypes" if base is None and base_from is None else base  # the user chose them

@@ -20,6 +20,7 @@ import numpy as np
 from ...spec import io as spec_io
 from ..errors import PipelineError
 from ..runtime.model import load
+from .audio_prefix import frozen_examples
 from .training_data import load_training_data, n_examples, training_inputs
 from .exit_codes import HELP_EPILOG
 from .output import Result, info
@@ -170,9 +171,14 @@ def run(args):
         raise PipelineError("the model is not updatable (isUpdatable is false)", where=args.model,
                             hint="see 'pippin personalize' to make a sound classifier updatable")
     data_path = Path(args.data)
-    n_files = None
+    n_files = frozen = None
     if is_audio_data(data_path, model):
-        data, n_files = load_audio_examples(data_path, model, overlap=args.overlap)
+        prepared = frozen_examples(data_path, model, overlap=args.overlap)  # files to frozen blobs on every core
+        if prepared is not None:
+            frozen, labels, n_files = prepared
+            data = {label_input(model.spec, exclude=_audio_input(model)): np.array(labels, dtype=object)}
+        else:
+            data, n_files = load_audio_examples(data_path, model, overlap=args.overlap)
     elif data_path.is_dir():
         raise PipelineError("DATA is a folder but the model takes no 975 ms audio input", where=args.data,
                             hint="give an NPZ file or a CSV/Parquet table of the training inputs")
@@ -183,6 +189,8 @@ def run(args):
     reporter = ProgressReporter(show=args.show_progress, total_epochs=args.epochs)
     info(f"updating the {model.kind} with {n_examples(data)} examples")
     try:
+        if frozen is not None:
+            overrides["frozen"] = frozen
         updated = model.update(data, epochs=args.epochs, progress=reporter, **overrides)
     finally:
         reporter.close()

@@ -51,7 +51,7 @@ from ..runtime.pipeline import pipeline_message
 from ..build.pipeline import PipelineClassifier, as_spec
 from ..runtime.model import load
 
-__all__ = ["embedding_network", "sound_parts", "embed", "personalize_knn", "personalize_head"]
+__all__ = ["embedding_network", "sound_parts", "embed", "personalize_knn", "grown_head", "personalize_head"]
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,8 @@ def embedding_network(classifier: Model, *, normalize: bool = True) -> tuple[Mod
     return spec, n_dims
 
 
-def embed(spec: Model, windows: np.ndarray, *, normalize: bool = True, batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def embed(spec: Model, windows: np.ndarray, *, normalize: bool = True, batch: int = 512,
+          predictions: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Embeddings and the original classifier's class indices for audio windows.
 
     Parameters
@@ -156,8 +157,9 @@ def embed(spec: Model, windows: np.ndarray, *, normalize: bool = True, batch: in
     Returns
     -------
     embeddings : np.ndarray [shape=(n_windows, n_dimensions)]
-    predicted : np.ndarray [shape=(n_windows,)]
-        Index (into the classifier's class labels) of the original prediction.
+    predicted : np.ndarray [shape=(n_windows,)] or None
+        Index (into the classifier's class labels) of the original prediction; None
+        with ``predictions=False`` (the classifier then does not run).
     """
     pre_spec, net_spec, audio = sound_parts(spec)
     pre, net = load(pre_spec), load(net_spec)
@@ -167,10 +169,11 @@ def embed(spec: Model, windows: np.ndarray, *, normalize: bool = True, batch: in
     for start in range(0, len(windows), batch):
         patches = pre.predict_batch({audio: windows[start:start + batch]})[patch]
         out_e.append(np.asarray(emb_net.predict_batch({patch: patches})[EMBEDDING], dtype=np.float32))
-        probs = net.predict_batch({patch: patches})[net.spec.description.predictedProbabilitiesName]
-        out_p.append(np.asarray(probs).argmax(axis=1))
+        if predictions:
+            probs = net.predict_batch({patch: patches})[net.spec.description.predictedProbabilitiesName]
+            out_p.append(np.asarray(probs).argmax(axis=1))
     n_dims = embedding_network(net_spec)[1]
-    return np.concatenate(out_e).reshape(len(windows), n_dims), np.concatenate(out_p)
+    return np.concatenate(out_e).reshape(len(windows), n_dims), np.concatenate(out_p) if predictions else None
 
 
 def _memory(embeddings, labels, *, max_per_class: int, seed: int):
@@ -332,33 +335,53 @@ def _imprint(embeddings: np.ndarray, w: np.ndarray, b: np.ndarray, *, margin: fl
     return direction * (best_old + margin - b.mean()) / max(along, 1e-6)
 
 
-def _balanced(windows, labels, base_examples, *, old, max_per_class: int, seed: int):
-    """User windows repeated up to ``max_per_class`` per label, plus at most that many per old class."""
+def _balanced_indices(labels, base_labels, *, old, max_per_class: int, seed: int):
+    """``(own, base)``: indices of the user's windows (each label's repeated up to ``max_per_class``) and of
+    the base windows (at most that many per old class, a seeded random subset)."""
     rng = np.random.default_rng(seed)
-    base_labels = np.asarray(base_examples[1], dtype=object).astype(str)
-    base_windows = np.asarray(base_examples[0], dtype=np.float32)
+    base_labels = np.asarray(base_labels, dtype=object).astype(str)
     picks = [rng.permutation(np.flatnonzero(base_labels == c))[:max_per_class] for c in old]
     target = max([len(p) for p in picks] + [1])
     mine = np.asarray(labels, dtype=object)
     repeats = [np.resize(np.flatnonzero(mine == c), max(target, np.sum(mine == c))) for c in sorted(set(labels))]
-    own = np.concatenate(repeats)
-    base = np.concatenate(picks) if picks else np.zeros(0, dtype=np.int64)
+    return np.concatenate(repeats), (np.concatenate(picks) if picks else np.zeros(0, dtype=np.int64))
+
+
+def _balanced(windows, labels, base_examples, *, old, max_per_class: int, seed: int):
+    """User windows repeated up to ``max_per_class`` per label, plus at most that many per old class."""
+    own, base = _balanced_indices(labels, base_examples[1], old=old, max_per_class=max_per_class, seed=seed)
+    base_labels = np.asarray(base_examples[1], dtype=object).astype(str)
+    base_windows = np.asarray(base_examples[0], dtype=np.float32)
+    mine = np.asarray(labels, dtype=object)
     return (np.concatenate([windows[own], base_windows[base]]),
             list(mine[own].astype(str)) + list(base_labels[base]))
 
 
-def personalize_head(spec: Any, examples: tuple[np.ndarray, list], *, base_examples=None, epochs: int | None = None,
-                     progress=None, max_per_class: int = 100, seed: int = 0, **overrides) -> Model:
-    """A personalized model whose dense head has one more output per new label, then updated.
+def _frozen_of_windows(model, windows: np.ndarray, *, chunk: int = 64) -> dict:
+    """The frozen blobs of ``model``'s update (an updatable sound pipeline) for ``windows``, in fixed chunks
+    with one BLAS thread (as ``pippin.pipelines.cli.audio_prefix`` computes the base examples')."""
+    from threadpoolctl import threadpool_limits
 
-    New rows are imprinted from the new examples' mean embeddings (see ``_imprint``); the updatable dense
-    head is then trained (Core ML 3 update: the spec's loss and optimizer, ``epochs``
-    and ``overrides`` as in ``update``) on the examples plus ``base_examples``, class-balanced:
-    at most ``max_per_class`` windows of each old class (a seeded random subset), and each
-    user label's windows repeated up to that count, so a handful of recordings is not
-    outweighed by the old training data.
-    ``progress`` receives the update's events (with the loss).
-    """
+    from ..update.core_ml_update import FrozenPrefix
+
+    last = model.stages[-1]
+    audio = model.spec.description.input[0].name
+
+    def inputs(w):
+        values = model.frozen_features({audio: w})
+        return {name: values[name] for name in last.input_descriptions if name in values}
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        prefix = FrozenPrefix.of(last, inputs(windows[:1]))
+        if prefix is None:
+            raise PipelineError("the grown head's update has no frozen prefix to start from")
+        parts = [prefix(inputs(windows[a:a + chunk])) for a in range(0, len(windows), chunk)]
+    return {b: np.concatenate([p[b] for p in parts]) for b in prefix.frontier}
+
+
+def grown_head(spec: Any, examples: tuple[np.ndarray, list]) -> Model:
+    """The updatable pipeline ``personalize_head`` trains: the dense head grown by one output per new label of
+    ``examples`` (windows, labels), its new rows imprinted from their mean embeddings (see ``_imprint``)."""
     spec = as_spec(spec)
     pre_spec, net_spec, audio = sound_parts(spec)
     network = net_spec.neuralNetworkClassifier
@@ -367,7 +390,7 @@ def personalize_head(spec: Any, examples: tuple[np.ndarray, list], *, base_examp
     old = list(network.stringClassLabels.vector)
     windows, labels = np.asarray(examples[0], dtype=np.float32), [str(x) for x in examples[1]]
     new = sorted(set(labels) - set(old))
-    emb, _ = embed(spec, windows, normalize=False)
+    emb, _ = embed(spec, windows, normalize=False, predictions=False)
     w, b = _head(net_spec)
     rows = [_imprint(emb[np.asarray(labels) == label], w, b) for label in new]
     grown = as_spec(net_spec)
@@ -379,16 +402,53 @@ def personalize_head(spec: Any, examples: tuple[np.ndarray, list], *, base_examp
     grown.neuralNetworkClassifier.stringClassLabels.vector.extend(new)
     label_name = spec.description.predictedFeatureName
     pipe = PipelineClassifier([("preprocessing", pre_spec), ("classifier", grown)])
-    out = pipe.make_updatable(training_inputs=[audio, label_name]).to_spec()
-    if base_examples is not None and len(base_examples[0]):
+    return pipe.make_updatable(training_inputs=[audio, label_name]).to_spec()
+
+
+def personalize_head(spec: Any, examples: tuple[np.ndarray, list], *, base_examples=None, epochs: int | None = None,
+                     progress=None, max_per_class: int = 100, seed: int = 0, grown: Model | None = None,
+                     **overrides) -> Model:
+    """A personalized model whose dense head has one more output per new label, then updated.
+
+    New rows are imprinted from the new examples' mean embeddings (see ``_imprint``); the updatable dense
+    head is then trained (Core ML 3 update: the spec's loss and optimizer, ``epochs``
+    and ``overrides`` as in ``update``) on the examples plus ``base_examples``, class-balanced:
+    at most ``max_per_class`` windows of each old class (a seeded random subset), and each
+    user label's windows repeated up to that count, so a handful of recordings is not
+    outweighed by the old training data.
+    ``progress`` receives the update's events (with the loss).
+
+    ``base_examples`` is ``(windows, labels)``, or read files whose frozen blobs are computed
+    on demand (``labels`` per window and ``blobs(indices)``, e.g.
+    ``pippin.pipelines.cli.audio_prefix.FileBlobs`` of ``grown``): only the chosen windows
+    then run through the network. ``grown`` is ``grown_head(spec, examples)``, if already made.
+    """
+    spec = as_spec(spec)
+    _, net_spec, audio = sound_parts(spec)
+    old = list(net_spec.neuralNetworkClassifier.stringClassLabels.vector)
+    out = grown if grown is not None else grown_head(spec, examples)
+    windows, labels = np.asarray(examples[0], dtype=np.float32), [str(x) for x in examples[1]]
+    new = sorted(set(labels) - set(old))
+    label_name = spec.description.predictedFeatureName
+    model = load(out)
+    data, frozen = None, None
+    if base_examples is not None and hasattr(base_examples, "blobs") and len(base_examples.labels):
+        own, base = _balanced_indices(labels, base_examples.labels, old=old, max_per_class=max_per_class, seed=seed)
+        if epochs != 0:
+            mine, theirs = _frozen_of_windows(model, windows), base_examples.blobs(base)
+            frozen = {b: np.concatenate([mine[b][own], theirs[b]]) for b in mine}
+        labels = list(np.asarray(labels, dtype=object)[own]) + [base_examples.labels[i] for i in base]
+        data = {label_name: np.asarray(labels, dtype=object)}
+    elif base_examples is not None and not hasattr(base_examples, "blobs") and len(base_examples[0]):
         windows, labels = _balanced(windows, labels, base_examples, old=old, max_per_class=max_per_class, seed=seed)
     elif epochs != 0:
         logger.warning("no old-class examples: the dense head is updated on the new examples only, and the old "
                        "classes may lose accuracy")
-    model = load(out)
+    if data is None:
+        data = {audio: windows, label_name: np.asarray(labels, dtype=object)}
     if epochs != 0:
-        model = model.update({audio: windows, label_name: np.asarray(labels, dtype=object)},
-                             epochs=epochs, progress=progress, **overrides)
+        extra = {"frozen": frozen} if frozen is not None else {}
+        model = model.update(data, epochs=epochs, progress=progress, **extra, **overrides)
     final = model.spec
     _carry_metadata(spec, final, labels=old + new, note=f"dense head grown by {new} and updated",
                     n_examples=len(examples[1]))

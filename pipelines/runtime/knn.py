@@ -33,7 +33,6 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from ..errors import PipelineError
 from .features import feature_kind
@@ -158,6 +157,8 @@ class KNearestNeighborsModel(RunnableModel):
             self.class_labels, self.sample_classes = [], np.zeros(0, dtype=np.int64)
         self.tree = None
         if self.index_kind == "singleKdTreeIndex" and len(self.samples):
+            from scipy.spatial import cKDTree  # here: ~0.1 s to import, for k-d tree models only
+
             self.tree = cKDTree(self.samples.astype(np.float64), leafsize=self.leaf_size)
         self.sample_norms = np.einsum("ij,ij->i", self.samples, self.samples)
         self.samples_t = np.ascontiguousarray(self.samples.T)  # C-contiguous: BLAS runs it twice as fast

@@ -125,13 +125,17 @@ class PipelineModel(RunnableModel):
         return values
 
     def update(self, training_data: dict[str, Any], *, epochs: int | None = None, progress=None,
-               **parameter_overrides) -> "PipelineModel":
+               frozen: dict[str, Any] | None = None, **parameter_overrides) -> "PipelineModel":
         """Update the last stage with features made by the frozen stages; returns a new pipeline.
 
         Parameters
         ----------
         training_data : dict[str, array-like]
             The pipeline's training inputs, each with a leading example axis.
+        frozen : dict[str, array-like], optional
+            The last stage's frozen blobs, already computed from the frozen stages' outputs
+            (``pippin.pipelines.update.core_ml_update.FrozenPrefix``); ``training_data`` then
+            holds only the label.
         **kwargs
             Passed to the last stage's ``update`` (``epochs``, ``progress``, overrides).
         """
@@ -141,8 +145,11 @@ class PipelineModel(RunnableModel):
         if not isinstance(training_data, dict):
             raise PipelineError("training data must be a dict of training input name -> batch", where=self.where)
         last = self.stages[-1]
-        values = self.frozen_features(training_data)
+        values = self.frozen_features(training_data) if frozen is None else dict(training_data)
         wanted = [f.name for f in last.spec.description.trainingInput] or list(last.input_descriptions)
+        if frozen is not None:  # the stage's inputs are replaced by its frozen blobs
+            wanted = [n for n in wanted if n not in last.input_descriptions]
+            parameter_overrides["frozen"] = frozen
         missing = [n for n in wanted if n not in values]
         if missing:
             raise PipelineError(

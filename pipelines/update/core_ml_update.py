@@ -34,7 +34,7 @@ from .params import resolve_parameters
 from .shards import can_shard
 from .trainer import Trainer
 
-__all__ = ["update_network", "UpdateProgress", "StopTraining"]
+__all__ = ["update_network", "FrozenPrefix", "UpdateProgress", "StopTraining"]
 
 
 class StopTraining(Exception):
@@ -131,8 +131,62 @@ def _input_blobs(model, spec, data, where):
     return model.to_blobs(feeds)
 
 
+def _trainer(model, *, optimizer=None, n_jobs=None) -> Trainer:
+    """A ``Trainer`` of ``model``'s updatable layers against its first loss (its own built layers)."""
+    spec, where = model.spec, model.where
+    nn = network_of(spec, where=where)
+    if not len(nn.updateParams.lossLayers):
+        raise PipelineError("the updatable model declares no loss layer", where=f"{where}: updateParams.lossLayers")
+    loss = nn.updateParams.lossLayers[0]
+    loss_kind = loss.WhichOneof("LossLayerType")
+    layers = layers_of(spec, where=where, fast=getattr(model, "fast", True))
+    trainable = _trainable(spec, layers, where)
+    return Trainer(layers, trainable=trainable, loss_kind=loss_kind, loss_input=getattr(loss, loss_kind).input,
+                   optimizer=optimizer, where=where, n_jobs=n_jobs,
+                   shardable=can_shard(layers, exact_shapes=uses_exact_shapes(nn)))
+
+
+class FrozenPrefix:
+    """An updatable network's frozen layers, to run on chunks of examples before ``update_network(frozen=...)``.
+
+    The update runs the layers before its trained ones once per example (``Trainer.frozen_prefix``);
+    a caller that makes its examples in parts (reading files on several processes, say) can run
+    those layers on each part where it is made and hand over only the small results. ``of``
+    returns None when the update would run every layer in every step (no prefix to split off).
+
+    Parameters
+    ----------
+    model : NeuralNetworkModel
+        The updatable network, loaded.
+    """
+
+    def __init__(self, model, trainer: Trainer, frontier: list[str]):
+        self.model, self.trainer, self.frontier = model, trainer, frontier
+
+    @classmethod
+    def of(cls, model, one: dict) -> "FrozenPrefix | None":
+        """The prefix of ``model``'s update, checked on ``one`` (its inputs for one example), or None."""
+        if not (hasattr(model, "spec") and hasattr(model, "where")) or not model.spec.isUpdatable:
+            return None
+        if model.spec.WhichOneof("Type") not in ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor"):
+            return None  # an updatable k-NN, say: nothing frozen to run first
+        trainer = _trainer(model)
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            frontier = trainer.prefix_frontier(_input_blobs(model, model.spec, one, model.where))
+        return None if frontier is None else cls(model, trainer, frontier)
+
+    def __call__(self, inputs: dict) -> dict:
+        """The frozen blobs ``{name: [shape=(n_examples, ...)]}`` of ``inputs`` (the network's inputs for one
+        chunk of examples), computed as the update computes them: call under one BLAS thread
+        (``threadpoolctl``) for the same bytes."""
+        return self.trainer.run_prefix(_input_blobs(self.model, self.model.spec, inputs, self.model.where),
+                                       self.frontier)
+
+
 def update_network(model, training_data: dict, *, epochs: int | None = None, progress=None,
-                   n_jobs: int | None = None, wrap_optimizer=None, **overrides):
+                   n_jobs: int | None = None, wrap_optimizer=None, frozen: dict | None = None, **overrides):
     """Train ``model``'s updatable layers on ``training_data``; returns a new model (see the module docstring).
 
     Parameters
@@ -154,6 +208,9 @@ def update_network(model, training_data: dict, *, epochs: int | None = None, pro
         ``wrap_optimizer(optimizer) -> optimizer``: wraps the file's optimizer (same ``step``
         interface), e.g. to add a gradient term (federated FedProx's proximal term,
         ``pippin.pipelines.personalize.proximal``).
+    frozen : dict of str to np.ndarray [shape=(n_samples, ...)], optional
+        The frozen layers' blobs for every example, already computed (``FrozenPrefix``, in
+        fixed chunks); ``training_data`` then needs only the target, and steps start there.
 
     Returns
     -------
@@ -172,26 +229,20 @@ def update_network(model, training_data: dict, *, epochs: int | None = None, pro
     if epochs is not None:
         overrides["epochs"] = epochs
     hp = resolve_parameters(nn.updateParams, overrides, where=where)
-    loss = nn.updateParams.lossLayers[0]
-    loss_kind = loss.WhichOneof("LossLayerType")
-    loss_input, target_name = getattr(loss, loss_kind).input, getattr(loss, loss_kind).target
     if not isinstance(training_data, dict):
         raise PipelineError(f"training data must be a dict of arrays, got {type(training_data).__name__}",
                             where=where)
-    target_key = _target_key(spec, training_data, target_name, where)
-    blobs = _input_blobs(model, spec, training_data, where)
-    n = len(next(iter(blobs.values())))
-    target = _targets(spec, training_data[target_key], target_key, loss_kind, n, where)
-    fast = getattr(model, "fast", True)  # a reference-only model trains with the reference classes too
-    layers = layers_of(spec, where=where, fast=fast)
-    trainable = _trainable(spec, layers, where)
     optimizer = (SGD(learning_rate=hp["learningRate"], momentum=hp["momentum"]) if hp["optimizer"] == "sgd" else
                  Adam(learning_rate=hp["learningRate"], beta1=hp["beta1"], beta2=hp["beta2"], eps=hp["eps"]))
     if wrap_optimizer is not None:
         optimizer = wrap_optimizer(optimizer)
-    shardable = can_shard(layers, exact_shapes=uses_exact_shapes(nn))
-    trainer = Trainer(layers, trainable=trainable, loss_kind=loss_kind, loss_input=loss_input,
-                      optimizer=optimizer, where=where, n_jobs=n_jobs, shardable=shardable)
+    trainer = _trainer(model, optimizer=optimizer, n_jobs=n_jobs)
+    loss = nn.updateParams.lossLayers[0]
+    loss_kind = trainer.loss_kind
+    target_key = _target_key(spec, training_data, getattr(loss, loss_kind).target, where)
+    blobs = _input_blobs(model, spec, training_data, where) if frozen is None else dict(frozen)
+    n = len(next(iter(blobs.values())))
+    target = _targets(spec, training_data[target_key], target_key, loss_kind, n, where)
     rng = np.random.default_rng(hp["seed"])
     batch = hp["miniBatchSize"]
 
@@ -205,8 +256,10 @@ def update_network(model, training_data: dict, *, epochs: int | None = None, pro
 
     go = tell("training_begin", 0)
     with trainer:
-        if go:
+        if go and frozen is None:
             blobs = trainer.frozen_prefix(blobs)  # the frozen layers run once, not once per epoch
+        elif go:
+            blobs = trainer.use_prefix(blobs)
         for epoch in range(hp["epochs"] if go else 0):
             order = rng.permutation(n) if hp["shuffle"] else np.arange(n)
             total = 0.0
@@ -219,6 +272,7 @@ def update_network(model, training_data: dict, *, epochs: int | None = None, pro
                     break
             if not go or not tell("epoch_end", epoch, None, total / n):
                 break
-    pairs = {(name, p) for name, ps in trainable.items() for p in ps}
-    new_spec = write_back(spec, layers, only=pairs)
+    pairs = {(name, p) for name, ps in trainer.trainable.items() for p in ps}
+    new_spec = write_back(spec, trainer.layers, only=pairs)
+    fast = getattr(model, "fast", True)  # a reference-only model trains with the reference classes too
     return type(model)(new_spec, path=None) if fast else type(model)(new_spec, path=None, fast=False)

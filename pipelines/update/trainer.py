@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..errors import PipelineError
 from .engine import Graph
 from .losses import cross_entropy, cross_entropy_logits_grad, mean_squared_error
 from .forked import ForkedCall
@@ -139,9 +140,8 @@ class Trainer:
         Core ML's update trains a network's last layers; the frozen layers before them
         give every example the same values in every epoch (they use stored batchnorm
         statistics), so they run once, in fixed chunks of ``chunk`` examples on the pool,
-        instead of once per epoch. Only when the network is sharded (each example on
-        its own) and the blobs kept are no larger than the inputs; otherwise ``blobs``
-        comes back unchanged and steps run every layer.
+        instead of once per epoch. Only when ``prefix_frontier`` names the blobs to keep;
+        otherwise ``blobs`` comes back unchanged and steps run every layer.
 
         Parameters
         ----------
@@ -151,30 +151,53 @@ class Trainer:
         -------
         blobs : dict of str to np.ndarray [shape=(n_samples, ...)]
         """
+        n = len(next(iter(blobs.values()))) if blobs else 0
+        frontier = self.prefix_frontier({k: v[:1] for k, v in blobs.items()}) if n else None
+        if frontier is None:
+            return blobs
+        starts = list(range(0, n, chunk))
+
+        def part(i):
+            return self.run_prefix({k: v[starts[i]:starts[i] + chunk] for k, v in blobs.items()}, frontier)
+
+        parts = self._map_parts(part, range(len(starts)))
+        return self.use_prefix({b: np.concatenate([p[b] for p in parts], axis=0) for b in frontier})
+
+    def prefix_frontier(self, one: dict) -> list[str] | None:
+        """The blobs the trained layers read from the frozen layers, or None when steps must run every layer.
+
+        None unless the network is sharded (each example on its own), the frozen layers
+        use no batch statistics, the inputs ``one`` (one example) are not those blobs
+        already, and the blobs are no larger than the inputs (checked by running ``one``
+        through the network, which also loads the kernels before any fork).
+        """
         g = self.graph
         frontier = sorted({b for layer in g.active for b in layer.inputs if b not in g.depends})
         needed = {b for layer in g.layers if layer.name not in g.active_names for b in layer.outputs}
         batch_statistics = any(getattr(layer, "batch_statistics", False) for layer in g.layers
                                if layer.name not in g.active_names)
-        if (not self.shardable or not g.active or set(frontier) <= set(blobs)
-                or not set(frontier) <= needed | set(blobs) or batch_statistics):
-            return blobs
-        n = len(next(iter(blobs.values())))
-        if n == 0:
-            return blobs
-        starts = list(range(0, n, chunk))
+        if (not self.shardable or not g.active or set(frontier) <= set(one)
+                or not set(frontier) <= needed | set(one) or batch_statistics):
+            return None
+        probe = self.run_prefix(one, frontier)
+        if sum(probe[b].size for b in frontier) > sum(v[:1].size for v in one.values()):
+            return None  # bigger than the inputs: keep memory as it is
+        return frontier
 
-        def part(i):
-            values, _ = g.forward({k: v[starts[i]:starts[i] + chunk] for k, v in blobs.items()}, train=False)
-            return {b: values[b] for b in frontier}
+    def run_prefix(self, blobs: dict, frontier: list[str]) -> dict:
+        """``frontier``'s values for ``blobs`` (one chunk of examples), with inference semantics."""
+        values, _ = self.graph.forward(blobs, train=False)
+        return {b: values[b] for b in frontier}
 
-        # one example first: the size check, and the kernels loaded before any fork (children inherit them)
-        probe, _ = g.forward({k: v[:1] for k, v in blobs.items()}, train=False)
-        if sum(probe[b].size for b in frontier) > sum(v[0].size for v in blobs.values()):
-            return blobs  # bigger than the inputs: keep memory as it is
-        parts = self._map_parts(part, range(len(starts)))
+    def use_prefix(self, blobs: dict) -> dict:
+        """Start every later step at ``blobs`` (the frozen prefix's values, see ``prefix_frontier``)."""
+        g = self.graph
+        frontier = {b for layer in g.active for b in layer.inputs if b not in g.depends}
+        if set(blobs) != frontier:
+            raise PipelineError(f"the frozen blobs given are {sorted(blobs)}; the trained layers read "
+                                f"{sorted(frontier)}", where=g.where)
         self.runner.layers = g.active
-        return {b: np.concatenate([p[b] for p in parts], axis=0) for b in frontier}
+        return blobs
 
     def _map_parts(self, part, indices) -> list:
         """``[part(i) for i in indices]`` (inference chunks with small results), in order, on every worker.
