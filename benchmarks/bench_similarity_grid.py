@@ -14,7 +14,11 @@ all clipped to a quarter of the catalogue. Pairs: cosine - CosineRecommender,
 bm25 - BM25Recommender, tfidf - TFIDFRecommender, jaccard - ItemItemRecommender (its plain
 co-occurrence; implicit has no Jaccard). Each measurement alternates pippin and implicit
 ``--repeat`` times (so load drift hits both), reports the medians, their ratio, each side's
-peak RSS above the RSS before the fit, and the 1-minute load average beside it.
+peak RSS above the RSS before the fit, and the 1-minute load average beside it. So that
+the peak reflects each fit's own memory, glibc is told to serve every allocation of 64 kB or
+more with its own mapping (``mallopt(M_MMAP_THRESHOLD)``, which also stops glibc from
+raising that threshold after frees) and freed memory is trimmed before each fit; without
+that, later fits reused memory already resident and read 0 MB above the start.
 
 ``--recommend``: batch top-10 for 100,000 users (5M interactions, log-normal; 27k items, 5k
 with ``--quick``): pippin's cosine (K=64) and, on the 5k catalogue, EASE (top 256) tables
@@ -86,18 +90,51 @@ def _load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def _libc():
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def honest_rss() -> bool:
+    """Large allocations mapped and unmapped one by one (glibc only), so RSS tracks live memory."""
+    libc = _libc()
+    m_mmap_threshold = -3
+    return bool(libc is not None and hasattr(libc, "mallopt") and libc.mallopt(m_mmap_threshold, 64 << 10))
+
+
+def measured(fn):
+    """``measure(fn)`` after returning freed heap memory to the system, plus the process CPU
+    seconds (all threads) of the call: (seconds, peak, peak above start, cpu seconds)."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        import gc
+
+        gc.collect()
+        libc.malloc_trim(0)
+    cpu = time.process_time()
+    out = measure(fn)
+    return (*out, time.process_time() - cpu)
+
+
 def interleaved(ours, theirs, repeat: int):
     """Alternate the two callables ``repeat`` times: (ours, theirs) lists of measure() tuples."""
     a, b = [], []
     for _ in range(repeat):
-        a.append(measure(ours))
-        b.append(measure(theirs))
+        a.append(measured(ours))
+        b.append(measured(theirs))
     return a, b
 
 
 def _summary(a, b) -> dict:
     ta, tb = float(np.median([m[0] for m in a])), float(np.median([m[0] for m in b]))
+    ca, cb = float(np.median([m[3] for m in a])), float(np.median([m[3] for m in b]))
     return {"pippin_s": round(ta, 3), "implicit_s": round(tb, 3), "ratio": round(ta / tb, 3),
+            "pippin_cpu_s": round(ca, 3), "implicit_cpu_s": round(cb, 3), "cpu_ratio": round(ca / max(cb, 1e-9), 3),
             "pippin_peak_above_start_mb": round(max(m[2] for m in a) / 2**20),
             "implicit_peak_above_start_mb": round(max(m[2] for m in b) / 2**20)}
 
@@ -154,6 +191,7 @@ def bench_recommend(X, *, k: int, n_users: int, repeat: int) -> list[dict]:
                    "pippin_neighbours": int(S.nnz), "implicit": f"CosineRecommender(K={K})", **_summary(a, b),
                    "load": _load()}
             row["speedup"] = round(1 / row["ratio"], 2)
+            row["cpu_speedup"] = round(1 / max(row["cpu_ratio"], 1e-9), 2)
             out.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     return out
@@ -169,7 +207,7 @@ def bench_ease(n_items: int, repeat: int) -> list[dict]:
                       ("sparse-256", lambda: fit_ease_sparse(X, l2=500.0, neighbours=256, top_k=256,
                                                              threshold=0.0))):
         load_before = _load()
-        runs = [measure(fn) for _ in range(repeat)]
+        runs = [measured(fn) for _ in range(repeat)]
         row = {"task": "ease", "fit": label, "items": n_items, "users": X.shape[0], "interactions": int(X.nnz),
                "seconds": round(float(np.median([m[0] for m in runs])), 2),
                "peak_above_start_mb": round(max(m[2] for m in runs) / 2**20),
@@ -201,7 +239,8 @@ def main(argv=None) -> int:
 
     bench_dataset("warm-up", warm_set(n_users=300, n_items=200, seed=1), k=args.k, repeat=1,
                   similarities=[s for s in similarities if s in PAIRS])  # compile numba kernels
-    results = {"machine": machine(), "load_start": list(os.getloadavg()), "rows": []}
+    results = {"machine": machine(), "load_start": list(os.getloadavg()), "rows": [],
+               "allocations_mapped_one_by_one": honest_rss()}
     for n_int in ([] if args.no_grid else grid["interactions"]):
         for activity in grid["activity"]:
             for n_items in grid["items"]:
@@ -224,14 +263,15 @@ def main(argv=None) -> int:
     print(" ".join(f"{k}={v}" for k, v in results["machine"].items()))
     print(f"load average at start {results['load_start']}, at end {results['load_end']}")
     print(f"{'interactions':>12} {'activity':9} {'items':>6} {'similarity':10} {'pippin s':>9} {'implicit s':>10} "
-          f"{'ratio':>6} {'pippin MB':>9} {'implicit MB':>11} {'load':>11}")
+          f"{'ratio':>6} {'cpu ratio':>9} {'pippin MB':>9} {'implicit MB':>11} {'load':>11}")
     for r in results["rows"]:
         print(f"{r['interactions']:12d} {r['activity']:9} {r['items']:6d} {r['similarity']:10} {r['pippin_s']:9.3f} "
-              f"{r['implicit_s']:10.3f} {r['ratio']:6.2f} {r['pippin_peak_above_start_mb']:9d} "
+              f"{r['implicit_s']:10.3f} {r['ratio']:6.2f} {r['cpu_ratio']:9.2f} {r['pippin_peak_above_start_mb']:9d} "
               f"{r['implicit_peak_above_start_mb']:11d} {r['load'][0]:5.1f}-{r['load'][1]:<5.1f}")
     for r in results.get("recommend", []):
         print(f"recommend {r['users']} users, pippin {r['pippin_table']} ({r['pippin_neighbours']} weights) "
-              f"{r['pippin_s']:.3f} s vs implicit {r['implicit']} {r['implicit_s']:.3f} s: {r['speedup']}x, "
+              f"{r['pippin_s']:.3f} s vs implicit {r['implicit']} {r['implicit_s']:.3f} s: {r['speedup']}x "
+              f"(CPU time {r['cpu_speedup']}x), "
               f"load {r['load']}")
     for r in results.get("ease", []):
         print(f"ease {r['fit']}: {r['items']} items, {r['interactions']} interactions: {r['seconds']} s, "

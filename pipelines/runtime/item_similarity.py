@@ -50,20 +50,20 @@ def _score_topk(h_ptr, h_items, h_vals, s_ptr, s_items, s_vals, shift, rank, lab
     for chunk in prange(n_chunks):
         acc = np.zeros(n_items, dtype=np.float64)
         state = np.zeros(n_items, dtype=np.uint8)  # 1 touched, 2 excluded, 4 allowed
-        touched = np.empty(n_items, dtype=np.int32)
+        touched = np.empty(n_items + 1, dtype=np.int32)  # + 1: the branch-free write below
         hv = np.empty(k, dtype=np.float64)
         hj = np.empty(k, dtype=np.int64)
         for u in range(chunk, n_users, n_chunks):
             n_touched = 0
-            for p in range(h_ptr[u], h_ptr[u + 1]):
-                i = h_items[p]
+            # unsigned positions (no wraparound code) and a branch-free touched list
+            for p in range(np.uintp(h_ptr[u]), np.uintp(h_ptr[u + 1])):
+                i = np.uintp(h_items[p])
                 w = h_vals[p] - shift[i]
-                for q in range(s_ptr[i], s_ptr[i + 1]):
-                    j = s_items[q]
-                    if state[j] & 1 == 0:
-                        state[j] |= 1
-                        touched[n_touched] = j
-                        n_touched += 1
+                for q in range(np.uintp(s_ptr[i]), np.uintp(s_ptr[i + 1])):
+                    j = np.uintp(s_items[q])
+                    touched[n_touched] = j
+                    n_touched += 1 - (state[j] & 1)
+                    state[j] |= 1
                     acc[j] += s_vals[q] * w
             for p in range(x_ptr[u], x_ptr[u + 1]):
                 state[rank[x_items[p]]] |= 2

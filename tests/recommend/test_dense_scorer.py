@@ -49,3 +49,43 @@ def test_the_rule_picks_dense_for_tables_reaching_the_catalogue(monkeypatch):
     recommend_topk(H, wide, np.zeros(1000), k=5)
     recommend_topk(H, narrow, np.zeros(1000), k=5)
     assert calls == [1]
+
+
+@pytest.mark.parametrize("seed", range(0, 40))
+def test_pruned_scan_matches_the_full_scan_on_many_blocks(seed):
+    # catalogues of many 32-item blocks, where the block-maximum threshold skips most of them
+    rng = np.random.default_rng(seed)
+    n_items, n_users = int(rng.integers(33, 700)), int(rng.integers(1, 30))
+    S = sp.random(n_items, n_items, density=rng.random() * 0.3, random_state=seed, format="csr")
+    S.data = np.round(S.data * 8) / 8 - (0.5 if seed % 2 else 0.0)  # ties; all positive on even seeds
+    H = sp.random(n_users, n_items, density=rng.random() * 0.2, random_state=seed + 1, format="csr")
+    H.data = np.round(H.data * 3) + 1
+    shift = np.zeros(n_items) if seed % 3 else np.round(rng.random(n_items)) * 0.5
+    X = H if seed % 5 else sp.random(n_users, n_items, density=0.5, random_state=seed + 2, format="csr")
+    k = int(rng.choice([1, 3, 10, n_items - 1, n_items + 2]))
+    a = recommend_topk(H, S, shift, k=k, exclude=X, dense=False)
+    b = recommend_topk(H, S, shift, k=k, exclude=X, dense=True)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_scores_with_nan_are_scanned_in_full():
+    # a NaN score (inf * 0, inf - inf, a NaN weight) disables the pruning for that user only
+    S = sp.csr_matrix(np.array([[0.0, np.inf, 1.0, 0.5], [np.nan, 0.0, 2.0, 0.1], [1.0, 1.0, 0.0, -np.inf],
+                                [0.2, 0.3, 0.4, 0.0]]))
+    H = sp.csr_matrix(np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 2.0],
+                                [1.0, 0.0, 1.0, 0.0]]))
+    z = np.zeros(5, dtype=np.int32)
+    # and one over three blocks whose second candidate scores NaN: a full scan keeps it (with k=3)
+    wide = np.zeros((4, 70))
+    wide[:, 40:46] = np.arange(6) + 1.0
+    wide[3, 1] = np.nan
+    S = sp.csr_matrix(np.hstack([S.toarray(), np.zeros((4, 66))]) + wide)
+    S = sp.csr_matrix(np.vstack([S.toarray(), np.zeros((66, 70))]))
+    H = sp.csr_matrix((H.data, H.indices, H.indptr), shape=(4, 70))
+    z = np.zeros(5, dtype=np.int32)
+    for k in (1, 2, 3):
+        a = np.full((4, k), -1), np.full((4, k), -np.inf)  # the unpruned scan, run directly
+        dense_module.score_topk_dense(H.indptr, H.indices, H.data, S.indptr, S.indices, S.data, np.zeros(70),
+                                      H.indptr, H.indices, z, z[:0], np.zeros(4, dtype=bool), k, *a, False)
+        b = recommend_topk(H, S, np.zeros(70), k=k, exclude=H, dense=True)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1], equal_nan=True)
