@@ -9,7 +9,8 @@ Per dataset and similarity, interleaved in one run: the single-machine fit
 the same rows from Parquet, and for cosine/bm25/tfidf implicit's twin with the same K.
 Reported: seconds (Spark split into session start, validation, then the tile job, or for
 the staged plan item statistics and pairs), the Python driver's peak RSS (absolute, and above its RSS before the fit), whether the exported model files are
-byte-identical, the pair updates (sum over users of activity^2 / 2: the quadratic work
+byte-identical, whether Spark ``recommend`` with the Spark-fitted model equals single-machine
+``recommend`` (every 7th user's history, k=10: same items, scores to 1e-9), the pair updates (sum over users of activity^2 / 2: the quadratic work
 every formulation does) and the interactions shuffled into tiles (nnz * n_blocks).
 ``--scale`` is the fraction of bench_similarity's 138,000 generated users: 0.013 gives
 about 300k interactions, 0.15 about 3M, 1.0 about 20M. ``--ratings`` adds seeded float
@@ -43,6 +44,27 @@ def _table(X: sp.csr_matrix, ratings: bool, seed: int = 0) -> pd.DataFrame:
     return table
 
 
+def _recommend_equal(spark, remote, local, table: pd.DataFrame, parquet: Path, rating) -> bool:
+    """Spark ``recommend`` with the Spark-fitted model equals the single-machine ``recommend``
+    with the local model, for every 7th user's history: same items, scores to 1e-9 relative."""
+    from pippin.recommend.matrix import to_interactions
+    from pippin.recommend.spark import recommend
+
+    every = spark.read.parquet(str(parquet))
+    histories = every.filter(every.user_id % 7 == 0)
+    got = (recommend(remote, histories, k=10, user="user_id", item="item_id", rating=rating).toPandas()
+           .sort_values(["user_id", "rank"]).reset_index(drop=True))
+    rows = table[table.user_id % 7 == 0]
+    data, _ = to_interactions(rows, user="user_id", item="item_id", rating=rating, item_ids=local.item_ids_)
+    ids, scores = local.recommend(data.matrix, k=10)
+    keep = ids >= 0 if ids.dtype.kind in "iu" else np.ones(ids.shape, bool)
+    if len(got) != int(keep.sum()):
+        return False
+    return bool(np.array_equal(got.user_id.to_numpy(), np.repeat(data.user_ids, keep.sum(axis=1)))
+                and np.array_equal(got.item_id.to_numpy(), ids[keep])
+                and np.allclose(got.score.to_numpy(), scores[keep], rtol=1e-9, atol=0))
+
+
 def bench(name: str, table: pd.DataFrame, spark, similarities, *, k: int, blocks, folder: Path) -> list[dict]:
     from pippin.recommend import ItemSimilarityRecommender
     from pippin.recommend.spark import fit_item_similarity
@@ -74,6 +96,7 @@ def bench(name: str, table: pd.DataFrame, spark, similarities, *, k: int, blocks
                "pair_updates": int((activity ** 2).sum() / 2), "driver_peak_mb_local": round(peak_local / 2**20),
                "driver_peak_mb_spark": round(peak_spark / 2**20), "driver_extra_mb_local": round(extra_local / 2**20),
                "driver_extra_mb_spark": round(extra_spark / 2**20), "bytes_equal": bool(same), "load": os.getloadavg()[0]}
+        row["recommend_equal"] = _recommend_equal(spark, remote, local, table, parquet, rating)
         twin = SIMILARITY_PAIRS.get(similarity)
         if twin and twin != "ItemItemRecommender":
             import implicit.nearest_neighbours as nn
@@ -129,9 +152,9 @@ def main(argv=None) -> int:
         print(f"# {report['machine']}  session start {session_s:.1f} s")
         cols = ["dataset", "similarity", "interactions", "local_s", "spark_s", "ratio", "implicit_s", "blocks",
                 "pair_updates", "tile_rows_shuffled", "driver_extra_mb_local", "driver_extra_mb_spark", "bytes_equal",
-                "load"]
+                "recommend_equal", "load"]
         print(pd.DataFrame(rows).reindex(columns=cols).to_string(index=False))
-    return 0 if all(r["bytes_equal"] for r in rows) else 1
+    return 0 if all(r["bytes_equal"] and r["recommend_equal"] for r in rows) else 1
 
 
 if __name__ == "__main__":
