@@ -1,16 +1,18 @@
-"""Compiled step loops of the recurrent layers: one numba call per sequence.
+"""Compiled step loops of the GRU layers and the input projection of the recurrent layers.
 
-Why: the NumPy step loops of ``_kernels`` (``lstm_sequence``, ``gru_sequence``) pay a dozen
-passes and Python calls per time step; at text-model sizes (16 x 128 states) that is most of
-the time. Here each step is one BLAS product (``np.dot`` with ``out``, the BLAS SciPy ships)
-and one fused pass over the gates. The gate activations are the default ones only (sigmoid
-gates, tanh cell): ``tanh32`` is a rational float32 approximation (Eigen's
-``generic_fast_tanh_float``, |error| <= 3e-7 against ``np.tanh``; exactly +-1 beyond +-7.905,
-as float32 tanh is there) that LLVM vectorizes, so it runs as fast as NumPy's SIMD tanh, and the
-sigmoid is the reference's ``0.5 * (tanh(x / 2) + 1)``. ``error_model="numpy"`` keeps the
-division free of Python's zero check, which would stop the vectorizer. Callers check that
-the activations are the defaults and otherwise use the NumPy loops; ``test_fast_paths.py``
-compares both with the reference classes.
+Why: the NumPy step loops of ``_kernels`` (``gru_sequence``) pay a dozen passes and Python calls
+per time step; at text-model sizes (16 x 128 states) that is most of the time. Here each step is
+one recursion product (``_rnn_gemm.matmul_packed`` on matrices packed once by
+``_rnn_gemm.pack``, the input products of the step as the accumulators' start: 2.5x faster than
+``np.dot`` at 16 x 128 x 512) and one fused pass over the gates; ``project`` makes the input
+products of all steps in one packed product. The LSTM's loop is ``_lstm_step.lstm_seq`` (gates on
+the product's registers). The gate activations are the default ones only (sigmoid gates, tanh
+cell): ``tanh32`` is a rational float32 approximation (Eigen's ``generic_fast_tanh_float``,
+|error| <= 3e-7 against ``np.tanh``; exactly +-1 beyond +-7.905, as float32 tanh is there) that
+LLVM vectorizes, and the sigmoid is the reference's ``0.5 * (tanh(x / 2) + 1)``.
+``error_model="numpy"`` keeps the division free of Python's zero check, which would stop the
+vectorizer. Callers check that the activations are the defaults and otherwise use the NumPy
+loops; ``test_fast_paths.py`` compares both with the reference classes.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["tanh32", "swish", "lstm_seq", "gru_seq", "gru_lbr_seq"]
+from ._rnn_gemm import matmul_packed
+
+__all__ = ["tanh32", "swish", "project", "gru_seq", "gru_lbr_seq"]
 
 _F = np.float32
+CHUNK = 8  #: steps whose input products gru_lbr_seq makes together
 _JIT = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
 
 
@@ -59,85 +64,75 @@ def swish(x, out):
 
 
 @numba.njit(**_JIT)
-def lstm_seq(pre, r, y, c, clip_c, reverse, out, col=0):
-    """One LSTM direction (gates i, f, z, o; sigmoid, tanh, tanh; no peepholes, not coupled).
-
-    ``pre`` ``[N, S, 4H]`` is ``x W^T + b``, ``r`` ``[H, 4H]`` the recursion matrices transposed
-    side by side; ``y``, ``c`` ``[N, H]`` the initial states, updated in place to the last
-    ones; ``out`` ``[N, S, >= col + H]`` receives every step's output in columns ``col:col + H`` (a
-    bidirectional layer's two directions share one buffer). ``c`` is clipped to +-``clip_c``.
-    """
-    n, s, h4 = pre.shape
-    hs = h4 // 4
-    a = np.empty((n, h4), np.float32)
-    for k in range(s):
-        t = s - 1 - k if reverse else k
-        np.dot(y, r, a)
-        for b in range(n):
-            for j in range(hs):
-                gi = _sigmoid(a[b, j] + pre[b, t, j])
-                gf = _sigmoid(a[b, hs + j] + pre[b, t, hs + j])
-                gz = tanh32(a[b, 2 * hs + j] + pre[b, t, 2 * hs + j])
-                go = _sigmoid(a[b, 3 * hs + j] + pre[b, t, 3 * hs + j])
-                cv = c[b, j] * gf + gi * gz
-                cv = clip_c if cv > clip_c else cv
-                cv = -clip_c if cv < -clip_c else cv
-                c[b, j] = cv
-                yv = tanh32(cv) * go
-                y[b, j] = yv
-                out[b, t, col + j] = yv
+def project(xs, wp, bias, out):
+    """``out[m, :Gp] = xs[m] @ W + bias`` for ``xs`` ``[M, I]``, ``wp = pack(W)`` (``W`` ``[I, G]``), ``bias``
+    ``[Gp]`` zero-padded, ``out`` ``[M, Gp]`` (``Gp = padded(G)``): the input projection of every step."""
+    matmul_packed(xs, wp, out, bias, 0, 0)
 
 
 @numba.njit(**_JIT)
-def gru_seq(pre, rzr, ro, y, reverse, out):
+def gru_seq(pre, rzp, rop, y, reverse, out):
     """Core ML's GRU (gates z, r, o; sigmoid, tanh): ``o = tanh(x W_o + (r * y) R_o + b_o)``.
 
-    ``pre`` ``[N, S, 3H]``, ``rzr`` ``[H, 2H]`` (update and reset recursion matrices,
-    transposed), ``ro`` ``[H, H]``; ``y`` ``[N, H]`` updated in place; ``out`` ``[N, S, H]``.
+    ``pre`` ``[N, S, P2 + P1]``: ``x W + b`` of the update and reset gates in columns ``:2H`` and of
+    the output gate from column ``P2 = padded(2H)`` (``P1 = padded(H)``); ``rzp`` the update and
+    reset recursion matrices (``[H, 2H]``, transposed) and ``rop`` the output one (``[H, H]``),
+    packed; ``y`` ``[N, H]`` updated in place; ``out`` ``[N, S, H]``.
     """
-    n, s, h3 = pre.shape
-    hs = h3 // 3
-    a = np.empty((n, 2 * hs), np.float32)
+    n, s, gp = pre.shape
+    hs = y.shape[1]
+    p2 = rzp.shape[0] * rzp.shape[2]
+    a = np.empty((n, p2), np.float32)
     rh = np.empty((n, hs), np.float32)
-    o = np.empty((n, hs), np.float32)
+    o = np.empty((n, rop.shape[0] * rop.shape[2]), np.float32)
     for k in range(s):
         t = s - 1 - k if reverse else k
-        np.dot(y, rzr, a)
+        matmul_packed(y, rzp, a, pre, t * gp, s * gp)
         for b in range(n):
             for j in range(hs):
-                a[b, j] = _sigmoid(a[b, j] + pre[b, t, j])
-                rh[b, j] = _sigmoid(a[b, hs + j] + pre[b, t, hs + j]) * y[b, j]
-        np.dot(rh, ro, o)
+                a[b, j] = _sigmoid(a[b, j])
+                rh[b, j] = _sigmoid(a[b, hs + j]) * y[b, j]
+        matmul_packed(rh, rop, o, pre, t * gp + p2, s * gp)
         for b in range(n):
             for j in range(hs):
                 z = a[b, j]
-                yv = (_F(1.0) - z) * tanh32(o[b, j] + pre[b, t, 2 * hs + j]) + z * y[b, j]
+                yv = (_F(1.0) - z) * tanh32(o[b, j]) + z * y[b, j]
                 y[b, j] = yv
                 out[b, t, j] = yv
 
 
 @numba.njit(**_JIT)
-def gru_lbr_seq(pre, u, bu, y, base, add_base, out):
+def gru_lbr_seq(xs, wp, bias, up, bup, y, base, add_base, out):
     """PyTorch's GRU (gates r, z, n; the reset gate applied after the recursion product), time-major.
 
-    ``pre`` ``[S, M, 3H]`` is ``x W^T + b_x``; ``u`` ``[H, 3H]`` and ``bu`` ``[3H]`` the
-    recursion matrices transposed and their bias; ``y`` ``[M, H]`` the initial state, updated
-    in place. Per step ``r = s(px_r + a_r)``, ``z = s(px_z + a_z)``, ``n = tanh(px_n + r * a_n)``
-    with ``a = y U + bu``, then ``y = (1 - z) * n + z * y``, plus ``base[t]`` when ``add_base``
-    (a scatter-add into a buffer that already held values); ``out`` ``[S, M, H]`` gets each ``y``.
+    ``xs`` ``[S, M, I]`` (unit stride along ``I``); ``wp`` the input weights transposed (``[I, 3H]``,
+    gates r, z, n side by side) packed by ``_rnn_gemm.pack`` and ``bias`` their bias zero-padded to
+    ``padded(3H)``; ``up`` / ``bup`` the same for the recursion matrices and their bias; ``y``
+    ``[M, H]`` the initial state, updated in place. Per step ``r = s(px_r + a_r)``,
+    ``z = s(px_z + a_z)``, ``n = tanh(px_n + r * a_n)`` with ``px = x W + b`` and ``a = bu + y U``,
+    then ``y = (1 - z) * n + z * y``, plus ``base[t]`` when ``add_base`` (a scatter-add into a buffer
+    that already held values); ``out`` ``[S, M, H]`` gets each ``y``. The input products are made
+    ``CHUNK`` steps at a time into a buffer that stays in cache (see ``_lstm_step.lstm_seq``).
     """
-    s, m, h3 = pre.shape
-    hs = h3 // 3
-    a = np.empty((m, h3), np.float32)
-    for t in range(s):
-        np.dot(y, u, a)
-        for b in range(m):
-            for j in range(hs):
-                r = _sigmoid(pre[t, b, j] + (a[b, j] + bu[j]))
-                z = _sigmoid(pre[t, b, hs + j] + (a[b, hs + j] + bu[hs + j]))
-                nv = tanh32(pre[t, b, 2 * hs + j] + r * (a[b, 2 * hs + j] + bu[2 * hs + j]))
-                yv = (_F(1.0) - z) * nv + z * y[b, j]
-                if add_base:
-                    yv = yv + base[t, b, j]
-                y[b, j] = yv
-                out[t, b, j] = yv
+    s, m, _ = xs.shape
+    hs = y.shape[1]
+    gp = bup.shape[0]
+    a = np.empty((m, gp), np.float32)
+    pre = np.empty((CHUNK, m, gp), np.float32)
+    for first in range(0, s, CHUNK):
+        span = min(CHUNK, s - first)
+        for k in range(span):
+            matmul_packed(xs[first + k], wp, pre[k], bias, 0, 0)
+        for k in range(span):
+            t = first + k
+            matmul_packed(y, up, a, bup, 0, 0)
+            for b in range(m):
+                for j in range(hs):
+                    r = _sigmoid(pre[k, b, j] + a[b, j])
+                    z = _sigmoid(pre[k, b, hs + j] + a[b, hs + j])
+                    nv = tanh32(pre[k, b, 2 * hs + j] + r * a[b, 2 * hs + j])
+                    yv = (_F(1.0) - z) * nv + z * y[b, j]
+                    if add_base:
+                        yv = yv + base[t, b, j]
+                    y[b, j] = yv
+                    out[t, b, j] = yv

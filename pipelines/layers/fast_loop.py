@@ -22,9 +22,10 @@ import math
 
 import numpy as np
 
-from . import _rnn_kernels
+from . import _rnn_gemm, _rnn_kernels
 from .base import register_fast
 from .control import Loop
+from .fast_recurrent import in_rows
 
 __all__ = ["FastLoop", "GRUCell", "match_gru_loop"]
 
@@ -187,12 +188,14 @@ def _match(loop: Loop) -> GRUCell:
     hs, n_in = w_r.shape
     _is(all(m.shape == (hs, hs) for m in (u_r, u_z, u_n)) and all(m.shape == (hs, n_in) for m in (w_z, w_n)))
     _is(all(v.shape == (hs,) for v in (b_r, b_z, b_n, c_r, c_z, c_n)))
+    w = np.ascontiguousarray(np.concatenate([w_r, w_z, w_n]).T)  # [I, 3H], gates r, z, n
+    b = np.concatenate([b_r, b_z, b_n])
+    u = np.ascontiguousarray(np.concatenate([u_r, u_z, u_n]).T)  # [H, 3H]
+    bu = np.ascontiguousarray(np.concatenate([c_r, c_z, c_n]))
     return GRUCell(
         counter=counter, buffer=buffer, x=cell["x"], limit=limit, scatter_add=int(scatter.p.mode) == 1,
-        w=np.ascontiguousarray(np.concatenate([w_r, w_z, w_n]).T),  # [I, 3H], gates r, z, n
-        b=np.concatenate([b_r, b_z, b_n]),
-        u=np.ascontiguousarray(np.concatenate([u_r, u_z, u_n]).T),  # [H, 3H]
-        bu=np.ascontiguousarray(np.concatenate([c_r, c_z, c_n])), hidden=hs)
+        w=w, b=b, u=u, bu=bu, hidden=hs,  # and packed / padded for gru_lbr_seq:
+        wp=_rnn_gemm.pack(w), bp=_rnn_gemm.pad(b), up=_rnn_gemm.pack(u), bup=_rnn_gemm.pad(bu))
 
 
 def _blend_either(body: _Body, top, blend):
@@ -267,14 +270,22 @@ class FastLoop(Loop):
         if s < 1:
             return
         n, rows = x.shape[0], int(np.prod(x.shape[2:-1], dtype=np.int64)) * x.shape[0]
-        xs = np.ascontiguousarray(np.moveaxis(x[:, c0:c0 + s], 1, 0)).reshape(s * rows, -1)
-        pre = xs @ g.w
-        pre += g.b
+        xs = np.ascontiguousarray(np.moveaxis(x[:, c0:c0 + s], 1, 0), dtype=np.float32).reshape(s, rows, -1)
         y = np.array(buf[:, c0].reshape(rows, g.hidden), dtype=np.float32, order="C")  # a copy: updated in place
         base = np.ascontiguousarray(np.moveaxis(buf[:, c0 + 1:c0 + 1 + s], 1, 0)).reshape(s, rows, g.hidden) \
             if g.scatter_add else np.empty((1, 1, 1), np.float32)
         out = np.empty((s, rows, g.hidden), np.float32)
-        _rnn_kernels.gru_lbr_seq(pre.reshape(s, rows, -1), g.u, g.bu, y, base, g.scatter_add, out)
+
+        def part(lo, hi):  # rows are independent sequences: two halves on two threads when it pays
+            whole = hi - lo == rows  # a part gets C-ordered copies: the kernel's loops vectorize on those only
+            o = out if whole else np.empty((s, hi - lo, g.hidden), np.float32)
+            _rnn_kernels.gru_lbr_seq(xs if whole else np.ascontiguousarray(xs[:, lo:hi]), g.wp, g.bp, g.up, g.bup,
+                                     y[lo:hi], np.ascontiguousarray(base[:, lo:hi]) if g.scatter_add and not whole
+                                     else base, g.scatter_add, o)
+            if not whole:
+                out[:, lo:hi] = o
+
+        in_rows(rows, s * rows * 3 * g.hidden * (g.hidden + g.w.shape[0]), part)
         new = np.array(buf, dtype=np.float32)
         new[:, c0 + 1:c0 + 1 + s] = np.moveaxis(out.reshape((s, n) + buf.shape[2:]), 0, 1)
         blobs[g.buffer] = new

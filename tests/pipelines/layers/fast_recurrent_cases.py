@@ -10,6 +10,8 @@ non-saturating activations: the gate clip is skipped only for the saturating one
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from nn_helpers import rank5_builder
@@ -19,6 +21,30 @@ from pippin.pipelines.layers import LAYERS, OVERRIDES, LayerContext
 RNG = np.random.default_rng(5)
 N, S, I, H = 4, 7, 5, 6
 TOL = {"rtol": 1e-5, "atol": 1e-5}
+
+
+@contextlib.contextmanager
+def _helper_forced(parallel: bool):
+    """With ``parallel``, the two-thread routes of ``fast_recurrent`` whatever the size and core count;
+    yields the list of jobs handed to the helper thread."""
+    from pippin.pipelines.layers import fast_recurrent
+
+    saved = fast_recurrent.PARALLEL_MIN_WORK, fast_recurrent._cores, fast_recurrent._helper, fast_recurrent._spare_core
+    submitted = []
+
+    def helper():
+        pool = saved[2]()
+        return type("Spy", (), {"submit": lambda self, fn, *a: submitted.append(fn) or pool.submit(fn, *a)})()
+    # (the helper may start a job, or the caller run it itself when the helper has not: both must agree)
+
+    if parallel:
+        fast_recurrent.PARALLEL_MIN_WORK, fast_recurrent._cores, fast_recurrent._helper = 0, lambda: 2, helper
+        fast_recurrent._spare_core = lambda: True
+    try:
+        yield submitted
+    finally:
+        (fast_recurrent.PARALLEL_MIN_WORK, fast_recurrent._cores, fast_recurrent._helper,
+         fast_recurrent._spare_core) = saved
 
 
 def _w(*shape):
@@ -56,6 +82,14 @@ def case_simple_recurrent():
 
 
 def case_gru():
+    """Every option on one thread, then again with the compiled one's batch halves forced onto two threads."""
+    for parallel in (False, True):
+        with _helper_forced(parallel) as submitted:
+            _gru_options()
+        assert len(submitted) == (2 if parallel else 0)  # the compiled option, with and without states
+
+
+def _gru_options():
     for act, inner, reverse, output_all in (("TANH", "SIGMOID", False, True), ("TANH", "SIGMOID_HARD", True, False),
                                             ("RELU", "SIGMOID", False, True), ("SCALED_TANH", "LINEAR", False, True),
                                             ("softplus", "SIGMOID", False, True)):
@@ -78,44 +112,35 @@ def _lstm_weights():
 
 
 def case_uni_lstm():
+    """Every option on one thread, then again with the compiled ones' batch halves forced onto two threads."""
     options = [dict(), dict(reverse_input=True, output_all=False), dict(cell_clip_threshold=0.5),
                dict(peep=[_w(H) for _ in range(3)], coupled_input_forget_gate=True, cell_clip_threshold=0.7),
                dict(forget_bias=True, inner_activation="SIGMOID_HARD", cell_state_update_activation="RELU",
                     output_activation="LINEAR"),
                dict(output_activation="softplus")]  # one coremltools' builder does not offer
-    for extra in options:
-        softplus = extra.get("output_activation") == "softplus"
-        if softplus:
-            extra = {}
-        ws, rs, bs = _lstm_weights()
-        kw = {"output_all": True, **extra}
-        spec = _layer(lambda b: b.add_unilstm("lstm", W_h=rs, W_x=ws, b=bs, hidden_size=H, input_size=I,
-                                              input_names=["x", "h0", "c0"], output_names=["y", "h", "c"], **kw))
-        if softplus:
-            spec.uniDirectionalLSTM.activations[2].softplus.SetInParent()
-        _compare("uniDirectionalLSTM", spec, 2)
+    for parallel in (False, True):
+        with _helper_forced(parallel) as submitted:
+            for extra in options:
+                softplus = extra.get("output_activation") == "softplus"
+                ws, rs, bs = _lstm_weights()
+                kw = {"output_all": True, **({} if softplus else extra)}
+                spec = _layer(lambda b: b.add_unilstm("lstm", W_h=rs, W_x=ws, b=bs, hidden_size=H, input_size=I,
+                                                      input_names=["x", "h0", "c0"], output_names=["y", "h", "c"],
+                                                      **kw))
+                if softplus:
+                    spec.uniDirectionalLSTM.activations[2].softplus.SetInParent()
+                _compare("uniDirectionalLSTM", spec, 2)
+        assert len(submitted) == (3 * 2 if parallel else 0)  # the three compiled options, with and without states
 
 
 def case_bi_lstm():
     """Both routes of the compiled loops (one thread, and the backward direction on the helper thread,
     forced here whatever the size and core count), and the NumPy loops (peepholes)."""
-    from pippin.pipelines.layers import fast_recurrent
-
-    options = (dict(output_all=True), dict(output_all=True, cell_clip_threshold=0.8),
+    options = (dict(output_all=True), dict(output_all=True, cell_clip_threshold=0.8), dict(output_all=False),
                dict(output_all=False, peep=[_w(H) for _ in range(3)], peep_back=[_w(H) for _ in range(3)],
                     cell_clip_threshold=1.5))
-    saved = fast_recurrent.PARALLEL_MIN_WORK, fast_recurrent._cores, fast_recurrent._helper
-    submitted = []
-
-    def helper():
-        pool = saved[2]()
-        return type("Spy", (), {"submit": lambda self, fn: submitted.append(fn) or pool.submit(fn)})()
-
-    try:
-        for parallel in (False, True):
-            if parallel:
-                fast_recurrent.PARALLEL_MIN_WORK, fast_recurrent._cores = 0, lambda: 2
-                fast_recurrent._helper = helper
+    for parallel in (False, True):
+        with _helper_forced(parallel) as submitted:
             for extra in options:
                 fw, bw = _lstm_weights(), _lstm_weights()
                 spec = _layer(lambda b: b.add_bidirlstm(
@@ -123,9 +148,7 @@ def case_bi_lstm():
                     hidden_size=H, input_size=I, input_names=["x", "hf", "cf", "hb", "cb"],
                     output_names=["y", "hf_out", "cf_out", "hb_out", "cb_out"], **extra))
                 _compare("biDirectionalLSTM", spec, 4)
-    finally:
-        fast_recurrent.PARALLEL_MIN_WORK, fast_recurrent._cores, fast_recurrent._helper = saved
-    assert len(submitted) == 2 * 2  # the two compiled options, each with and without initial states
+        assert len(submitted) == (2 * 2 if parallel else 0)  # two compiled options with a sequence, with/without states
 
 
 RECURRENT_CASES = {

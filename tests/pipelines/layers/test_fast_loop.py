@@ -30,6 +30,24 @@ def test_recognized_loop_takes_the_compiled_sequence(monkeypatch):
     assert calls == []
 
 
+def test_recognized_loop_in_two_halves_on_two_threads(monkeypatch):
+    """The batch rows in two halves (forced whatever the size and core count), also with the
+    scatter's update mode: every blob as the reference loop leaves it."""
+    from pippin.pipelines.layers import fast_recurrent
+
+    calls = []
+    original = _rnn_kernels.gru_lbr_seq
+    monkeypatch.setattr(_rnn_kernels, "gru_lbr_seq", lambda *a: calls.append(a[5].shape[0]) or original(*a))
+    monkeypatch.setattr(fast_recurrent, "PARALLEL_MIN_WORK", 0)
+    monkeypatch.setattr(fast_recurrent, "_cores", lambda: 2)
+    monkeypatch.setattr(fast_recurrent, "_spare_core", lambda: True)
+    for mode in ("ADD", "UPDATE"):
+        spec, weights = gru_loop_model(t=9, b=3, mode=mode)
+        compare(spec, n=3, weights=weights, mode=mode)
+        assert sorted(calls) == [4, 5]  # 3 examples x 3 rows = 9 state rows, split 4 + 5
+        calls.clear()
+
+
 def test_single_step_loop_runs_the_reference_body():
     spec, weights = gru_loop_model(t=1)
     compare(spec, weights=weights)
