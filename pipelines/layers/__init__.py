@@ -16,7 +16,8 @@ Every blob is a NumPy array whose axis 0 is the batch: the examples of one
 ``LAYERS`` maps each ``NeuralNetworkLayer.layer`` oneof member to its plain
 reference class; ``OVERRIDES`` holds the faster variants registered with
 ``@register_fast`` (``OVERRIDE_MODULES``: ``fast.py``, ``fused.py``, ``fast_recurrent.py``,
-``fast_loop.py``, ``fast_chains.py``, ``fast_softmax.py``), which ``network.build_layers`` and
+``fast_loop.py``, ``fast_chains.py``, ``fast_softmax.py``, ``fast_arith.py``,
+``fast_concat.py``, ``fast_dense.py``), which ``network.build_layers`` and
 ``network.fuse_layers`` use unless called with ``fast=False``.
 
 Who builds and feeds networks: ``network.build_layers`` and ``network.array_to_blob``
@@ -42,7 +43,8 @@ FAMILY_MODULES: tuple[str, ...] = (
 )
 
 # Modules holding faster variants (``@register_fast``); imported after the families they override.
-OVERRIDE_MODULES: tuple[str, ...] = ("fast", "fused", "fast_recurrent", "fast_loop", "fast_chains", "fast_softmax")
+OVERRIDE_MODULES: tuple[str, ...] = ("fast", "fused", "fast_recurrent", "fast_loop", "fast_chains", "fast_softmax",
+                                     "fast_arith", "fast_concat", "fast_dense")
 
 for _name in FAMILY_MODULES + OVERRIDE_MODULES:
     _importlib.import_module(f"{__name__}.{_name}")

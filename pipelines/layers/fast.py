@@ -17,7 +17,6 @@ from . import _kernels
 from .activation import Activation
 from .base import register_fast
 from .batchnorm import Batchnorm
-from .dense import InnerProduct
 from .control import Copy
 from .unary import Gelu
 from ._blas import blas_threads
@@ -27,7 +26,7 @@ from .conv import Convolution, _im2col, _padded_nhwc, _w_matrix, conv2d_forward,
 from .pooling import MAX, Pooling
 
 __all__ = ["FastActivation", "FastBatchnorm", "FastPooling", "FastConvolution", "FusedConvActivation",
-           "FastInnerProduct", "FastGelu", "FastCopy", "conv_infer"]
+           "FastGelu", "FastCopy", "conv_infer"]
 
 
 @register_fast("activation")
@@ -183,8 +182,8 @@ def conv_infer(conv: Convolution, x4: np.ndarray, weights: np.ndarray, bias, cli
     if groups > 1 and kc == 1 and c_out == groups:
         b = np.zeros(c_out, np.float32) if bias is None else bias
         lo, hi = clip if clip is not None else (-np.inf, np.inf)
-        y = _kernels.depthwise_nhwc(_padded_nhwc(x4, pads), weights.reshape(c_out, kh * kw).T.reshape(kh, kw, c_out),
-                                    b, (h_out, w_out), conv.stride, conv.dilation, (lo, hi))
+        y = _kernels.depthwise_nhwc(x4.transpose(0, 2, 3, 1), weights.reshape(c_out, kh * kw).T.reshape(kh, kw, c_out),
+                                    b, pads, (h_out, w_out), conv.stride, conv.dilation, (lo, hi))
         return y.transpose(0, 3, 1, 2)
     if groups > 1:
         y4 = _grouped(x4, weights, bias, pads, conv.stride, conv.dilation, groups, (h_out, w_out))
@@ -312,40 +311,6 @@ class FusedConvActivation:
             return None
         bounds = _clip_bounds(act)
         return None if bounds is None else (cls(conv, act, bounds), 2)
-
-
-@register_fast("innerProduct")
-class FastInnerProduct(InnerProduct):
-    """``innerProduct`` at inference without moving axes: the channel axis is the last one, or
-    ``-3`` followed by two unit axes, and either way ``x.reshape(-1, C_in)`` lists the vectors
-    in order (about 30 us less per call, which counts in loops and small models). The product
-    takes a C-ordered copy of ``W^T``, made once per weights array: OpenBLAS's transposed-operand
-    route was measured at 175 us against 115 us for the zoo MLP's 32 x 512 x 512 layer. The
-    copied array is made read-only, so writing into it in place fails loudly instead of leaving
-    the copy stale (the training engine replaces weight arrays; it never writes into them)."""
-
-    _wt: tuple | None = None
-
-    def _weights_t(self) -> np.ndarray:
-        w = self.params["weights"]
-        if self._wt is None or self._wt[0] is not w:
-            w.flags.writeable = False
-            self._wt = (w, np.ascontiguousarray(w.T))
-        return self._wt[1]
-
-    def forward(self, x):
-        x = np.asarray(x, dtype=np.float32)
-        rank5 = x.ndim >= 4 and x.shape[-1] == 1 and x.shape[-2] == 1
-        if x.shape[-3 if rank5 else -1] != self.n_in:
-            return super().forward(x)  # the reference names the mismatch
-        # few outputs: OpenBLAS's kernel for a narrow C-ordered operand sums long rows less accurately
-        # (1.6e-6 against 2.7e-7 relative for 16 x 4096 x 10), and the transposed route is as fast there
-        w_t = self._weights_t() if self.n_out >= 32 else self.params["weights"].T
-        y = x.reshape(-1, self.n_in) @ w_t
-        bias = self.params.get("bias")
-        if bias is not None:
-            y += bias
-        return (y.reshape(x.shape[:-3] + (self.n_out, 1, 1) if rank5 else x.shape[:-1] + (self.n_out,)),)
 
 
 @register_fast("gelu")

@@ -8,7 +8,11 @@
   a function another file inlines).
 - ``batchnorm`` (stored statistics) ``-> activation(ReLU)`` (DenseNet's pre-activation
   units, after each concatenation): ``max(x * scale + shift, 0)`` in one pass, written
-  channel-last (the convolution after it reads channel-last inputs without a copy).
+  channel-last (the convolution after it reads channel-last inputs without a copy); it reads a
+  concatenation's rows in ``fast_concat``'s growing buffer in place.
+
+- ``innerProduct -> activation(ReLU)`` (``FusedInnerProductRelu``; MLPs, transformer feed-forward
+  blocks): the ReLU in place on the product's fresh buffer, one array and one call fewer.
 
 - ``mvn`` (``FastMeanVarianceNormalize``; the layer norm of coremltools' transformers): per
   row of the normalized axes, mean and variance in float64 as the reference takes them, in
@@ -27,11 +31,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from . import fast_concat
 from ._rnn_kernels import swish
 from .base import register_fast
 from .normalization import MeanVarianceNormalize
 
-__all__ = ["FusedSwish", "FusedBatchnormRelu", "FastMeanVarianceNormalize", "FusedMvnScale"]
+__all__ = ["FusedSwish", "FusedBatchnormRelu", "FusedInnerProductRelu", "FastMeanVarianceNormalize", "FusedMvnScale"]
 
 _F = np.float32
 _JIT = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
@@ -55,6 +60,15 @@ def _affine_relu_nchw(x, scale, shift, out):
 def _affine_relu_nhwc(x, scale, shift, out):
     m, c = x.shape
     for i in range(m):
+        for ch in range(c):
+            v = x[i, ch] * scale[ch] + shift[ch]
+            out[i, ch] = v if v > 0 else _F(0)
+
+
+@numba.njit(**_JIT)
+def _affine_relu_rows(x, c, scale, shift, out):
+    """``x`` ``[M, capacity]`` rows whose first ``c`` columns are the values -> ``out`` ``[M, c]``."""
+    for i in range(x.shape[0]):
         for ch in range(c):
             v = x[i, ch] * scale[ch] + shift[ch]
             out[i, ch] = v if v > 0 else _F(0)
@@ -128,7 +142,10 @@ class FusedBatchnormRelu:
         n, c, h, w = x4.shape
         out = np.empty((n, h, w, c), np.float32)
         cl = x4.transpose(0, 2, 3, 1)
-        if cl.flags.c_contiguous:
+        grown = fast_concat.rows(x)  # a dense block's concatenation: rows of a wider buffer
+        if grown is not None and grown[1] == c and grown[0].shape[0] == n * h * w:
+            _affine_relu_rows(grown[0], c, scale, shift, out.reshape(-1, c))
+        elif cl.flags.c_contiguous:
             _affine_relu_nhwc(cl.reshape(-1, c), scale, shift, out.reshape(-1, c))
         else:
             _affine_relu_nchw(np.ascontiguousarray(x4).reshape(n, c, h * w), scale, shift, out.reshape(n, h * w, c))
@@ -143,6 +160,35 @@ class FusedBatchnormRelu:
                 and relu.inputs == bn.outputs and _private(bn, keep, reads)):
             return None
         return cls(bn, relu), 2
+
+
+@register_fast("innerProduct", "activation")
+class FusedInnerProductRelu:
+    """``innerProduct`` -> ReLU: the product's fresh output ``[..., C_out]`` clipped in place with the
+    reference's ``np.maximum(y, 0)`` (the same bits, NaN kept), one array and one layer call fewer."""
+
+    kind = "fusedInnerProductRelu"
+
+    def __init__(self, dense, relu):
+        self.dense, self.relu = dense, relu
+        self.name, self.where = relu.name, dense.where
+        self.inputs, self.outputs = list(dense.inputs), list(relu.outputs)
+        self.params = dense.params  # the runtime's work estimate reads the weights here
+
+    def __call__(self, x):
+        (y,) = self.dense.forward(x)  # a new array (the product, or the reference's contiguous copy)
+        np.maximum(y, _F(0), out=y)
+        return (y,)
+
+    @classmethod
+    def match(cls, layers, index, keep, reads):
+        dense = layers[index]
+        relu = layers[index + 1] if index + 1 < len(layers) else None
+        if not (dense.kind == "innerProduct" and relu is not None and relu.kind == "activation"
+                and getattr(relu, "which", None) == "ReLU" and relu.inputs == dense.outputs
+                and _private(dense, keep, reads) and not getattr(dense, "controls_flow", False)):
+            return None
+        return cls(dense, relu), 2
 
 
 @numba.njit(cache=True, nogil=True)

@@ -24,7 +24,7 @@ from ..layers import Layer
 from ..layers import network as _network
 from ..layers._blas import blas_libraries
 from ..layers.network import array_to_blob
-from .nn_inputs import blob_to_output, images_to_blob, preprocess
+from .nn_inputs import blob_to_output, images_to_blob, output_facts, preprocess
 from .model import RunnableModel, register_kind
 
 __all__ = ["NeuralNetworkModel"]
@@ -39,14 +39,13 @@ SPLIT_MIN_WORK = 50_000_000
 def _one_blas_thread():
     """BLAS on one thread inside the block (threadpoolctl's per-library setters: microseconds,
     where its ``limit`` context takes about 80 us); the previous counts are restored after."""
-    libs = blas_libraries()
-    saved = [lib.get_num_threads() for lib in libs]
-    for lib in libs:
+    libs = [(lib, n) for lib in blas_libraries() if (n := lib.get_num_threads()) != 1]  # set only what differs
+    for lib, _ in libs:
         lib.set_num_threads(1)
     try:
         yield
     finally:
-        for lib, n in zip(libs, saved):
+        for lib, n in libs:
             lib.set_num_threads(n)
 
 
@@ -84,6 +83,9 @@ class NeuralNetworkModel(RunnableModel):
 
     _split_ok: bool | None = None  # whether predict_batch may run the batch in parts (see run_layers_split)
     _inference: tuple | None = None  # (self.layers it was made from, layers predict runs, blobs kept)
+    _optional_inputs: tuple | None = None  # names of the optional inputs (see _predict_batch)
+    _outputs: tuple | None = None  # the declared outputs as plain values (see from_blobs)
+    _input_kinds: dict | None = None  # input name -> feature kind (see to_blobs)
 
     def __init__(self, spec: Model, *, path: Path | None = None, fast: bool = True):
         super().__init__(spec, path=path)
@@ -144,11 +146,13 @@ class NeuralNetworkModel(RunnableModel):
         blobs : dict of str -> np.ndarray [shape=(n_examples, ...)], float32
         """
         blobs: dict[str, np.ndarray] = {}
+        if self._input_kinds is None:  # protobuf reads cost microseconds per call: once per model
+            self._input_kinds = {n: feature_kind(d) for n, d in self.input_descriptions.items()}
         for name, value in batch_inputs.items():
-            description = self.input_descriptions.get(name)
-            if description is None:
+            kind = self._input_kinds.get(name)
+            if kind is None:
                 continue
-            kind = feature_kind(description)
+            description = self.input_descriptions[name]
             where = f"{self.where}: input {name!r}"
             if kind == "imageType":
                 blob = images_to_blob(description, value, rank4=self.rank4_images, where=where)
@@ -187,19 +191,32 @@ class NeuralNetworkModel(RunnableModel):
         [shape=(n_examples, n_classes)] in label order.
         """
         outputs: dict[str, Any] = {}
-        description = self.spec.description
-        for name, out in self.output_descriptions.items():
-            if self.is_classifier and name == description.predictedFeatureName:
+        for name, role, out, facts in self._output_plan():
+            if role == "label":
                 outputs[name] = self.class_labels[np.argmax(self._probabilities(blobs), axis=1)]
-            elif self.is_classifier and name == description.predictedProbabilitiesName:
+            elif role == "probabilities":
                 outputs[name] = self._probabilities(blobs)
             elif name in blobs:
-                outputs[name] = blob_to_output(out, blobs[name], exact_shapes=self.exact_shapes)
+                outputs[name] = blob_to_output(out, blobs[name], exact_shapes=self.exact_shapes, facts=facts)
             else:
                 raise PipelineError(
                     f"output {name!r} is not produced by any layer; blobs present: {sorted(blobs)}", where=self.where
                 )
         return outputs
+
+    def _output_plan(self) -> tuple:
+        """Per declared output ``(name, role, description, output_facts)``, read from the spec once."""
+        if self._outputs is None:
+            description, plan = self.spec.description, []
+            for name, out in self.output_descriptions.items():
+                if self.is_classifier and name == description.predictedFeatureName:
+                    plan.append((name, "label", out, None))
+                elif self.is_classifier and name == description.predictedProbabilitiesName:
+                    plan.append((name, "probabilities", out, None))
+                else:
+                    plan.append((name, "blob", out, output_facts(out)))
+            self._outputs = tuple(plan)
+        return self._outputs
 
     def _probabilities(self, blobs: dict[str, np.ndarray]) -> np.ndarray:
         blob = blobs.get(self.probability_blob)
@@ -238,7 +255,9 @@ class NeuralNetworkModel(RunnableModel):
         """
         blobs = self.to_blobs(inputs)
         layers, keep = self._inference_layers()
-        optional = {name for name, d in self.input_descriptions.items() if d.type.isOptional and name not in blobs}
+        if self._optional_inputs is None:  # protobuf reads cost microseconds per call: once per model
+            self._optional_inputs = tuple(n for n, d in self.input_descriptions.items() if d.type.isOptional)
+        optional = {name for name in self._optional_inputs if name not in blobs}
         key = tuple((name, v.shape) for name, v in blobs.items() if v is not None)
         work = self._batch_work.get(key)
         if work is None:

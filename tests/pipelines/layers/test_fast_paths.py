@@ -20,6 +20,7 @@ from pippin.spec._proto import NeuralNetwork_pb2
 
 from fast_recurrent_cases import RECURRENT_CASES  # noqa: E402  (the tests folder is on sys.path)
 from fast_loop_cases import case_loop  # noqa: E402
+from fast_chain_cases import CHAIN_CASES  # noqa: E402
 
 RNG = np.random.default_rng(11)
 TOL = {"rtol": 1e-5, "atol": 1e-5}
@@ -215,6 +216,19 @@ def _case_conv_taps():
 def _conv_taps_cases(calls):
     from threadpoolctl import threadpool_limits
 
+    from pippin.pipelines.layers import _rnn_gemm
+
+    packed_calls, packed = [], _rnn_gemm.matmul_packed
+    _rnn_gemm.matmul_packed = lambda *a: packed_calls.append(1) or packed(*a)
+    try:
+        _conv_taps_shapes(calls, threadpool_limits)
+    finally:
+        _rnn_gemm.matmul_packed = packed
+    assert packed_calls, "no tap product took the packed kernel"
+
+
+def _conv_taps_shapes(calls, threadpool_limits):
+
     with threadpool_limits(limits=1, user_api="blas"):
         for spec, shape in ((_grouped_conv(16, 5, 1, same=True), (3, 16, 20, 6)),  # stride 1, whole-batch run
                             (_grouped_conv(16, 7, 1, stride=(2, 2), same=True), (2, 16, 9, 11)),  # four phases
@@ -223,7 +237,11 @@ def _conv_taps_cases(calls):
                             (_grouped_conv(16, 4, 1, kernel=(3, 3), stride=(2, 2)), (2, 16, 9, 9)),  # dilated, strided
                             (_grouped_conv(16, 12, 1, kernel=(1, 1), stride=(2, 2), same=True), (2, 16, 8, 8)),
                             (_grouped_conv(16, 20, 1, same=True), (2, 16, 16, 8)),  # C_out > C_in, many pixels
-                            (_grouped_conv(16, 3, 1, kernel=(3, 3), same=True), (5, 16, 3, 3))):  # one run per image
+                            (_grouped_conv(16, 3, 1, kernel=(3, 3), same=True), (5, 16, 3, 3)),  # one run per image
+                            # 32 outputs: the tap products through _rnn_gemm.matmul_packed
+                            (_grouped_conv(40, 32, 1, same=True), (2, 40, 9, 7)),
+                            (_grouped_conv(40, 32, 1, stride=(2, 2), same=True), (2, 40, 9, 11)),
+                            (_grouped_conv(40, 32, 1, kernel=(3, 3), same=True), (5, 40, 3, 3))):
             before = len(calls)
             _compare_layer("convolution", spec, shape, train=False)
             assert len(calls) > before, "conv_taps was not taken"
@@ -331,6 +349,23 @@ def _case_inner_product():
     _assert_same(fast(x), ref(x))
     with pytest.raises(ValueError):  # written in place: refused, never a stale transposed copy
         fast.params["weights"][0, 0] = 1.0
+    for bias, shape in ((True, (5, 70)), (False, (3, 2, 70)), (True, (9, 1, 70, 1, 1)), (True, (1, 70))):
+        spec, p = _proto("innerProduct")  # C_out a multiple of the packed kernel's panel: _rnn_gemm.matmul_packed
+        p.inputChannels, p.outputChannels, p.hasBias = 70, 64, bias
+        _weights(p.weights, RNG.standard_normal(70 * 64))
+        if bias:
+            _weights(p.bias, RNG.standard_normal(64))
+        ref, fast = LAYERS["innerProduct"](spec, _context()), OVERRIDES[("innerProduct",)](spec, _context())
+        x = RNG.standard_normal(shape).astype(np.float32)
+        for layout in (x, np.asfortranarray(x)):
+            _assert_same(fast(layout), ref(layout))
+        assert fast._packed is not None, "the packed kernel was not taken"
+        if bias:  # a replaced bias (as training does) is used; one written in place is refused
+            new = RNG.standard_normal(64).astype(np.float32)
+            fast.params["bias"], ref.params["bias"] = new, new.copy()
+            _assert_same(fast(x), ref(x))
+            with pytest.raises(ValueError):
+                fast.params["bias"][0] = 1.0
 
 
 def _case_gelu():
@@ -380,95 +415,9 @@ CASES[("gelu",)] = _case_gelu
 CASES[("loop",)] = case_loop
 
 
-def _case_chain(specs, keep, shapes, fused_kind, *, unfused_keeps=()):
-    reference = network.build_layers(specs, prefix="m", exact_shapes=False, spec_version=4, fast=False)
-    fused = network.fuse_layers(reference, keep)
-    assert [layer.kind for layer in fused] == [fused_kind]
-    for extra in unfused_keeps:  # the middle blob kept: nothing fused
-        assert network.fuse_layers(reference, set(keep) | {extra}) == reference
-    for shape in shapes:
-        for x in _inputs(shape).values():
-            got, want = network.run_layers(fused, {"x": x}), network.run_layers(reference, {"x": x})
-            for name in keep:
-                assert got[name].shape == want[name].shape
-                np.testing.assert_allclose(got[name], want[name], **TOL)
-
-
-def _case_swish():
-    for order in (("x", "s"), ("s", "x")):
-        mul, _ = _proto("multiply", "mul", order, ("y",))
-        specs = [_activation("sigmoid", name="sig", inputs=("x",), outputs=("s",)), mul]
-        _case_chain(specs, {"y"}, [(3, 4, 6, 7), (2, 5, 1, 9)], "fusedSwish", unfused_keeps=("s",))
-    for x in _inputs((3, 4, 6, 7)).values():
-        fused = network.fuse_layers(network.build_layers(specs, prefix="m", exact_shapes=False, spec_version=4,
-                                                         fast=False), {"y"})
-        xs = x * 40  # saturated sigmoid, large products
-        got = network.run_layers(fused, {"x": xs})["y"]
-        want = xs * (0.5 * (np.tanh(0.5 * xs.astype(np.float64)) + 1))
-        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-5)
-        assert got.strides == xs.strides  # in the input's memory order
-        strided = xs[:, :, ::2]  # not dense: a contiguous copy first
-        np.testing.assert_allclose(network.run_layers(fused, {"x": strided})["y"],
-                                   want[:, :, ::2], rtol=1e-6, atol=1e-5)
-
-
-def _case_batchnorm_relu():
-    specs = [_batchnorm(4, name="bn", outputs=("b",)), _activation("ReLU", name="relu", inputs=("b",), outputs=("y",))]
-    _case_chain(specs, {"y"}, [(3, 4, 6, 7), (2, 4, 1, 5)], "fusedBatchnormRelu", unfused_keeps=("b",))
-
-
-CASES[("activation", "multiply")] = _case_swish
-
-
-def _case_mvn():
-    for across, variance, shape in ((True, True, (4, 5, 6, 7)), (False, True, (3, 4, 6, 5)),
-                                    (True, False, (2, 3, 4, 5)), (True, True, (6, 128, 1, 1)),
-                                    (False, False, (2, 2, 3, 4, 5))):
-        spec, p = _proto("mvn")
-        p.acrossChannels, p.normalizeVariance, p.epsilon = across, variance, 1e-5
-        ref, fast = LAYERS["mvn"](spec, _context()), OVERRIDES[("mvn",)](spec, _context())
-        x = (RNG.standard_normal(shape) * 3 + 2).astype(np.float32)
-        for layout in (x, np.asfortranarray(x)):
-            got, want = fast(layout), ref(layout)
-            assert got[0].shape == want[0].shape and got[0].dtype == np.float32
-            np.testing.assert_allclose(got[0], want[0], rtol=1e-6, atol=1e-6)
-
-
-def _mvn_scale_specs(across, variance, shape_scale, has_bias):
-    mvn, p = _proto("mvn", "mvn", ("x",), ("m",))
-    p.acrossChannels, p.normalizeVariance, p.epsilon = across, variance, 1e-5
-    scale, q = _proto("scale", "scale", ("m",), ("y",))
-    q.shapeScale.extend(shape_scale)
-    _weights(q.scale, RNG.standard_normal(int(np.prod(shape_scale))))
-    if has_bias:
-        q.hasBias = True
-        q.shapeBias.extend(shape_scale)
-        _weights(q.bias, RNG.standard_normal(int(np.prod(shape_scale))))
-    return [mvn, scale]
-
-
-def _case_mvn_scale():
-    for across, variance, shape_scale, has_bias, shapes in (
-            (False, True, (1, 1, 7), True, [(3, 5, 1, 7), (8, 2, 1, 7)]),  # coremltools' layer norm
-            (True, True, (4, 6, 7), True, [(2, 4, 6, 7)]), (False, False, (4,), False, [(3, 4, 6, 5)]),
-            (True, True, (1,), True, [(2, 3, 4, 5)])):
-        specs = _mvn_scale_specs(across, variance, shape_scale, has_bias)
-        _case_chain(specs, {"y"}, shapes, "fusedMvnScale", unfused_keeps=("m",))
-    specs = _mvn_scale_specs(False, True, (1, 1, 7), True)  # a scale that does not broadcast: the layers' error
-    fused = network.fuse_layers(network.build_layers(specs, prefix="m", exact_shapes=False, spec_version=4), {"y"})
-    with pytest.raises(Exception) as fused_error:
-        network.run_layers(fused, {"x": RNG.standard_normal((2, 3, 4, 5)).astype(np.float32)})
-    with pytest.raises(Exception) as plain_error:
-        network.run_layers(network.build_layers(specs, prefix="m", exact_shapes=False, spec_version=4, fast=False),
-                           {"x": RNG.standard_normal((2, 3, 4, 5)).astype(np.float32)})
-    assert type(fused_error.value) is type(plain_error.value)
-
-
-CASES[("mvn",)] = _case_mvn
-CASES[("mvn", "scale")] = _case_mvn_scale
-CASES[("batchnorm", "activation")] = _case_batchnorm_relu
+CASES.update(CHAIN_CASES)
 #: single-kind overrides that are faster without a numba kernel (fewer NumPy calls)
-KERNEL_FREE = {("innerProduct",), ("copy",), ("mvn",)}  # mvn: its compiled pass is in fast_chains.py
+KERNEL_FREE = {("innerProduct",), ("copy",), ("mvn",), ("concat",)}  # mvn: its compiled pass is in fast_chains.py
 
 
 def test_every_override_has_a_case():
