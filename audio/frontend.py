@@ -24,7 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import numpy as np
-import scipy.fft
 
 from .errors import AudioError
 from .parallel import one_blas_thread
@@ -161,6 +160,9 @@ def _log_mel_group(frames: np.ndarray, buffer: np.ndarray, magnitude: np.ndarray
     ``buffer`` [shape=(k, 96, 512)] is reused scratch whose last 112 columns stay zero;
     ``magnitude`` [shape=(k * 96, n_used_bins)] is reused scratch.
     """
+    import scipy.fft  # here, not at import: audio reading (``pippin.audio.io``) imports this module, and a forked
+    # reader (``pipelines.cli.audio_ahead``) starts before scipy.fft's ~0.1 s import is needed
+
     bins, groups = _mel_band_bins()
     np.multiply(frames, periodic_hann(FRAME_LENGTH), out=buffer[:, :, :FRAME_LENGTH])
     spectrum = scipy.fft.rfft(buffer.reshape(-1, FFT_LENGTH), axis=-1, workers=1)

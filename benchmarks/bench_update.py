@@ -24,8 +24,12 @@ Data (made once in a temporary folder, not timed), from the FSDD recordings
   and 9, takes 5-14 (120 files) as the new sounds and digits 0-7, takes 5-49 (2,160 files)
   as the old-class recordings.
 
+``--size small`` uses takes 5-14 only for the update (600 files) and the old recordings (480
+files); ``--size large`` lists takes 5-49 twice in both tables (5,400 and 4,320 rows: the
+files are read and run twice), so the speed-up is seen at other file counts too.
+
     python benchmarks/bench_update.py [--data ../shared/datasets/fsdd] [--repeats 3]
-        [--commands update,personalize] [--wait-idle S] [--keep DIR] [--json]
+        [--commands update,personalize] [--size small|medium|large] [--wait-idle S] [--keep DIR] [--json]
 """
 
 from __future__ import annotations
@@ -58,16 +62,22 @@ def _table(path: Path, files) -> Path:
     return path
 
 
-def prepare(recordings: Path, work: Path, log) -> dict:
+#: the update/old-recordings tables per ``--size``: (last take + 1, times listed)
+SIZES = {"small": (15, 1), "medium": (50, 1), "large": (50, 2)}
+
+
+def prepare(recordings: Path, work: Path, log, size: str = "medium") -> dict:
     """The models, tables and folder the timed commands read (see the module docstring)."""
     files = sorted(recordings.glob("*.wav"))
     if not files:
         raise SystemExit(f"no .wav files in {recordings}")
     take = {f: _parse(f) for f in files}
+    end, times = SIZES[size]
+    suffix = "" if size == "medium" else f"_{size}"
     _table(work / "base.csv", [f for f in files if take[f][2] < 2])
-    _table(work / "upd.csv", [f for f in files if take[f][2] >= 5])
+    _table(work / f"upd{suffix}.csv", [f for f in files if 5 <= take[f][2] < end] * times)
     _table(work / "p8.csv", [f for f in files if take[f][2] < 5 and take[f][0] not in "89"])
-    _table(work / "old.csv", [f for f in files if take[f][2] >= 5 and take[f][0] not in "89"])
+    _table(work / f"old{suffix}.csv", [f for f in files if 5 <= take[f][2] < end and take[f][0] not in "89"] * times)
     for f in files:
         if take[f][0] in "89" and 5 <= take[f][2] < 15:
             (work / "new" / take[f][0]).mkdir(parents=True, exist_ok=True)
@@ -81,9 +91,9 @@ def prepare(recordings: Path, work: Path, log) -> dict:
                                      "--feature-extractor", "scratch", "--epochs", "2", "--seed", "0", "-q"],
                            check=True, stderr=subprocess.DEVNULL)
     return {
-        "update": lambda out: ["update", str(work / "base.mlmodel"), str(work / "upd.csv"), "-o", out, "-q"],
+        "update": lambda out: ["update", str(work / "base.mlmodel"), str(work / f"upd{suffix}.csv"), "-o", out, "-q"],
         "personalize": lambda out: ["personalize", str(work / "p8.mlmodel"), str(work / "new"), "--head",
-                                    "--base-examples", str(work / "old.csv"), "-o", out, "-q"],
+                                    "--base-examples", str(work / f"old{suffix}.csv"), "-o", out, "-q"],
     }
 
 
@@ -143,6 +153,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="FSDD folder (with recordings/)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--commands", default="update,personalize")
+    parser.add_argument("--size", choices=sorted(SIZES), default="medium",
+                        help="file counts: small (600 / 480 files), medium (2,700 / 2,160), large (each listed twice)")
     parser.add_argument("--keep", type=Path, default=None, help="work folder kept between runs (default: temporary)")
     parser.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
                         help="before each run, wait up to S seconds for the CPUs to be idle (others' load)")
@@ -157,7 +169,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        commands = prepare(recordings, work, log)
+        commands = prepare(recordings, work, log, args.size)
         results = {}
         for name in args.commands.split(","):
             runs = {1: [], 2: []}
@@ -191,7 +203,8 @@ def main(argv=None) -> int:
                                                                                  for a, b in quiet)
                 results[name]["quiet_cpu_per_wall_2_cores"] = statistics.median(b["cpu_per_wall"] for _, b in quiet)
     report = {"benchmark": "update_personalize_cores", "python": platform.python_version(),
-              "machine": platform.machine(), "cpus": len(allowed), "repeats": args.repeats, "results": results}
+              "machine": platform.machine(), "cpus": len(allowed), "repeats": args.repeats, "size": args.size,
+              "results": results}
     if args.json:
         print(json.dumps(report, indent=2))
     else:

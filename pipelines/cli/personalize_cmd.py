@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 
 from ...spec import io as spec_io
 from ..errors import PipelineError
-from ..personalize.memory import memory_of
-from ..personalize.sound import grown_head, personalize_head, personalize_knn, sound_parts
 from ..runtime.model import load
+from .audio_ahead import ReadAhead, small_pages
 from .audio_prefix import FileBlobs
 from .exit_codes import HELP_EPILOG
 from .output import Result, info, warn
@@ -99,6 +99,8 @@ def _old_source(args, spec):
             raise PipelineError("no such file or folder", where=args.base_examples)
         path = Path(args.base_examples)
     else:
+        from ..personalize.memory import memory_of
+
         if not args.head and memory_of(spec, where=args.model) is not None:
             return None, "the model's embedding memory"
         path, tried = training_sources(spec, args.model)
@@ -124,20 +126,39 @@ def _old_source(args, spec):
     return source, str(path)
 
 
-def _old_files(args, spec, examples):
-    """``(old-class examples, where they came from, the grown model)`` for ``--head``: the recordings read on
-    every core (``audio_prefix.FileBlobs``: the network runs only on the windows the head trains on), else
-    their windows, else None; the caller closes a ``FileBlobs``."""
-    source, base_from = _old_source(args, spec)
-    grown = grown_head(spec, examples)
-    if source is None:
-        return None, base_from, grown
-    model = load(spec)
-    files = FileBlobs.of(source, load(grown), overlap=args.overlap, windows_like=model)
-    if files is not None:
-        return files, base_from, grown
-    windows, labels, _ = read_labelled_windows(source, model, overlap=args.overlap)
-    return (windows, labels), base_from, grown
+def _old_files(args, spec, model, examples, source, ahead):
+    """``(old-class examples, the grown model, the new windows' frozen blobs or None)`` for ``--head``.
+
+    The old recordings (``source``, from ``_old_source``; None: none) are read on every core
+    (``audio_prefix.FileBlobs`` of the original ``model``, whose frozen layers are the grown
+    model's), then the windows the head trains on (``old_picks``) and the new windows run
+    through the frozen layers together, spread over the processes; the new windows'
+    embeddings (for the imprinted rows) come from their blobs. Without them, the old
+    recordings are read as windows. The caller closes a ``FileBlobs``.
+    """
+    from ..personalize.head import embeddings_of_blobs, grown_head, old_picks
+    from ..personalize.sound import sound_parts
+
+    files = FileBlobs.of(source, model, overlap=args.overlap, ahead=ahead) if source is not None else None
+    string_labels = sound_parts(spec)[1].neuralNetworkClassifier.WhichOneof("ClassLabels") == "stringClassLabels"
+    if files is None or not string_labels:
+        if files is not None:
+            files.close()
+        grown = grown_head(spec, examples)  # (names a model without string labels)
+        if source is None:
+            return None, grown, None
+        windows, labels, _ = read_labelled_windows(source, model, overlap=args.overlap)
+        return (windows, labels), grown, None
+    try:
+        windows = np.asarray(examples[0], dtype=np.float32)
+        picks = (old_picks(spec, examples[1], files.labels, max_per_class=args.max_per_class or 100)
+                 if args.epochs != 0 else np.zeros(0, dtype=np.int64))
+        _, mine = files.blobs(picks, extra=windows)  # kept: personalize_head asks for the same picks
+        embeddings = embeddings_of_blobs(spec, files.prefix, mine)
+        return files, grown_head(spec, examples, embeddings=embeddings), mine
+    except BaseException:
+        files.close()
+        raise
 
 
 def _training_summary(spec) -> dict | None:
@@ -158,13 +179,34 @@ def _recorded_label_pattern(spec) -> str | None:
 
 def run(args):
     spec_io.check_output_path(args.output)  # before the work, not after it (issue 12.8)
+    small_pages()  # each process's first chunk of layers faults its memory in 4 kB pages: see audio_ahead
     spec = spec_io.load(args.model)
+    ahead = None
+    if args.head:  # on 2+ CPUs a child reads the old recordings while the model, layers and kernels load
+        try:
+            source, _ = _old_source(args, spec)
+        except PipelineError:  # raised again below, after the model's own checks
+            source = None
+        ahead = ReadAhead.of(source, spec, overlap=args.overlap, where=args.model) if source is not None else None
+    try:
+        return _run(args, spec, ahead)
+    finally:
+        if ahead is not None:
+            ahead.close()
+
+
+def _run(args, spec, ahead):
+    from ..personalize.head import personalize_head
+    from ..personalize.sound import personalize_knn, sound_parts
+
     sound_parts(spec)  # fail early, naming the model, if it is not a sound classifier
     old = [str(x) for x in load(sound_parts(spec)[1]).class_labels]
     model = load(spec)
     windows, labels, n_files = read_labelled_windows(args.examples, model, overlap=args.overlap)
+    new_blobs = None
     if args.head:  # the old recordings' frozen blobs on every core, for the windows the head trains on
-        base, base_from, grown = _old_files(args, spec, (windows, labels))
+        source, base_from = _old_source(args, spec)
+        base, grown, new_blobs = _old_files(args, spec, model, (windows, labels), source, ahead)
     else:
         base, base_from = _old_examples(args, spec, model)
     new = sorted(set(labels) - set(old))
@@ -185,7 +227,7 @@ def run(args):
         try:
             out_spec = personalize_head(spec, (windows, labels), base_examples=base, epochs=args.epochs,
                                         progress=reporter, max_per_class=args.max_per_class or 100, grown=grown,
-                                        **overrides)
+                                        new_blobs=new_blobs, **overrides)
         finally:
             reporter.close()
             if hasattr(base, "close"):

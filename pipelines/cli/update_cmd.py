@@ -20,6 +20,7 @@ import numpy as np
 from ...spec import io as spec_io
 from ..errors import PipelineError
 from ..runtime.model import load
+from .audio_ahead import ReadAhead, SpecView, small_pages
 from .audio_prefix import frozen_examples
 from .training_data import load_training_data, n_examples, training_inputs
 from .exit_codes import HELP_EPILOG
@@ -164,8 +165,39 @@ def record_examples(spec, n: int) -> None:
     meta[EXAMPLES_KEY] = str(int(meta.get(EXAMPLES_KEY, "0")) + int(n))
 
 
+def _read_ahead(args):
+    """Labelled audio files for an updatable sound pipeline: a child reading them while the model loads
+    (``audio_ahead.ReadAhead``; on 2+ CPUs), or None."""
+    data_path = Path(args.data)
+    if not (data_path.is_dir() or data_path.suffix.lower() in (".csv", ".tsv", ".tab")):
+        return None
+    try:
+        spec = spec_io.load(args.model)
+    except Exception:  # the model's own load reports it
+        return None
+    kind = spec.WhichOneof("Type")
+    if kind not in ("pipeline", "pipelineClassifier", "pipelineRegressor") or not spec.isUpdatable:
+        return None
+    stages = (spec.pipeline if kind == "pipeline" else getattr(spec, kind).pipeline).models
+    if not stages or not stages[-1].WhichOneof("Type").startswith("neuralNetwork"):
+        return None  # an updatable k-NN appends windows: nothing frozen to run, the files are read as before
+    if not is_audio_data(data_path, SpecView(spec, args.model)):
+        return None
+    small_pages()  # each process's first chunk of frozen layers faults its memory in 4 kB pages: see audio_ahead
+    return ReadAhead.of(data_path, spec, overlap=args.overlap, where=args.model)
+
+
 def run(args):
     spec_io.check_output_path(args.output)  # before the training run, not after it (issue 12.8)
+    ahead = _read_ahead(args)  # on 2+ CPUs the files are read while the model, layers and kernels load
+    try:
+        return _run(args, ahead)
+    finally:
+        if ahead is not None:
+            ahead.close()
+
+
+def _run(args, ahead):
     model = load(args.model)
     if not model.is_updatable:
         raise PipelineError("the model is not updatable (isUpdatable is false)", where=args.model,
@@ -173,7 +205,7 @@ def run(args):
     data_path = Path(args.data)
     n_files = frozen = None
     if is_audio_data(data_path, model):
-        prepared = frozen_examples(data_path, model, overlap=args.overlap)  # files to frozen blobs on every core
+        prepared = frozen_examples(data_path, model, overlap=args.overlap, ahead=ahead)  # files to blobs, every core
         if prepared is not None:
             frozen, labels, n_files = prepared
             data = {label_input(model.spec, exclude=_audio_input(model)): np.array(labels, dtype=object)}

@@ -1,6 +1,6 @@
 """Personalization and model deltas: teach a sound model new sounds, diff, apply and merge updates.
 
-- ``sound``: ``personalize_knn`` (embedding + updatable k-NN) and ``personalize_head``
+- ``sound``: ``personalize_knn`` (embedding + updatable k-NN); ``head``: ``personalize_head``
   (grow and retrain the dense head) for sound-classifier pipelines.
 - ``memory``: the old classes' embedding memory a sound model carries (``pippin.memory``
   metadata, written at training), so personalization needs no training folder.

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from pippin.pipelines import load
-from pippin.pipelines.cli import audio_prefix
+from pippin.pipelines.cli import audio_ahead, audio_prefix
 from pippin.pipelines.cli.main import main
 from pippin.pipelines.cli.update_cmd import read_labelled_windows
 
@@ -45,6 +45,7 @@ def sounds(tmp_path_factory):
 def small_blocks(monkeypatch):
     """Blocks of 4 files and chunks of 3 windows: several blocks per process and several chunks per block."""
     monkeypatch.setattr(audio_prefix, "BLOCK", 4)
+    monkeypatch.setattr(audio_ahead, "BLOCK", 4)
     monkeypatch.setattr(audio_prefix, "CHUNK", 3)
 
 
@@ -114,7 +115,7 @@ def test_update_cli_same_bytes_on_1_and_2_cores(sounds, small_blocks, tmp_path, 
 
 
 @pytest.mark.skipif(not TWO_CPUS, reason="needs 2 CPUs in this process's affinity")
-def test_personalize_head_same_bytes_on_1_and_2_cores(sounds, tmp_path, capsys):
+def test_personalize_head_same_bytes_on_1_and_2_cores(sounds, small_blocks, tmp_path, capsys):
     new = tmp_path / "new"
     for label in ("whistle", "buzz"):  # two new labels: other demo kinds' clips, relabelled
         (new / label).mkdir(parents=True)
@@ -129,6 +130,21 @@ def test_personalize_head_same_bytes_on_1_and_2_cores(sounds, tmp_path, capsys):
         outs.append(out.read_bytes())
     capsys.readouterr()
     assert outs[0] == outs[1]
+    # the CLI's path (old files read ahead, blobs from the original model's frozen layers, embeddings on a forked
+    # child) trains the head the API trains on every old window: the same weights to float rounding
+    from pippin.pipelines.personalize.head import personalize_head
+    from pippin.spec import io as spec_io
+
+    spec = spec_io.load(sounds["model"])
+    examples = read_labelled_windows(new, load(spec))[:2]
+    base = read_labelled_windows(sounds["root"] / "more", load(spec))[:2]
+    api = personalize_head(spec, examples, base_examples=base, epochs=2)
+    cli = spec_io.load(tmp_path / "p2.mlmodel")
+    nets = [m.pipelineClassifier.pipeline.models[-1].neuralNetworkClassifier for m in (cli, api)]
+    assert list(nets[0].stringClassLabels.vector) == list(nets[1].stringClassLabels.vector)
+    dense = [(a.innerProduct, b.innerProduct) for a, b in zip(*[n.layers for n in nets])
+             if a.WhichOneof("layer") == "innerProduct"]
+    assert dense and all(np.allclose(a.weights.floatValue, b.weights.floatValue, atol=1e-5) for a, b in dense)
 
 
 def test_a_file_that_fails_in_a_forked_reader_raises_its_own_error(sounds, small_blocks, tmp_path, capsys):
@@ -177,3 +193,71 @@ def test_update_cli_on_a_personalized_knn_pipeline_still_appends_examples(sounds
     code = main(["update", str(knn), str(sounds["root"] / "train"), "-o", str(tmp_path / "k2.mlmodel"), "--json"])
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and report["n_files"] == 15 and report["kind"].startswith("pipeline")
+
+
+def _wait_for_reader(ahead, seconds=60.0):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while ahead._proc.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+@pytest.mark.skipif(not TWO_CPUS, reason="needs 2 CPUs in this process's affinity")
+def test_read_ahead_hands_over_the_windows_a_consumer_would_read(sounds, small_blocks, tmp_path):
+    """The read-ahead child's blocks are the windows read here; a block it could not read (a broken file) or
+    that a consumer claimed first is read by the consumer; its files are gone after close."""
+    from pippin.spec import io as spec_io
+
+    data = tmp_path / "data"
+    shutil.copytree(sounds["root"] / "more", data)
+    broken = sorted((data / "tone").glob("*.wav"))[0]
+    broken.write_text("not audio")
+    spec = spec_io.load(sounds["model"])
+    ahead = audio_ahead.ReadAhead.of(data, spec)
+    assert ahead is not None and len(ahead.blocks) > 2
+    folder = ahead._dir
+    try:
+        _wait_for_reader(ahead)
+        paths = ahead.paths
+        bad = next(j for j, (a, b) in enumerate(ahead.blocks) if broken in [paths[i] for i in range(a, b)])
+        for j, (a, b) in enumerate(ahead.blocks):
+            got = ahead.take(j)
+            if j == bad:
+                assert got is None  # the consumer reads it, and reports the broken file itself
+                continue
+            own = [ahead._read(i) for i in range(a, b)]
+            assert got is not None and got[1] == [len(w) for w in own]
+            assert np.array_equal(got[0], np.concatenate(own))
+            assert ahead.take(j) is None  # taken once
+        assert not os.listdir(folder)
+        assert ahead.matches(paths, ahead.key, ahead.block) and not ahead.matches(paths, ahead.key, ahead.block + 1)
+    finally:
+        ahead.close()
+    assert not os.path.exists(folder)
+
+
+def test_read_ahead_is_off_on_one_cpu(sounds):
+    from pippin.spec import io as spec_io
+
+    assert _on_cpus(1, lambda: audio_ahead.ReadAhead.of(sounds["root"] / "more", spec_io.load(sounds["model"]))) is None
+
+
+def test_embeddings_from_frozen_blobs_are_the_embeddings(sounds, small_blocks):
+    """``--head`` imprints its new rows from embeddings computed on the new windows' frozen blobs: the same
+    values (to float rounding) as a pass through the embedding network, on any number of processes."""
+    from pippin.pipelines.personalize.head import embeddings_of_blobs, head_embeddings
+    from pippin.spec import io as spec_io
+
+    spec = spec_io.load(sounds["model"])
+    model = load(spec)
+    windows = read_labelled_windows(sounds["root"] / "more", model)[0]
+    expected = head_embeddings(spec, windows)
+    for n_jobs in (1, 2):
+        with audio_prefix.FileBlobs.of(sounds["root"] / "train", model, n_jobs=n_jobs) as files:
+            picks = np.arange(0, len(files.labels), 2)
+            old, new = files.blobs(picks, extra=windows)
+            assert files.blobs(picks) is old  # asked again: the kept result
+            assert all(np.array_equal(old[b], files.blobs(np.arange(len(files.labels)))[b][picks]) for b in old)
+            got = embeddings_of_blobs(spec, files.prefix, new)
+        assert got.shape == expected.shape and np.allclose(got, expected, atol=1e-5)
