@@ -139,6 +139,32 @@ def _summary(a, b) -> dict:
             "implicit_peak_above_start_mb": round(max(m[2] for m in b) / 2**20)}
 
 
+def _padded(X: sp.csr_matrix, n_users: int, n_items: int) -> sp.csr_matrix:
+    """``X`` with empty users and items appended [shape=(n_users, n_items)]: the same small fit."""
+    indptr = np.concatenate([X.indptr, np.full(n_users - X.shape[0], X.indptr[-1])])
+    return sp.csr_matrix((X.data, X.indices, indptr), shape=(n_users, n_items))
+
+
+def warm_id_widths(X: sp.csr_matrix, similarities, k: int) -> None:
+    """Compile (or load from numba's cache) the fit kernels for every width of item and user ids
+    (uint16 up to 65,536, else int32) on both walks, so no measured fit pays for it: the first
+    fit of a 100k-item set otherwise spent seconds and megabytes loading its kernels."""
+    import pippin.recommend.similarity as fit
+
+    from pippin.recommend import item_similarity
+
+    budget, repeats = fit._SYMMETRIC_BUDGET, fit._SYMMETRIC_MIN_REPEATS
+    try:
+        for n_users, n_items in ((X.shape[0], X.shape[1]), (70_000, X.shape[1]), (X.shape[0], 70_000),
+                                 (70_000, 70_000)):
+            for walk_budget in (0, 1 << 40):  # blocked, then symmetric
+                fit._SYMMETRIC_BUDGET, fit._SYMMETRIC_MIN_REPEATS = walk_budget, 0.0
+                for name in similarities:
+                    item_similarity(_padded(X, n_users, n_items), similarity=name, top_k=k, threshold=0.0)
+    finally:
+        fit._SYMMETRIC_BUDGET, fit._SYMMETRIC_MIN_REPEATS = budget, repeats
+
+
 def bench_shape(X, shape: dict, similarities, k: int, repeat: int) -> list[dict]:
     import implicit.nearest_neighbours as nn
 
@@ -239,6 +265,7 @@ def main(argv=None) -> int:
 
     bench_dataset("warm-up", warm_set(n_users=300, n_items=200, seed=1), k=args.k, repeat=1,
                   similarities=[s for s in similarities if s in PAIRS])  # compile numba kernels
+    warm_id_widths(warm_set(n_users=300, n_items=200, seed=1), similarities, args.k)
     results = {"machine": machine(), "load_start": list(os.getloadavg()), "rows": [],
                "allocations_mapped_one_by_one": honest_rss()}
     for n_int in ([] if args.no_grid else grid["interactions"]):

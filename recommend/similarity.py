@@ -39,7 +39,7 @@ import numpy as np
 import scipy.sparse as sp
 from implicit.nearest_neighbours import bm25_weight, normalize, tfidf_weight
 
-from . import kernels
+from . import kernels, weights
 
 __all__ = ["SIMILARITIES", "Weighting", "item_similarity"]
 
@@ -49,7 +49,10 @@ logger = logging.getLogger(__name__)
 _BLOCK_ENTRIES = 1 << 21
 # The symmetric fit keeps one (value, id) heap of top_k per item and thread: used while
 # that stays under this many bytes (27k items, K=64, 2 threads: 41 MB), else the blocked fit.
-_SYMMETRIC_BUDGET = 256 << 20
+# Its offers land on randomly placed heaps: at 100k items (153 MB of heaps) and 20M interactions,
+# even activity, cosine took 29.8 s CPU symmetric vs 9.2 s blocked (+468 vs +305 MB; heavy-tailed:
+# 24.9 vs 24.7 s), so the budget stops short of that (it was 256 MB).
+_SYMMETRIC_BUDGET = 64 << 20
 _HEAP_ENTRY_BYTES = 12
 # Tables up to this size are built in (n_items, top_k) buffers reordered in place (one copy of
 # the table instead of three at the end of the fit); larger ones, and top_k=None, block by block.
@@ -160,14 +163,14 @@ def pearson(X: sp.csr_matrix) -> Weighting:
 def bm25(X: sp.csr_matrix) -> Weighting:
     """Dot product of implicit's BM25-weighted item vectors."""
     # fact: benfred/implicit:implicit/nearest_neighbours.py (BM25Recommender K1=1.2, B=0.75)
-    W = sp.csr_matrix(bm25_weight(X.T, K1=1.2, B=0.75).T)
+    W = weights.bm25_weights(X, K1=1.2, B=0.75, fallback=bm25_weight)  # float32, X's index arrays
     return Weighting(W, kernels.MODE_DOT, _ones(X.shape[1]), _ones(X.shape[1]), np.zeros(X.shape[1]),
                      partners_before=True)
 
 
 def tfidf(X: sp.csr_matrix) -> Weighting:
     """Dot product of implicit's normalized TF-IDF item vectors."""
-    W = sp.csr_matrix(normalize(tfidf_weight(X.T)).T)
+    W = weights.tfidf_weights(X, fallback=lambda X: normalize(tfidf_weight(X.T)).T)  # as bm25
     return Weighting(W, kernels.MODE_DOT, _ones(X.shape[1]), _ones(X.shape[1]), np.zeros(X.shape[1]))
 
 
@@ -234,16 +237,18 @@ def item_similarity(X: sp.csr_matrix, *, similarity: str = "jaccard", top_k: int
     weighting.weights = None  # a weighted copy (bm25, tfidf) is not needed past the relabel
     # 0/1 data (as float32, the walks' dtype): the walks count and never read values
     unweighted = weighting.binary or (bool(source.nnz) and bool(np.all(source.data.astype(np.float32) == 1)))
-    # float32, columns by rank, rows sorted; its CSC and each CSC entry's position in W.data
-    W, Wc, col_pos = _relabelled(source, rank, values=not unweighted)
-    del source
     sa = np.ascontiguousarray(weighting.sa[order], dtype=np.float64)
     sb = np.ascontiguousarray(weighting.sb[order], dtype=np.float64)
     n_parts = numba.get_num_threads()
     symmetric = weighting.mode != kernels.MODE_DOT or np.array_equal(sa, sb)
     symmetric = symmetric and n_parts * n_items * k * _HEAP_ENTRY_BYTES <= _SYMMETRIC_BUDGET
+    # float32, columns by rank, rows sorted; its CSC and (for the symmetric walk only: 20M interactions,
+    # 100k items, jaccard: 75 MB) each CSC entry's offset in its CSR row
+    W, Wc, col_pos = _relabelled(source, rank, values=not unweighted, positions=symmetric)
+    del source
     if symmetric and _SYMMETRIC_MIN_REPEATS > 0:
         symmetric = _pair_repeats(W, Wc) >= _SYMMETRIC_MIN_REPEATS
+        col_pos = col_pos if symmetric else None  # the blocked walk never reads it
     # whole (n_items, k) buffers, reordered and packed in place, when they are small; else (top_k=None,
     # whose rows are mostly short of n_items - 1) per-block parts, concatenated and fancy-indexed
     whole = symmetric or (top_k is not None and n_items * k * _HEAP_ENTRY_BYTES <= _WHOLE_TABLE_BUDGET)
@@ -295,24 +300,32 @@ def _blocks(n_items: int, block: int, progress: bool, similarity: str):
     return starts
 
 
-def _relabelled(W: sp.csr_matrix, rank: np.ndarray, *, values: bool = True):
+def _id_dtype(n: int):
+    """The narrowest of uint16, int32 and int64 holding ids below ``n``."""
+    return np.uint16 if n <= 1 << 16 else (np.int32 if n < 2**31 else np.int64)
+
+
+def _relabelled(W: sp.csr_matrix, rank: np.ndarray, *, values: bool = True, positions: bool = True):
     """``W`` as float32 with column ``j`` renamed ``rank[j]``, rows sorted by the new names (new
     arrays: the caller's values are never permuted), its CSC ``Wc`` (both ``_Compressed``, with
     empty ``data`` unless ``values``), and ``col_pos`` [shape=(nnz,)]: where CSC entry ``d``
-    (item i, user u) sits in the CSR (where u's row passes i). Two counting sorts
+    (item i, user u) sits in u's CSR row (its offset there, where the row passes i). Two counting sorts
     (``kernels.relabel_transpose``); measured 3M interactions, 5k items: 47 ms of CPU against 87 ms
     for relabel + sort_indices + one tocsc (the old fit ran a second tocsc for the walk rule)."""
     n_cols = W.shape[1]
     nnz = len(W.indices)
     pos_dtype = np.int32 if nnz < 2**31 else np.int64
     csc_ptr = np.empty(n_cols + 1, dtype=pos_dtype)
-    csc_rows = np.empty(nnz, dtype=pos_dtype if W.shape[0] >= 2**31 else np.int32)
+    # uint16 item and user ids when they fit: 2 bytes less per interaction each (the fit's peak
+    # is these arrays: jaccard, 3M interactions, 60k users, 5k items: 24 MB instead of 36 MB)
+    csc_rows = np.empty(nnz, dtype=_id_dtype(W.shape[0]))
     csc_vals = np.empty(nnz if values else 0, dtype=np.float32)
-    csc_pos = np.empty(nnz, dtype=pos_dtype)
-    indices = np.empty(nnz, dtype=np.int32)
+    longest = int(np.diff(W.indptr).max()) if W.shape[0] else 0
+    csc_pos = np.empty(nnz if positions else 0, dtype=_id_dtype(longest))  # offsets in the rows
+    indices = np.empty(nnz, dtype=_id_dtype(n_cols))
     csr_vals = np.empty(nnz if values else 0, dtype=np.float32)
     kernels.relabel_transpose(W.indptr, W.indices, W.data, rank, n_cols, csc_ptr, csc_rows, csc_vals, csc_pos,
-                              indices, csr_vals, values)
+                              indices, csr_vals, values, positions)
     return (_Compressed(W.indptr, indices, csr_vals, W.shape), _Compressed(csc_ptr, csc_rows, csc_vals, W.shape),
             csc_pos)
 

@@ -30,7 +30,7 @@ from numba import njit, prange
 from ...spec.errors import SpecError
 from ..errors import PipelineError
 from .model import RunnableModel, register_kind
-from .item_similarity_dense import score_topk_dense, use_dense
+from .item_similarity_dense import accumulations, compact_table, score_topk_dense, use_dense
 from .topk_heap import heap_push, heap_sort_desc
 
 __all__ = ["ItemSimilarityModel", "recommend_topk", "similarity_from_spec", "popular_topk", "POPULARITY_KEY"]
@@ -157,7 +157,9 @@ def recommend_topk(histories: sp.csr_matrix, similarity: sp.csr_matrix, shift: n
     if dense is None:
         dense = use_dense(h_ptr, h_items, similarity.indptr, n_items)
     if dense:  # a typical history reaches most of the catalogue: one score array per user, scanned
-        score_topk_dense(h_ptr, h_items, h_vals, _index(similarity.indptr), _index(similarity.indices),
+        s_items = compact_table(_index(similarity.indices), n_items, accumulations(h_items, similarity.indptr),
+                                similarity.nnz)
+        score_topk_dense(h_ptr, h_items, h_vals, _index(similarity.indptr), s_items,
                          similarity.data.astype(np.float64, copy=False), shift, x_ptr, x_items, r_ptr, r_items,
                          has_restrict, int(k), out_j, out_v)
         return out_j, out_v

@@ -24,7 +24,7 @@ from numba import njit, prange
 
 from .topk_heap import heap_push, heap_sort_desc
 
-__all__ = ["score_topk_dense", "use_dense"]
+__all__ = ["score_topk_dense", "use_dense", "compact_table", "accumulations"]
 
 # dense scan when a history's accumulations reach this share of the catalogue (measured, 100k users: dense
 # 0.38-0.58x the touched-list kernel at ratios 0.29-2.3, 1.15x at 0.11, and after both kernels' 2026-12-02
@@ -33,16 +33,37 @@ __all__ = ["score_topk_dense", "use_dense"]
 DENSE_MIN_RATIO = 0.2
 DENSE_MAX_ITEMS = 1 << 17
 BLOCK = 32  # items per block maximum when pruning the scan
+RULE_SAMPLE = 1 << 16  # history entries sampled by the dense rule
+COMPACT_MIN_REUSE = 32  # uint16 indices when a batch reads the table this many times over
 
 
 def use_dense(h_ptr, h_items, s_ptr, n_items: int) -> bool:
     """Whether the mean user's accumulations (the table row lengths of its history's items)
-    reach ``DENSE_MIN_RATIO * n_items``."""
+    reach ``DENSE_MIN_RATIO * n_items``, estimated on at most ``RULE_SAMPLE`` evenly spaced
+    history entries (both kernels give the same answers; the full count cost 23 ms, serial,
+    on 100,000 users)."""
     n_users = len(h_ptr) - 1
     if n_users == 0 or n_items > DENSE_MAX_ITEMS or len(h_items) == 0:
         return False
-    total = int(np.diff(s_ptr)[h_items].sum())
-    return total >= DENSE_MIN_RATIO * n_items * n_users
+    return accumulations(h_items, s_ptr) >= DENSE_MIN_RATIO * n_items * n_users
+
+
+def accumulations(h_items, s_ptr) -> float:
+    """Estimated total accumulations of the histories' entries ``h_items`` [shape=(nnz,)]."""
+    step = max(len(h_items) // RULE_SAMPLE, 1)
+    sample = np.asarray(h_items[::step])
+    return float((s_ptr[sample + 1] - s_ptr[sample]).sum()) * len(h_items) / max(len(sample), 1)
+
+
+def compact_table(s_items, n_items: int, work: float, nnz: int):
+    """The table's column indices as uint16 (catalogues up to 65,536 items) for batches whose
+    accumulations ``work`` reach ``COMPACT_MIN_REUSE`` times the table's ``nnz``: 10 bytes
+    streamed per accumulation instead of 12, the same sums. Measured, EASE 256 per item on 5k
+    items, 30,000 users, one thread, whole kernel CPU s (load 3.6-6.5): 0.35-0.41 vs 0.36-0.49
+    (float32 values, tried too, gave no more)."""
+    if work < COMPACT_MIN_REUSE * nnz or n_items > 1 << 16:
+        return s_items
+    return s_items.astype(np.uint16)
 
 
 @njit(inline="always")

@@ -89,3 +89,33 @@ def test_scores_with_nan_are_scanned_in_full():
                                       H.indptr, H.indices, z, z[:0], np.zeros(4, dtype=bool), k, *a, False)
         b = recommend_topk(H, S, np.zeros(70), k=k, exclude=H, dense=True)
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1], equal_nan=True)
+
+
+@pytest.mark.parametrize("seed", range(0, 30, 3))
+def test_uint16_table_indices_give_the_same_answers(seed, monkeypatch):
+    # batches that read the table many times over stream uint16 column indices (same sums)
+    H, S, shift, X, R, has, k = _case(seed)
+    a = recommend_topk(H, S, shift, k=k, exclude=X, restrict=R, has_restrict=has, dense=True)
+    monkeypatch.setattr(dense_module, "COMPACT_MIN_REUSE", 0)
+    seen = []
+    real = dense_module.compact_table
+    monkeypatch.setattr("pippin.pipelines.runtime.item_similarity.compact_table",
+                        lambda *args: seen.append(real(*args).dtype) or real(*args))
+    b = recommend_topk(H, S, shift, k=k, exclude=X, restrict=R, has_restrict=has, dense=True)
+    assert seen == [np.uint16]
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_compact_table_keeps_wide_catalogues_and_small_batches_as_they_are():
+    idx = np.arange(10, dtype=np.int32)
+    assert dense_module.compact_table(idx, 70_000, 1e9, 10).dtype == np.int32  # above uint16's range
+    assert dense_module.compact_table(idx, 100, 10.0, 10).dtype == np.int32  # read once: not worth a copy
+    assert dense_module.compact_table(idx, 100, 1e9, 10).dtype == np.uint16
+
+
+def test_the_rule_samples_long_histories(monkeypatch):
+    s_ptr = np.arange(0, 4 * 101, 4)  # every row 4 long: any sample gives the exact total
+    h_items = np.arange(1000) % 100
+    assert dense_module.accumulations(h_items, s_ptr) == 4000.0
+    monkeypatch.setattr(dense_module, "RULE_SAMPLE", 7)
+    assert dense_module.accumulations(h_items, s_ptr) == 4000.0
