@@ -49,7 +49,11 @@ from pathlib import Path
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fsdd"
 #: a pair of runs counts as quiet when other processes used under this many of the run's cores during each run
 QUIET = 0.15
-PIPPIN = [sys.executable, "-c", "import sys; from pippin.pipelines.cli import main; sys.exit(main())"]
+#: the ``pippin`` console script beside this Python (what users run: it picks BLAS threads by command),
+#: else the same entry point through ``-c``
+_SCRIPT = Path(sys.executable).parent / "pippin"
+PIPPIN = ([str(_SCRIPT)] if _SCRIPT.exists() else
+          [sys.executable, "-c", "import sys; from pippin.pipelines.cli import main; sys.exit(main())"])
 
 
 def _parse(path: Path):

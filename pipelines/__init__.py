@@ -11,10 +11,24 @@ enforces who may import whom):
 - ``cli/``: the ``pippin`` command and the demo.
 """
 
+from importlib import import_module as _import_module
+
 from .errors import PipelineError
-from .build.knn import KNearestNeighborsClassifier
-from .build.pipeline import Pipeline, PipelineClassifier, PipelineRegressor
-from .runtime.model import MODEL_KINDS, RunnableModel, load, register_kind
+
+# Imported on first use (PEP 562), so that importing a submodule (the ``pippin`` command's
+# ``pippin.pipelines.cli``) does not load NumPy first: the CLI chooses BLAS threads before that.
+_LAZY = {"load": ".runtime.model", "RunnableModel": ".runtime.model", "MODEL_KINDS": ".runtime.model",
+         "register_kind": ".runtime.model", "KNearestNeighborsClassifier": ".build.knn",
+         "Pipeline": ".build.pipeline", "PipelineClassifier": ".build.pipeline",
+         "PipelineRegressor": ".build.pipeline"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(_import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["load", "RunnableModel", "MODEL_KINDS", "register_kind", "PipelineError",
            "Pipeline", "PipelineClassifier", "PipelineRegressor", "KNearestNeighborsClassifier"]
