@@ -16,24 +16,13 @@ import pippin.pipelines as pp
 from pippin.pipelines.layers import LAYERS, OVERRIDES, LayerContext
 from pippin.pipelines.layers import _gelu_kernel, _kernels, _rnn_kernels, fast_softmax, network
 from pippin.pipelines.runtime.neural_network import NeuralNetworkModel
-from pippin.spec._proto import NeuralNetwork_pb2
 
 from fast_recurrent_cases import RECURRENT_CASES  # noqa: E402  (the tests folder is on sys.path)
 from fast_loop_cases import case_loop  # noqa: E402
-from fast_chain_cases import CHAIN_CASES  # noqa: E402
+from fast_chain_cases import CHAIN_CASES, _proto, _weights  # noqa: E402
 
 RNG = np.random.default_rng(11)
 TOL = {"rtol": 1e-5, "atol": 1e-5}
-
-
-def _weights(message, values):
-    message.floatValue.extend(np.asarray(values, np.float32).ravel().tolist())
-
-
-def _proto(kind, name="l", inputs=("x",), outputs=("y",)):
-    spec = NeuralNetwork_pb2.NeuralNetworkLayer(name=name, input=list(inputs), output=list(outputs))
-    getattr(spec, kind).SetInParent()
-    return spec, getattr(spec, kind)
 
 
 def _conv(c_in=3, c_out=4, kernel=(3, 3), stride=(1, 1), deconv=False, name="conv", inputs=("x",), outputs=("y",)):
