@@ -65,6 +65,33 @@ def register(cls: type["Layer"]) -> type["Layer"]:
     return cls
 
 
+class FusedChain:
+    """Base of the fused overrides ``register_fast`` chains build: the fused layer stands in for
+    layers ``first`` .. ``last``, so it takes the first's inputs and location and the last's name
+    and outputs."""
+
+    def _span(self, first, last) -> None:
+        self.name, self.where = last.name, first.where
+        self.inputs, self.outputs = list(first.inputs), list(last.outputs)
+
+
+def private_output(layer, keep, reads) -> bool:
+    """Whether ``layer``'s one output is read by the next layer alone: not a blob in ``keep``
+    (model outputs) and read once (``reads``: blob -> number of layers reading it), so a fused
+    chain may skip producing it."""
+    return len(layer.outputs) == 1 and layer.outputs[0] not in keep and reads[layer.outputs[0]] == 1
+
+
+def relu_after(layers, index):
+    """``layers[index + 1]`` when it is a ReLU ``activation`` reading exactly ``layers[index]``'s
+    outputs, else None."""
+    nxt = layers[index + 1] if index + 1 < len(layers) else None
+    if (nxt is not None and nxt.kind == "activation" and getattr(nxt, "which", None) == "ReLU"
+            and nxt.inputs == layers[index].outputs):
+        return nxt
+    return None
+
+
 def register_fast(kind: str, *then: str):
     """Class decorator: register a faster variant of ``kind`` (followed by ``then``) in ``OVERRIDES``.
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _kernels
 from .activation import Activation
-from .base import register_fast
+from .base import FusedChain, private_output, register_fast
 from .batchnorm import Batchnorm
 from .control import Copy
 from .unary import Gelu
@@ -284,7 +284,7 @@ def _clip_bounds(layer):
 
 @register_fast("convolution", "clip")
 @register_fast("convolution", "activation")
-class FusedConvActivation:
+class FusedConvActivation(FusedChain):
     """``convolution`` -> ReLU ``activation`` or ``clip`` as one convolution whose output is clipped
     in place (inside the depthwise kernel, or on the product's buffer)."""
 
@@ -292,8 +292,7 @@ class FusedConvActivation:
 
     def __init__(self, conv, act, bounds):
         self.conv, self.act, self.bounds = conv, act, bounds
-        self.name, self.where = act.name, conv.where
-        self.inputs, self.outputs = list(conv.inputs), list(act.outputs)
+        self._span(conv, act)
 
     def __call__(self, x):
         conv = self.conv
@@ -306,8 +305,8 @@ class FusedConvActivation:
         """The fused layer for a convolution at ``layers[index]`` read only by the ReLU/clip after it."""
         conv = layers[index]
         act = layers[index + 1] if index + 1 < len(layers) else None
-        if not (conv.kind == "convolution" and not conv.deconv and len(conv.outputs) == 1 and act is not None
-                and act.inputs == conv.outputs and conv.outputs[0] not in keep and reads[conv.outputs[0]] == 1):
+        if not (conv.kind == "convolution" and not conv.deconv and act is not None and act.inputs == conv.outputs
+                and private_output(conv, keep, reads)):
             return None
         bounds = _clip_bounds(act)
         return None if bounds is None else (cls(conv, act, bounds), 2)

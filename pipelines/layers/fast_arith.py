@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _kernels
 from .arith import Multiply
-from .base import register_fast
+from .base import FusedChain, private_output, register_fast, relu_after
 
 __all__ = ["FastMultiply", "FusedAddRelu"]
 
@@ -52,15 +52,14 @@ class FastMultiply(Multiply):
 
 
 @register_fast("add", "activation")
-class FusedAddRelu:
+class FusedAddRelu(FusedChain):
     """``add`` -> ReLU: the sum (a new array, as the reference ``add`` returns) clipped in place."""
 
     kind = "fusedAddRelu"
 
     def __init__(self, add, relu):
         self.add, self.relu = add, relu
-        self.name, self.where = relu.name, add.where
-        self.inputs, self.outputs = list(add.inputs), list(relu.outputs)
+        self._span(add, relu)
 
     def __call__(self, *xs):
         (y,) = self.add(*xs)
@@ -69,10 +68,8 @@ class FusedAddRelu:
 
     @classmethod
     def match(cls, layers, index, keep, reads):
-        add = layers[index]
-        relu = layers[index + 1] if index + 1 < len(layers) else None
-        if not (add.kind == "add" and len(add.outputs) == 1 and relu is not None and relu.kind == "activation"
-                and getattr(relu, "which", None) == "ReLU" and relu.inputs == add.outputs
-                and add.outputs[0] not in keep and reads[add.outputs[0]] == 1 and add.outputs[0] not in add.inputs):
+        add, relu = layers[index], relu_after(layers, index)
+        if not (add.kind == "add" and relu is not None and private_output(add, keep, reads)
+                and add.outputs[0] not in add.inputs):
             return None
         return cls(add, relu), 2

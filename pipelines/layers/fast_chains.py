@@ -33,7 +33,7 @@ import numpy as np
 
 from . import fast_concat
 from ._rnn_kernels import swish
-from .base import register_fast
+from .base import FusedChain, private_output, register_fast, relu_after
 from .normalization import MeanVarianceNormalize
 
 __all__ = ["FusedSwish", "FusedBatchnormRelu", "FusedInnerProductRelu", "FastMeanVarianceNormalize", "FusedMvnScale"]
@@ -74,10 +74,6 @@ def _affine_relu_rows(x, c, scale, shift, out):
             out[i, ch] = v if v > 0 else _F(0)
 
 
-def _private(layer, keep, reads) -> bool:
-    return len(layer.outputs) == 1 and layer.outputs[0] not in keep and reads[layer.outputs[0]] == 1
-
-
 def _dense_order(x: np.ndarray):
     """``(flat view in memory order, permutation)`` of a dense float32 array, or None."""
     if x.dtype != np.float32 or x.size == 0:
@@ -88,15 +84,14 @@ def _dense_order(x: np.ndarray):
 
 
 @register_fast("activation", "multiply")
-class FusedSwish:
+class FusedSwish(FusedChain):
     """``s = sigmoid(x)`` -> ``multiply(x, s)`` (either order) as one pass."""
 
     kind = "fusedSwish"
 
     def __init__(self, act, mul):
         self.act, self.mul = act, mul
-        self.name, self.where = mul.name, act.where
-        self.inputs, self.outputs = list(act.inputs), list(mul.outputs)
+        self._span(act, mul)
 
     def __call__(self, x):
         x = np.asarray(x, dtype=np.float32)
@@ -115,7 +110,7 @@ class FusedSwish:
         act = layers[index]
         mul = layers[index + 1] if index + 1 < len(layers) else None
         if not (act.kind == "activation" and getattr(act, "which", None) == "sigmoid" and mul is not None
-                and mul.kind == "multiply" and len(mul.inputs) == 2 and _private(act, keep, reads)
+                and mul.kind == "multiply" and len(mul.inputs) == 2 and private_output(act, keep, reads)
                 and sorted(mul.inputs) == sorted([act.inputs[0], act.outputs[0]])
                 and act.inputs[0] != act.outputs[0]):
             return None
@@ -123,15 +118,14 @@ class FusedSwish:
 
 
 @register_fast("batchnorm", "activation")
-class FusedBatchnormRelu:
+class FusedBatchnormRelu(FusedChain):
     """``batchnorm`` with stored statistics -> ReLU as one pass, the result channel-last."""
 
     kind = "fusedBatchnormRelu"
 
     def __init__(self, bn, relu):
         self.bn, self.relu = bn, relu
-        self.name, self.where = relu.name, bn.where
-        self.inputs, self.outputs = list(bn.inputs), list(relu.outputs)
+        self._span(bn, relu)
 
     def __call__(self, x):
         bn = self.bn
@@ -153,17 +147,15 @@ class FusedBatchnormRelu:
 
     @classmethod
     def match(cls, layers, index, keep, reads):
-        bn = layers[index]
-        relu = layers[index + 1] if index + 1 < len(layers) else None
+        bn, relu = layers[index], relu_after(layers, index)
         if not (bn.kind == "batchnorm" and not bn.compute_mean_var and relu is not None
-                and relu.kind == "activation" and getattr(relu, "which", None) == "ReLU"
-                and relu.inputs == bn.outputs and _private(bn, keep, reads)):
+                and private_output(bn, keep, reads)):
             return None
         return cls(bn, relu), 2
 
 
 @register_fast("innerProduct", "activation")
-class FusedInnerProductRelu:
+class FusedInnerProductRelu(FusedChain):
     """``innerProduct`` -> ReLU: the product's fresh output ``[..., C_out]`` clipped in place with the
     reference's ``np.maximum(y, 0)`` (the same bits, NaN kept), one array and one layer call fewer."""
 
@@ -171,8 +163,7 @@ class FusedInnerProductRelu:
 
     def __init__(self, dense, relu):
         self.dense, self.relu = dense, relu
-        self.name, self.where = relu.name, dense.where
-        self.inputs, self.outputs = list(dense.inputs), list(relu.outputs)
+        self._span(dense, relu)
         self.params = dense.params  # the runtime's work estimate reads the weights here
 
     def __call__(self, x):
@@ -182,11 +173,9 @@ class FusedInnerProductRelu:
 
     @classmethod
     def match(cls, layers, index, keep, reads):
-        dense = layers[index]
-        relu = layers[index + 1] if index + 1 < len(layers) else None
-        if not (dense.kind == "innerProduct" and relu is not None and relu.kind == "activation"
-                and getattr(relu, "which", None) == "ReLU" and relu.inputs == dense.outputs
-                and _private(dense, keep, reads) and not getattr(dense, "controls_flow", False)):
+        dense, relu = layers[index], relu_after(layers, index)
+        if not (dense.kind == "innerProduct" and relu is not None and private_output(dense, keep, reads)
+                and not getattr(dense, "controls_flow", False)):
             return None
         return cls(dense, relu), 2
 
@@ -246,15 +235,14 @@ def _mvn_scale_rows(x, epsilon, scale_variance, gamma, beta, out):
 
 
 @register_fast("mvn", "scale")
-class FusedMvnScale:
+class FusedMvnScale(FusedChain):
     """``mvn`` -> ``scale`` (gamma, beta broadcast over the last three axes) as one compiled pass per row."""
 
     kind = "fusedMvnScale"
 
     def __init__(self, mvn, scale):
         self.mvn, self.scale = mvn, scale
-        self.name, self.where = scale.name, mvn.where
-        self.inputs, self.outputs = list(mvn.inputs), list(scale.outputs)
+        self._span(mvn, scale)
 
     def __call__(self, x):
         p = self.mvn.p
@@ -281,6 +269,6 @@ class FusedMvnScale:
         mvn = layers[index]
         scale = layers[index + 1] if index + 1 < len(layers) else None
         if not (mvn.kind == "mvn" and scale is not None and scale.kind == "scale"
-                and scale.inputs == mvn.outputs and _private(mvn, keep, reads)):
+                and scale.inputs == mvn.outputs and private_output(mvn, keep, reads)):
             return None
         return cls(mvn, scale), 2

@@ -19,23 +19,21 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import Layer, register_fast
+from .base import FusedChain, Layer, private_output, register_fast
 from .conv import conv2d_forward, padding_amounts
 
 __all__ = ["FusedConvBatchnormRelu"]
 
 
 @register_fast("convolution", "batchnorm")
-class FusedConvBatchnormRelu:
+class FusedConvBatchnormRelu(FusedChain):
     """``convolution`` -> ``batchnorm`` (stored statistics) [-> ``ReLU``] as one convolution."""
 
     kind = "fusedConvBatchnormRelu"
 
     def __init__(self, conv: Layer, bn: Layer, relu: Layer | None):
         self.conv, self.bn, self.relu = conv, bn, relu
-        last = relu or bn
-        self.name, self.where = last.name, conv.where
-        self.inputs, self.outputs = list(conv.inputs), list(last.outputs)
+        self._span(conv, relu or bn)
 
     def __call__(self, x):
         conv, bn = self.conv, self.bn
@@ -62,13 +60,12 @@ class FusedConvBatchnormRelu:
         """
         conv = layers[index]
         bn = layers[index + 1] if index + 1 < len(layers) else None
-        private = lambda a: a.outputs[0] not in keep and reads[a.outputs[0]] == 1  # noqa: E731
-        if not (conv.kind == "convolution" and not conv.deconv and len(conv.outputs) == 1 and bn is not None
+        if not (conv.kind == "convolution" and not conv.deconv and bn is not None
                 and bn.kind == "batchnorm" and not bn.compute_mean_var and bn.inputs == conv.outputs
-                and bn.channels == conv.c_out and private(conv)):
+                and bn.channels == conv.c_out and private_output(conv, keep, reads)):
             return None
         relu = layers[index + 2] if index + 2 < len(layers) else None
-        if relu is not None and _is_relu(relu) and relu.inputs == bn.outputs and private(bn):
+        if relu is not None and _is_relu(relu) and relu.inputs == bn.outputs and private_output(bn, keep, reads):
             return cls(conv, bn, relu), 3
         return cls(conv, bn, None), 2
 
