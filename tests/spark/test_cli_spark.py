@@ -20,17 +20,23 @@ def _run(capsys, *argv):
     return code, out.out, out.err
 
 
+def _train_both(capsys, tmp_path, table: str, similarity: str, top_k: int) -> dict:
+    """``pippin train recommender`` on ``tmp_path / table`` with the local and the Spark engine
+    (l.mlmodel, s.mlmodel); asserts both succeed with the same bytes; returns Spark's ``--json`` report."""
+    common = ["--rating-col", "rating", "--similarity", similarity, "--top-k", str(top_k), "--json"]
+    code, _, _ = _run(capsys, "train", "recommender", str(tmp_path / table), "-o", str(tmp_path / "l.mlmodel"), *common)
+    assert code == 0
+    code, out, _ = _run(capsys, "train", "recommender", str(tmp_path / table), "-o", str(tmp_path / "s.mlmodel"),
+                        *common, "--engine", "spark")
+    assert code == 0
+    assert (tmp_path / "s.mlmodel").read_bytes() == (tmp_path / "l.mlmodel").read_bytes()
+    return json.loads(out)
+
+
 def test_train_and_recommend_with_spark_equal_local(spark, tmp_path, capsys):
     table = make_demo_interactions(n_users=120, n_items=50, seed=3)[["user_id", "item_id", "rating"]]
     table.to_csv(tmp_path / "t.csv", index=False)
-    common = ["--rating-col", "rating", "--similarity", "bm25", "--top-k", "8", "--json"]
-    code, out, _ = _run(capsys, "train", "recommender", str(tmp_path / "t.csv"), "-o", str(tmp_path / "l.mlmodel"),
-                        *common)
-    assert code == 0
-    code, out, _ = _run(capsys, "train", "recommender", str(tmp_path / "t.csv"), "-o", str(tmp_path / "s.mlmodel"),
-                        *common, "--engine", "spark")
-    assert code == 0 and json.loads(out)["engine"] == "spark"
-    assert (tmp_path / "s.mlmodel").read_bytes() == (tmp_path / "l.mlmodel").read_bytes()
+    assert _train_both(capsys, tmp_path, "t.csv", "bm25", 8)["engine"] == "spark"
 
     table[table.user_id.isin(sorted(set(table.user_id))[::3])].to_csv(tmp_path / "h.csv", index=False)
     outs = {}
@@ -46,15 +52,8 @@ def test_train_and_recommend_with_spark_equal_local(spark, tmp_path, capsys):
 def test_train_cosine_as_one_tile_equals_local(spark, tmp_path, capsys):
     table = make_demo_interactions(n_users=80, n_items=40, seed=5)[["user_id", "item_id", "rating"]]
     table.to_parquet(tmp_path / "t.parquet", index=False)
-    common = ["--rating-col", "rating", "--similarity", "cosine", "--top-k", "6", "--json"]
-    code, _, _ = _run(capsys, "train", "recommender", str(tmp_path / "t.parquet"), "-o", str(tmp_path / "l.mlmodel"),
-                      *common)
-    assert code == 0
-    code, out, _ = _run(capsys, "train", "recommender", str(tmp_path / "t.parquet"), "-o", str(tmp_path / "s.mlmodel"),
-                        *common, "--engine", "spark")
-    report = json.loads(out)
-    assert code == 0 and report["spark_blocks"] == 1 and "single tile" in report["spark_seconds"]
-    assert (tmp_path / "s.mlmodel").read_bytes() == (tmp_path / "l.mlmodel").read_bytes()
+    report = _train_both(capsys, tmp_path, "t.parquet", "cosine", 6)
+    assert report["spark_blocks"] == 1 and "single tile" in report["spark_seconds"]
 
 
 def test_wrong_column_is_one_line(spark, tmp_path, capsys):
