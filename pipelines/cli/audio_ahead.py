@@ -81,7 +81,7 @@ def _shm_dir() -> str | None:
 
 
 def _n_cpus() -> int:
-    """CPUs this process may run on (as ``pipelines.update.shards.n_cpus``, without importing the engine)."""
+    """CPUs this process may run on (as ``pipelines.layers._blas.n_cpus``, without importing the layers)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 

@@ -10,7 +10,14 @@ runtime's one-BLAS-thread block sets them through the same controllers.
 
 from __future__ import annotations
 
+import os
+
 _LIBS: list = []
+
+
+def n_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, so ``taskset -c 0`` means one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def blas_libraries() -> list:

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import _kernels, _lstm_step, _rnn_gemm, _rnn_kernels
 from .activation import ACTIVATIONS
+from ._blas import n_cpus as _cores  # a module global, so tests can pretend a core count
 from .base import register_fast
 from .recurrent import GRU, BiDirectionalLSTM, SimpleRecurrent, UniDirectionalLSTM, _out, _sequence, _state
 
@@ -34,13 +35,6 @@ __all__ = ["FastUniDirectionalLSTM", "FastBiDirectionalLSTM", "FastGRU", "FastSi
 PARALLEL_MIN_WORK = 4_000_000
 _HELPER: list = []
 _HELPER_LOCK = threading.Lock()
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def _spare_core() -> bool:

@@ -10,7 +10,6 @@ inference by ``fuse_layers``. See the package docstring for the tensor layout.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,7 @@ import numpy as np
 
 from ...spec.errors import PippinError, SpecError
 from ..errors import PipelineError
+from ._blas import n_cpus
 from .base import LAYERS, OVERRIDES, Layer, LayerContext, check_arity
 
 __all__ = ["uses_exact_shapes", "build_layers", "fuse_layers", "array_to_blob", "run_layers", "layer_where", "splittable",
@@ -278,10 +278,7 @@ def splittable(layers: Sequence[Layer]) -> bool:
 
 
 def _workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+    return max(1, n_cpus())
 
 
 def _pool():

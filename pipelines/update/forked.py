@@ -21,7 +21,7 @@ import traceback
 
 from ..errors import PipelineError
 from .procs import can_fork
-from .shards import n_cpus
+from ..layers._blas import n_cpus
 
 __all__ = ["ForkedCall", "start"]
 

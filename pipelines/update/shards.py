@@ -31,12 +31,12 @@ Only networks whose layers act on each example alone are sharded (the kinds in
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ..errors import PipelineError
+from ..layers._blas import n_cpus
 from . import kernels
 
 __all__ = ["SHARD_SIZE", "MIN_PARALLEL_ELEMENTS", "PER_EXAMPLE", "ShardRunner", "n_cpus", "resolve_workers",
@@ -50,11 +50,6 @@ MIN_PARALLEL_ELEMENTS = 200_000
 #: layer kinds that compute each example from that example alone (rank-5 mapping)
 PER_EXAMPLE = frozenset({"convolution", "innerProduct", "batchnorm", "activation", "pooling", "concat", "flatten",
                          "softmax", "add", "multiply", "unary", "bias", "scale"})
-
-
-def n_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, so ``taskset -c 0`` means one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def resolve_workers(n_jobs: int | None) -> int:
