@@ -11,7 +11,8 @@ min-heaps of ``top_k``.
   does half the product's work. Its memory is one heap per item and thread
   (``n_threads * n_items * top_k`` entries), which the caller bounds.
 - ``topk_block`` accumulates every item's row on its own, a block of items at a time:
-  twice the work, but memory set by the block, whatever the catalogue.
+  twice the work, but memory set by the block, whatever the catalogue. Long rows go
+  through a threshold pass before the heap (``row_select``).
 
 Written by hand because no maintained library computes *transformed* top-k
 products (Jaccard needs the raw co-count and both item counts before ranking);
@@ -25,6 +26,8 @@ import numpy as np
 from numba import njit, prange
 
 from ..pipelines.runtime.topk_heap import heap_push, heap_sort_desc, worse
+from .layout import relabel_transpose, rows_to_item_order  # noqa: F401  (kernels.* names kept)
+from .row_select import offer_selected, use_selection
 
 # How an accumulated value ``c`` (the weighted co-occurrence of items i and j)
 # becomes a similarity; ``sa``/``sb`` are per-item statistics chosen by the caller.
@@ -38,6 +41,10 @@ MODE_PHI = 2  # (c / n - sa[i] sa[j]) / (sb[i] sb[j])  (sa = item frequency, sb 
 WALK_ALL = 0
 WALK_AFTER = 1
 WALK_BEFORE = 2
+# WALK_BEFORE without ``col_pos``: the row is walked from its start until it reaches ``i`` (its items
+# are sorted), so the symmetric fit needs no offsets array for it (2 bytes per interaction: 36 MB at
+# 20M interactions; the accumulated pairs, their order and the table are the same).
+WALK_UNTIL = 3
 
 
 @njit(inline="always")
@@ -45,7 +52,7 @@ def _accumulate(i, col_ptr, col_users, col_vals, col_pos, row_ptr, row_items, ro
                 acc, seen, touched):
     """Add ``a[u, i] * b[u, j]`` into ``acc[j]`` over the users ``u`` of ``i``; list each new ``j``
     in ``touched`` and return how many. ``col_pos`` (the CSC entry's offset in its user's CSR row)
-    is read only when ``side`` is not WALK_ALL."""
+    is read only on the sides WALK_AFTER and WALK_BEFORE."""
     n_touched = 0
     # unsigned positions: numba emits no negative-index wraparound code for them (5-15% less CPU time,
     # same results: measured 3M even, 5k and 27k items, cosine and jaccard)
@@ -55,8 +62,14 @@ def _accumulate(i, col_ptr, col_users, col_vals, col_pos, row_ptr, row_items, ro
             lo, hi = np.uintp(row_ptr[u]), np.uintp(row_ptr[u + 1])
         elif side == WALK_AFTER:
             lo, hi = np.uintp(row_ptr[u]) + np.uintp(col_pos[p]) + np.uintp(1), np.uintp(row_ptr[u + 1])
-        else:
+        elif side == WALK_BEFORE:
             lo, hi = np.uintp(row_ptr[u]), np.uintp(row_ptr[u]) + np.uintp(col_pos[p])
+        else:
+            lo, hi = np.uintp(0), np.uintp(0)
+        if side == WALK_UNTIL:
+            n_touched = _accumulate_until(i, u, _a_val(col_vals, p, unweighted), row_ptr, row_items, row_vals,
+                                          unweighted, acc, seen, touched, n_touched)
+            continue
         if unweighted:  # 0/1 data: count without streaming the values; a 0 count marks "untouched"
             for q in range(lo, hi):
                 j = np.uintp(row_items[q])
@@ -71,6 +84,37 @@ def _accumulate(i, col_ptr, col_users, col_vals, col_pos, row_ptr, row_items, ro
                 n_touched += 1 - seen[j]
                 seen[j] = 1
                 acc[j] += a * row_vals[q]
+    return n_touched
+
+
+@njit(inline="always")
+def _a_val(col_vals, p, unweighted):
+    """CSC entry ``p``'s value (0/1 data stores none: 1)."""
+    return np.float32(1) if unweighted else col_vals[p]
+
+
+@njit(inline="always")
+def _accumulate_until(i, u, a, row_ptr, row_items, row_vals, unweighted, acc, seen, touched, n_touched):
+    """``_accumulate``'s step for one user ``u`` of ``i`` on the side WALK_UNTIL: ``u``'s items below ``i``."""
+    lo, hi = np.uintp(row_ptr[u]), np.uintp(row_ptr[u + 1])
+    ii = np.uintp(i)
+    if unweighted:
+        for q in range(lo, hi):
+            j = np.uintp(row_items[q])
+            if j >= ii:
+                break
+            touched[n_touched] = j
+            n_touched += acc[j] == 0
+            acc[j] += 1
+    else:
+        for q in range(lo, hi):
+            j = np.uintp(row_items[q])
+            if j >= ii:
+                break
+            touched[n_touched] = j
+            n_touched += 1 - seen[j]
+            seen[j] = 1
+            acc[j] += a * row_vals[q]
     return n_touched
 
 
@@ -93,7 +137,9 @@ def topk_block(items, col_ptr, col_users, col_vals, row_ptr, row_items, row_vals
     (user -> items, values ``b``) of the interaction matrix; with ``unweighted``
     every value is 1 and is not read. Neighbours are reported (and ties broken) by
     ``label[j]``; the diagonal is skipped, similarities below ``threshold`` are
-    dropped, rows come out best first.
+    dropped, rows come out best first. Rows touching at least max(256, 4 * top_k) partners
+    offer the heap only what can make their top ``top_k`` (``row_select.offer_selected``:
+    the same neighbours, bit for bit).
     """
     n_items = sa.shape[0]
     n_rows = items.shape[0]
@@ -104,12 +150,26 @@ def topk_block(items, col_ptr, col_users, col_vals, row_ptr, row_items, row_vals
         seen = np.zeros(n_items, dtype=np.uint8)
         hv = np.empty(top_k, dtype=np.float64)
         hj = np.empty(top_k, dtype=np.int32)
+        values = np.empty(n_items + 33, dtype=np.float64)  # row_select's buffers
+        blocks = np.empty(n_items + 33, dtype=np.float64)
+        scratch = np.empty(n_items + 33, dtype=np.float64)
         for r in range(chunk, n_rows, n_chunks):  # interleaved rows balance popular items
             i = items[r]
             # WALK_ALL never reads col_pos, so col_users stands in for it
             n_touched = _accumulate(i, col_ptr, col_users, col_vals, col_users, row_ptr, row_items, row_vals,
                                     unweighted, WALK_ALL, acc, seen, touched)
             size = 0
+            if use_selection(n_touched, top_k, threshold):  # long rows: a threshold pass before the heap
+                for t in range(n_touched):
+                    j = touched[t]
+                    c = acc[j]
+                    acc[j] = 0
+                    if not unweighted:
+                        seen[j] = 0
+                    s = _similarity(mode, c, i, j, sa, sb, n_users)
+                    values[t] = s if (s >= threshold and j != i) else -np.inf  # NaN fails s >= threshold
+                size = offer_selected(values, blocks, scratch, n_touched, touched, label, hv, hj, top_k)
+                n_touched = 0  # done: skip the plain loop
             for t in range(n_touched):
                 j = touched[t]
                 c = acc[j]
@@ -153,13 +213,16 @@ def topk_symmetric(start, stop, col_ptr, col_users, col_pos, col_vals, row_ptr, 
     co-occurrence is accumulated once, from its lower-ranked item, and offered to both
     rows: half the product's work of ``topk_block``. ``col_pos[p]`` is where CSC entry
     ``p`` (item ``i``, user ``u``) sits in ``u``'s CSR row (offset from its start), whose items are sorted, so
-    the walk starts right after ``i``. Thread part ``t`` owns heaps ``heap_*[t]``
+    the walk starts right after ``i`` (with ``partners_before``, the row's items before ``i``: an empty
+    ``col_pos`` walks each row from its start until ``i``). Thread part ``t`` owns heaps ``heap_*[t]``
     [shape=(n_parts, n_items, top_k)]; ``merge_heaps`` combines them.
     """
     n_items = sa.shape[0]
     n_parts = heap_v.shape[0]
     top_k = heap_v.shape[2]
-    side = WALK_BEFORE if partners_before else WALK_AFTER
+    side = WALK_AFTER
+    if partners_before:  # without offsets (an empty col_pos), walk each row until i
+        side = WALK_BEFORE if col_pos.shape[0] else WALK_UNTIL
     for part in prange(n_parts):
         acc = np.zeros(n_items, dtype=col_vals.dtype)
         touched = np.empty(n_items + 1, dtype=np.int32)  # + 1: the branch-free write
@@ -281,85 +344,3 @@ def topk_abs_rows(B, k, threshold, out_j, out_v, out_n):
             out_j[i, t] = cols[order[t]]
             out_v[i, t] = vals[order[t]]
         out_n[i] = size
-
-
-
-@njit(nogil=True, cache=True)
-def relabel_transpose(indptr, indices, data, rank, n_cols, csc_ptr, csc_rows, csc_vals, csc_pos, csr_indices,
-                      csr_vals, with_values=True, with_positions=True):
-    """A CSR ``(indptr, indices, data)`` with column ``j`` renamed ``rank[j]``, in both layouts, by
-    two counting sorts (no comparison sort): ``csc_*`` [ptr shape=(n_cols + 1,)] its CSC (rows
-    ascending in each column), ``csr_*`` its CSR (sharing ``indptr``, columns ascending in each
-    row; stable for repeated entries), and ``csc_pos[d]`` CSC entry ``d``'s offset in its CSR row.
-    Values are cast to ``csr_vals``'s dtype (not read or written without ``with_values``: 0/1
-    data, whose values the walks never read). Replaces the fit's relabel, sort and transposes."""
-    n_rows = indptr.shape[0] - 1
-    csc_ptr[:] = 0
-    for e in range(np.uintp(indices.shape[0])):  # unsigned positions: no wraparound code
-        csc_ptr[np.uintp(rank[np.uintp(indices[e])] + 1)] += 1
-    for c in range(n_cols):
-        csc_ptr[c + 1] += csc_ptr[c]
-    fill = csc_ptr[:-1].copy()
-    for r in range(n_rows):  # rows ascending: each column's rows come out sorted
-        for e in range(np.uintp(indptr[r]), np.uintp(indptr[r + 1])):
-            c = np.uintp(rank[np.uintp(indices[e])])
-            d = np.uintp(fill[c])
-            csc_rows[d] = r
-            if with_values:
-                csc_vals[d] = data[e]
-            fill[c] = d + 1
-    row_fill = indptr[:-1].copy()
-    for c in range(n_cols):  # columns ascending: each row's columns come out sorted
-        for d in range(np.uintp(csc_ptr[c]), np.uintp(csc_ptr[c + 1])):
-            r = np.uintp(csc_rows[d])
-            e = np.uintp(row_fill[r])
-            csr_indices[e] = c
-            if with_values:
-                csr_vals[e] = csc_vals[d]
-            if with_positions:  # only the symmetric walk reads them
-                csc_pos[d] = e - np.uintp(indptr[r])  # offset in the row: fits uint16 for rows up to 65,536
-            row_fill[r] = e + 1
-
-
-@njit(nogil=True, cache=True)
-def rows_to_item_order(out_j, out_v, out_n, dest):
-    """Move row ``r`` of the top-k buffers ``out_j``/``out_v`` [shape=(n, k)] and ``out_n``
-    [shape=(n,)] to row ``dest[r]`` (a permutation), in place by following its cycles, then
-    pack the filled entries of every row to the front of the flattened buffers, in row order;
-    returns their count. No second copy of the table (a fancy-indexed CSR needs two)."""
-    n, k = out_j.shape
-    done = np.zeros(n, dtype=np.bool_)
-    carry_j = np.empty(k, dtype=out_j.dtype)
-    carry_v = np.empty(k, dtype=out_v.dtype)
-    for start in range(n):
-        if done[start]:
-            continue
-        done[start] = True
-        pos = dest[start]
-        if pos == start:
-            continue
-        carry_j[:] = out_j[start]
-        carry_v[:] = out_v[start]
-        carry_n = out_n[start]
-        while True:  # put the carried row at pos, pick up the row that was there
-            for t in range(k):
-                out_j[pos, t], carry_j[t] = carry_j[t], out_j[pos, t]
-                out_v[pos, t], carry_v[t] = carry_v[t], out_v[pos, t]
-            out_n[pos], carry_n = carry_n, out_n[pos]
-            done[pos] = True
-            pos = dest[pos]
-            if pos == start:
-                break
-        out_j[start] = carry_j
-        out_v[start] = carry_v
-        out_n[start] = carry_n
-    flat_j = out_j.reshape(n * k)
-    flat_v = out_v.reshape(n * k)
-    w = 0
-    for r in range(n):  # forward packing: w <= r * k, so no entry is overwritten before it moves
-        base = r * k
-        for t in range(out_n[r]):
-            flat_j[w + t] = flat_j[base + t]
-            flat_v[w + t] = flat_v[base + t]
-        w += out_n[r]
-    return w

@@ -243,8 +243,11 @@ def item_similarity(X: sp.csr_matrix, *, similarity: str = "jaccard", top_k: int
     symmetric = weighting.mode != kernels.MODE_DOT or np.array_equal(sa, sb)
     symmetric = symmetric and n_parts * n_items * k * _HEAP_ENTRY_BYTES <= _SYMMETRIC_BUDGET
     # float32, columns by rank, rows sorted; its CSC and (for the symmetric walk only: 20M interactions,
-    # 100k items, jaccard: 75 MB) each CSC entry's offset in its CSR row
-    W, Wc, col_pos = _relabelled(source, rank, values=not unweighted, positions=symmetric)
+    # 100k items, jaccard: 75 MB) each CSC entry's offset in its CSR row. Walks over partners before the
+    # item need no offsets (each row is walked until the item: same speed, measured 3M and 20M log-normal
+    # 5k jaccard, 3M bm25 and lift), which keeps 2 bytes per interaction off the fit's peak
+    W, Wc, col_pos = _relabelled(source, rank, values=not unweighted,
+                                 positions=symmetric and not weighting.partners_before)
     del source
     if symmetric and _SYMMETRIC_MIN_REPEATS > 0:
         symmetric = _pair_repeats(W, Wc) >= _SYMMETRIC_MIN_REPEATS
