@@ -31,8 +31,14 @@ memory) are refused; ``neighbours=m`` switches to the sparse approximation in
 ``ease_sparse``.
 
 Popularity discount (``beta``, the model's ``popularity_exponent``): column ``j`` of ``B`` is
-multiplied by ``pop_j ** -beta`` before the top-k (``popularity_scale``); the model's default
-0.15 was chosen on validation splits of MovieLens 100K's training parts
+multiplied by ``pop_j ** -beta`` before the top-k (``popularity_scale``), and row ``i`` (the evidence
+that having item ``i`` in a history gives) by ``pop_i ** -delta`` (the model's
+``history_popularity_exponent``; a positive factor per row, so it does not change which weights a row
+keeps, only how much a popular history item counts). User weighting (``alpha``,
+the model's ``user_weight_exponent``): the Gram matrix is ``Xᵀ D X`` with ``D_uu ∝ n_u ** -alpha``
+(``user_weighted``), so very active users weigh less in the regressions. Penalty: ``l2=None`` is
+``L2_SCALE`` times the mean diagonal of that Gram matrix (``default_l2``), so it scales with the data.
+The model's defaults were chosen on validation splits of MovieLens 100K's training parts
 (``benchmarks/bench_ease_movielens.py``).
 """
 
@@ -48,13 +54,15 @@ from scipy.linalg import lapack
 from . import kernels
 from .errors import RecommendError
 
-__all__ = ["L2_GRID", "fit_ease", "ease_dense", "select_l2", "topk_by_magnitude",
-           "dense_bytes", "popularity_scale"]
+__all__ = ["L2_GRID", "L2_SCALE", "fit_ease", "ease_dense", "select_l2", "topk_by_magnitude",
+           "dense_bytes", "popularity_scale", "user_weighted", "default_l2"]
 
 logger = logging.getLogger(__name__)
 
 # l2="auto" tries every value (each one a Cholesky inverse of the training part's Gram matrix)
 L2_GRID = (10.0, 25.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0)
+# l2=None: λ = L2_SCALE x the Gram matrix's mean diagonal (binary data: the mean number of users per item)
+L2_SCALE = 20.0
 _FLOAT64_MAX_ITEMS = 4096
 _ROW_BLOCK_ENTRIES = 1 << 24  # rows x n_items values ranked at once when picking top-k
 _HEAP_MAX_K = 4096  # top_k up to this: compiled per-row heaps (measured 8k items, top 256: see topk_by_magnitude)
@@ -101,6 +109,31 @@ def popularity_scale(X: sp.csr_matrix, beta: float) -> np.ndarray | None:
         return None
     pop = np.maximum(np.diff(sp.csc_matrix(X).indptr), 1).astype(np.float64)
     return pop ** -float(beta)
+
+
+def user_weighted(X: sp.csr_matrix, alpha: float) -> sp.csr_matrix:
+    """``X`` [shape=(n_users, n_items)] with row ``u`` multiplied by ``sqrt(w_u)``, ``w_u = n_u ** -alpha``
+    (``n_u``: the user's number of interactions), the ``w_u`` rescaled so that ``sum_u w_u n_u = nnz(X)``;
+    ``X`` itself when ``alpha == 0``.
+
+    Its Gram matrix is ``Xᵀ D X`` with ``D = diag(w)``: the ridge regressions behind EASE's weights become
+    weighted least squares in which each very active user counts less (``alpha = 1``: every user's
+    squared error summed over items counts about the same). The rescaling keeps ``trace(XᵀDX)`` equal to
+    ``trace(XᵀX)`` on 0/1 data, so a penalty ``l2`` means the same with or without weighting.
+    """
+    if not alpha:
+        return X
+    X = sp.csr_matrix(X, dtype=np.float64)
+    n_u = np.diff(X.indptr)
+    w = np.maximum(n_u, 1).astype(np.float64) ** -float(alpha)
+    w *= X.nnz / max(float((w * n_u).sum()), 1e-300)
+    return sp.csr_matrix((X.data * np.repeat(np.sqrt(w), n_u), X.indices, X.indptr), shape=X.shape)
+
+
+def default_l2(diagonal: np.ndarray) -> float:
+    """``l2=None``: ``L2_SCALE`` times the mean of the Gram matrix's diagonal [shape=(n_items,)] (0/1 data:
+    the mean number of users per item), so the penalty grows with the data as the Gram matrix does."""
+    return float(L2_SCALE * max(float(np.mean(diagonal)), 1e-12))
 
 
 def gram(X: sp.csr_matrix, dtype) -> np.ndarray:
@@ -201,29 +234,34 @@ def _split(X: sp.csr_matrix, fraction: float, seed: int) -> tuple[sp.csr_matrix,
     return make(~held), make(held)
 
 
-def _scaled(B: np.ndarray, scale) -> np.ndarray:
-    """``B`` with column ``j`` multiplied by ``scale[j]``, in place (``scale`` None: unchanged)."""
+def _scaled(B: np.ndarray, scale, row_scale=None) -> np.ndarray:
+    """``B`` with column ``j`` multiplied by ``scale[j]`` and row ``i`` by ``row_scale[i]``, in place
+    (None: unchanged)."""
     if scale is not None:
         B *= scale.astype(B.dtype)[np.newaxis, :]
+    if row_scale is not None:
+        B *= row_scale.astype(B.dtype)[:, np.newaxis]
     return B
 
 
-def _dense_tables(train: sp.csr_matrix, grid, top_k, threshold, beta=0.0):
-    G = gram(train, _dtype(train.shape[1]))
-    scale = popularity_scale(train, beta)
+def _dense_tables(train: sp.csr_matrix, grid, top_k, threshold, beta=0.0, alpha=0.0, delta=0.0):
+    G = gram(user_weighted(train, alpha), _dtype(train.shape[1]))
+    scale, row_scale = popularity_scale(train, beta), popularity_scale(train, delta)
     for l2 in grid:
-        yield float(l2), topk_by_magnitude(_scaled(ease_dense(G, float(l2)), scale), top_k, threshold)
+        yield float(l2), topk_by_magnitude(_scaled(ease_dense(G, float(l2)), scale, row_scale), top_k, threshold)
 
 
 def select_l2(X: sp.csr_matrix, *, grid=L2_GRID, top_k: int | None, threshold: float,
-              k: int = 10, tables=None, beta: float = 0.0) -> tuple[float, dict]:
+              k: int = 10, tables=None, beta: float = 0.0, alpha: float = 0.0,
+              delta: float = 0.0) -> tuple[float, dict]:
     """``l2="auto"``: the grid value with the best precision@``k`` on a validation split.
 
     Each user's interactions are split at random (seed 0): 20% held out, the rest is
     ``X_train``; every ``l2`` of ``grid`` is fitted on ``X_train`` by ``tables(X_train, grid,
-    top_k, threshold, beta)`` (a generator of ``(l2, table)``; default: the exact fit), with the same
-    ``top_k``/``threshold``/popularity exponent ``beta`` as the final model, and scored on up to 20,000 users with
-    held-out items (their training items excluded). Ties go to the smaller ``l2``.
+    top_k, threshold, beta, alpha, delta)`` (a generator of ``(l2, table)``; default: the exact fit), with the
+    same ``top_k``/``threshold``/popularity exponents ``beta`` and ``delta``/user weight exponent ``alpha`` as
+    the final model, and scored on up to 20,000 users with held-out items (their training items
+    excluded). Ties go to the smaller ``l2``.
 
     Returns
     -------
@@ -242,7 +280,7 @@ def select_l2(X: sp.csr_matrix, *, grid=L2_GRID, top_k: int | None, threshold: f
         users = np.sort(np.random.default_rng(_AUTO_SEED).choice(users, _AUTO_MAX_USERS, replace=False))
     hist, truth = train[users], held[users]
     scores = {}
-    for l2, S in (tables or _dense_tables)(train, grid, top_k, threshold, beta):
+    for l2, S in (tables or _dense_tables)(train, grid, top_k, threshold, beta, alpha, delta):
         ids, _ = recommend_topk(hist, S, np.zeros(X.shape[1]), k=k, exclude=hist)
         scores[float(l2)] = precision_at_k(ids, truth, k)
         logger.info("ease l2=%g: validation precision@%d %.4f", l2, k, scores[float(l2)])
@@ -251,9 +289,11 @@ def select_l2(X: sp.csr_matrix, *, grid=L2_GRID, top_k: int | None, threshold: f
 
 
 def fit_ease(X: sp.csr_matrix, *, l2, top_k: int | None, threshold: float,
-             beta: float = 0.0) -> tuple[sp.csr_matrix, float, dict]:
-    """Exact EASE table of ``X`` [shape=(n_users, n_items)], column ``j`` scaled by
-    ``popularity_scale(X, beta)[j]`` before each row's ``top_k`` are picked.
+             beta: float = 0.0, alpha: float = 0.0, delta: float = 0.0) -> tuple[sp.csr_matrix, float, dict]:
+    """Exact EASE table of ``X`` [shape=(n_users, n_items)], fitted on ``user_weighted(X, alpha)``'s Gram
+    matrix, column ``j`` scaled by ``popularity_scale(X, beta)[j]`` and row ``i`` by
+    ``popularity_scale(X, delta)[i]`` before each row's ``top_k`` are picked.
+    ``l2``: a number, ``"auto"`` (``select_l2``) or ``None`` (``default_l2`` of the Gram matrix).
 
     Returns
     -------
@@ -268,9 +308,11 @@ def fit_ease(X: sp.csr_matrix, *, l2, top_k: int | None, threshold: float,
     check_fits(n_items)
     scores = {}
     if isinstance(l2, str):
-        l2, scores = select_l2(X, top_k=top_k, threshold=threshold, beta=beta)
-    G = gram(X, _dtype(n_items))
-    B = _scaled(ease_dense(G, float(l2), overwrite=True), popularity_scale(X, beta))
+        l2, scores = select_l2(X, top_k=top_k, threshold=threshold, beta=beta, alpha=alpha, delta=delta)
+    G = gram(user_weighted(X, alpha), _dtype(n_items))
+    if l2 is None:
+        l2 = default_l2(G.diagonal())
+    B = _scaled(ease_dense(G, float(l2), overwrite=True), popularity_scale(X, beta), popularity_scale(X, delta))
     S = topk_by_magnitude(B, top_k, threshold)
     del G, B
     logger.info("ease: %d items, l2=%g, %d weights kept", n_items, l2, S.nnz)

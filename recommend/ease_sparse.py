@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
 
-from .ease import popularity_scale, select_l2
+from .ease import default_l2, popularity_scale, select_l2, user_weighted
 from .similarity import item_similarity
 
 __all__ = ["fit_ease_sparse", "sparse_gram"]
@@ -38,8 +38,9 @@ __all__ = ["fit_ease_sparse", "sparse_gram"]
 logger = logging.getLogger(__name__)
 
 
-def sparse_gram(X: sp.csr_matrix, m: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """``G = XᵀX`` over co-occurring pairs and each item's ``m`` top co-occurring items.
+def sparse_gram(X: sp.csr_matrix, m: int, alpha: float = 0.0) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """``G = Xᵀ D X`` (``ease.user_weighted(X, alpha)``'s Gram matrix) over co-occurring pairs and each
+    item's ``m`` top co-occurring items (by unweighted counts).
 
     Returns
     -------
@@ -50,7 +51,8 @@ def sparse_gram(X: sp.csr_matrix, m: int) -> tuple[sp.csr_matrix, sp.csr_matrix]
         lower item: ``item_similarity(..., similarity="cooccurrence")``).
     """
     X = sp.csr_matrix(X, dtype=np.float64)
-    G = sp.csr_matrix(X.T.tocsr() @ X)
+    Xw = user_weighted(X, alpha)
+    G = sp.csr_matrix(Xw.T.tocsr() @ Xw)
     G.sort_indices()
     T, _ = item_similarity(X, similarity="cooccurrence", top_k=m, threshold=0.0)
     T = sp.csr_matrix(T)
@@ -112,8 +114,9 @@ def _solve_columns(t_ptr, t_idx, g_ptr, g_idx, g_val, l2, out):
             out[lo:hi] = rhs
 
 
-def _table(X: sp.csr_matrix, m: int, l2: float, top_k, threshold, grams=None, beta=0.0) -> sp.csr_matrix:
-    G, T = grams if grams is not None else sparse_gram(X, m)
+def _table(X: sp.csr_matrix, m: int, l2: float, top_k, threshold, grams=None, beta=0.0,
+           alpha=0.0, delta=0.0) -> sp.csr_matrix:
+    G, T = grams if grams is not None else sparse_gram(X, m, alpha)
     w = np.empty(T.nnz)
     from threadpoolctl import threadpool_limits
 
@@ -128,6 +131,9 @@ def _table(X: sp.csr_matrix, m: int, l2: float, top_k, threshold, grams=None, be
     scale = popularity_scale(X, beta)
     if scale is not None:
         w *= scale[cols]
+    row_scale = popularity_scale(X, delta)
+    if row_scale is not None:
+        w *= row_scale[T.indices]
     B = sp.csr_matrix((w, (T.indices, cols)), shape=(n, n))
     return _topk_rows(B, top_k, threshold)
 
@@ -157,19 +163,26 @@ def _topk_rows(B: sp.csr_matrix, top_k, threshold) -> sp.csr_matrix:
 
 
 def fit_ease_sparse(X: sp.csr_matrix, *, l2, neighbours: int, top_k: int | None,
-                    threshold: float, beta: float = 0.0) -> tuple[sp.csr_matrix, float, dict]:
-    """The approximate EASE table of ``X`` [shape=(n_users, n_items)] (columns scaled by
-    ``ease.popularity_scale(X, beta)``); same returns as ``ease.fit_ease``."""
+                    threshold: float, beta: float = 0.0, alpha: float = 0.0,
+                    delta: float = 0.0) -> tuple[sp.csr_matrix, float, dict]:
+    """The approximate EASE table of ``X`` [shape=(n_users, n_items)] (Gram matrix of
+    ``ease.user_weighted(X, alpha)``, columns scaled by ``ease.popularity_scale(X, beta)``, rows by
+    ``ease.popularity_scale(X, delta)``); ``l2`` as in
+    ``ease.fit_ease`` (``None``: ``ease.default_l2`` of the Gram matrix's diagonal); same returns."""
     X = sp.csr_matrix(X, dtype=np.float64)
     m = min(int(neighbours), max(X.shape[1] - 1, 1))
     scores = {}
     if isinstance(l2, str):
-        def tables(train, grid, top_k, threshold, beta):
-            grams = sparse_gram(train, m)
+        def tables(train, grid, top_k, threshold, beta, alpha, delta):
+            grams = sparse_gram(train, m, alpha)
             for value in grid:
-                yield float(value), _table(train, m, value, top_k, threshold, grams, beta)
+                yield float(value), _table(train, m, value, top_k, threshold, grams, beta, delta=delta)
 
-        l2, scores = select_l2(X, top_k=top_k, threshold=threshold, tables=tables, beta=beta)
-    S = _table(X, m, float(l2), top_k, threshold, beta=beta)
+        l2, scores = select_l2(X, top_k=top_k, threshold=threshold, tables=tables, beta=beta, alpha=alpha,
+                               delta=delta)
+    grams = sparse_gram(X, m, alpha)
+    if l2 is None:
+        l2 = default_l2(grams[0].diagonal())
+    S = _table(X, m, float(l2), top_k, threshold, grams, beta=beta, delta=delta)
     logger.info("ease (sparse, %d neighbours): %d items, l2=%g, %d weights kept", m, X.shape[1], l2, S.nnz)
     return S, float(l2), scores

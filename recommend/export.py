@@ -90,6 +90,8 @@ def build_spec(model, *, short_description: str | None = None) -> Model:
     if getattr(model, "l2_", None) is not None:  # similarity="ease": the ridge penalty used
         desc.metadata.userDefined["l2"] = repr(float(model.l2_))
         desc.metadata.userDefined["popularity_exponent"] = repr(float(model.popularity_exponent))
+        for name in ("user_weight_exponent", "history_popularity_exponent"):
+            desc.metadata.userDefined[name] = repr(float(getattr(model, name, 0.0)))
     columns = getattr(model, "columns_", None) or {}
     for role in ("user", "item", "rating"):
         if columns.get(role) is not None or role == "rating":

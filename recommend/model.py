@@ -48,9 +48,11 @@ class ItemSimilarityRecommender(ParamsMixin):
         largest weights by magnitude.
     threshold : float
         Similarities below it are dropped (for ``ease``: weights whose magnitude is below it).
-    l2 : float > 0 or "auto"
+    l2 : float > 0, "auto" or None
         ``ease`` only: the ridge penalty λ; ``"auto"`` picks it from ``ease.L2_GRID`` on a
-        validation split of the training data (``ease.select_l2``).
+        validation split of the training data (``ease.select_l2``); ``None`` (default) is
+        ``ease.L2_SCALE`` times the mean diagonal of the (user-weighted) Gram matrix, for 0/1 data
+        the mean number of users per item (``ease.default_l2``), so it grows with the data.
     neighbours : int > 0 or None
         ``ease`` only: ``None`` solves the exact dense problem; ``m`` solves each item's
         weights over its ``m`` top co-occurring items only (``ease_sparse``), for
@@ -58,8 +60,17 @@ class ItemSimilarityRecommender(ParamsMixin):
     popularity_exponent : float >= 0
         ``ease`` only: column ``j`` of the weights is divided by ``pop_j ** popularity_exponent``
         (``pop_j``: training users of item ``j``), which discounts popular items' scores
-        (``ease.popularity_scale``). The default 0.15 and ``l2=500`` were chosen on validation
-        splits of MovieLens 100K's training data; 0 is plain EASE.
+        (``ease.popularity_scale``); 0 is plain EASE.
+    history_popularity_exponent : float >= 0
+        ``ease`` only: row ``i`` of the weights (what having item ``i`` in a history adds to
+        every score) is divided by ``pop_i ** history_popularity_exponent``, so popular history
+        items count less; 0 is plain EASE.
+    user_weight_exponent : float >= 0
+        ``ease`` only: the regressions are weighted by user, ``w_u ∝ n_u ** -user_weight_exponent``
+        (``n_u``: the user's interactions; Gram matrix ``Xᵀ diag(w) X``, ``ease.user_weighted``), so very
+        active users count less; 0 is plain EASE. The defaults of ``l2``, the two popularity
+        exponents and ``user_weight_exponent`` were chosen on validation splits of MovieLens
+        100K's training data (README, "MovieLens 100K quality").
     progress : bool
         Draw a progress bar while fitting.
 
@@ -84,8 +95,9 @@ class ItemSimilarityRecommender(ParamsMixin):
     _param_error = RecommendError
 
     def __init__(self, *, similarity: str = "jaccard", top_k: int | None = 64, threshold: float = 0.001,
-                 progress: bool = False, l2: float | str = 500.0, neighbours: int | None = None,
-                 popularity_exponent: float = 0.15):
+                 progress: bool = False, l2: float | str | None = None, neighbours: int | None = None,
+                 popularity_exponent: float = 0.15, user_weight_exponent: float = 0.25,
+                 history_popularity_exponent: float = 0.2):
         self.similarity = similarity
         self.top_k = top_k
         self.threshold = threshold
@@ -93,6 +105,8 @@ class ItemSimilarityRecommender(ParamsMixin):
         self.l2 = l2
         self.neighbours = neighbours
         self.popularity_exponent = popularity_exponent
+        self.user_weight_exponent = user_weight_exponent
+        self.history_popularity_exponent = history_popularity_exponent
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "similarity_"):
@@ -149,9 +163,9 @@ class ItemSimilarityRecommender(ParamsMixin):
         from .ease_sparse import fit_ease_sparse
 
         l2 = self.l2
-        if not (l2 == "auto" or (isinstance(l2, (int, float, np.number)) and not isinstance(l2, bool)
+        if not (l2 is None or l2 == "auto" or (isinstance(l2, (int, float, np.number)) and not isinstance(l2, bool)
                                  and np.isfinite(l2) and l2 > 0)):
-            raise RecommendError(f"l2={l2!r}; expected a positive number or 'auto'", where="l2")
+            raise RecommendError(f"l2={l2!r}; expected a positive number, 'auto' or None", where="l2")
         m = self.neighbours
         if m is not None and (not isinstance(m, (int, np.integer)) or isinstance(m, bool) or m < 1):
             raise RecommendError(f"neighbours={m!r}; expected a positive integer or None", where="neighbours")
@@ -159,13 +173,18 @@ class ItemSimilarityRecommender(ParamsMixin):
         if isinstance(beta, bool) or not isinstance(beta, (int, float, np.number)) or not 0 <= beta < np.inf:
             raise RecommendError(f"popularity_exponent={beta!r}; expected a number >= 0",
                                  where="popularity_exponent")
+        alpha, delta = self.user_weight_exponent, self.history_popularity_exponent
+        for name, value in (("user_weight_exponent", alpha), ("history_popularity_exponent", delta)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0 <= value < np.inf:
+                raise RecommendError(f"{name}={value!r}; expected a number >= 0", where=name)
         threshold = max(float(self.threshold), 0.0)
         if m is None:
             S, self.l2_, self.l2_scores_ = fit_ease(X, l2=l2, top_k=self.top_k, threshold=threshold,
-                                                    beta=float(beta))
+                                                    beta=float(beta), alpha=float(alpha), delta=float(delta))
         else:
             S, self.l2_, self.l2_scores_ = fit_ease_sparse(X, l2=l2, neighbours=int(m), top_k=self.top_k,
-                                                           threshold=threshold, beta=float(beta))
+                                                           threshold=threshold, beta=float(beta), alpha=float(alpha),
+                                                           delta=float(delta))
         return S, np.zeros(X.shape[1])
 
     # -- recommending --------------------------------------------------------

@@ -33,15 +33,21 @@ def add_parser(subparsers, parents):
     parser.add_argument("--rating-col", default=None, help="rating column (default: none, every interaction counts 1)")
     parser.add_argument("--similarity", default="jaccard", choices=sorted([*SIMILARITIES, "ease"]),
                         help="similarity (default: jaccard); 'ease' learns item-item weights (Steck 2019)")
-    parser.add_argument("--l2", default="500", metavar="L",
+    parser.add_argument("--l2", default=None, metavar="L",
                         help="ease only: ridge penalty, a number > 0 or 'auto' (picked on a validation split; "
-                             "default: 500)")
+                             "default: 20 x the mean number of users per item)")
     parser.add_argument("--neighbours", type=int, default=None, metavar="M",
                         help="ease only: solve each item's weights over its M top co-occurring items "
                              "(sparse approximation for large catalogues; default: exact)")
     parser.add_argument("--popularity-exponent", type=float, default=0.15, metavar="BETA",
                         help="ease only: divide each item's scores by its number of users ** BETA, a number >= 0 "
                              "(default: 0.15; 0 is plain EASE)")
+    parser.add_argument("--user-weight-exponent", type=float, default=0.25, metavar="ALPHA",
+                        help="ease only: weight each user's rows by (their number of interactions) ** -ALPHA "
+                             "when fitting, a number >= 0 (default: 0.25; 0 is plain EASE)")
+    parser.add_argument("--history-popularity-exponent", type=float, default=0.2, metavar="DELTA",
+                        help="ease only: divide what each history item adds to the scores by its number of "
+                             "users ** DELTA, a number >= 0 (default: 0.2; 0 is plain EASE)")
     parser.add_argument("--top-k", default="64", metavar="N",
                         help="neighbours kept per item, or 'all' (default: 64)")
     parser.add_argument("--threshold", type=float, default=0.001,
@@ -91,7 +97,7 @@ def run(args) -> Result:
     if not args.threshold >= 0 or args.threshold == float("inf"):
         raise PippinError(f"--threshold {args.threshold:g}; expected a finite number >= 0 "
                           "(similarities below it are dropped)")
-    l2 = args.l2 if args.l2 == "auto" else _l2(args.l2)
+    l2 = args.l2 if args.l2 in (None, "auto") else _l2(args.l2)
     if args.similarity == "ease" and getattr(args, "engine", "local") == "spark":
         raise PippinError("--similarity ease runs on --engine local only", where="--engine")
     if getattr(args, "engine", "local") == "spark":
@@ -112,7 +118,9 @@ def run(args) -> Result:
     model = ItemSimilarityRecommender(similarity=args.similarity, top_k=top_k,
                                       threshold=args.threshold, progress=args.show_progress,
                                       l2=l2, neighbours=args.neighbours,
-                                      popularity_exponent=args.popularity_exponent)
+                                      popularity_exponent=args.popularity_exponent,
+                                      user_weight_exponent=args.user_weight_exponent,
+                                      history_popularity_exponent=args.history_popularity_exponent)
     model.fit(table, user=args.user_col, item=args.item_col, rating=args.rating_col)
     path = model.export(args.output)
     seconds = time.perf_counter() - start

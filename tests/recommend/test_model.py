@@ -36,7 +36,8 @@ def _reference_rank(S: np.ndarray, shift: np.ndarray, H: np.ndarray, k: int, exc
 def test_init_only_stores_and_fit_returns_self(table):
     model = ItemSimilarityRecommender(similarity="cosine", top_k=5, threshold=0.1)
     assert model.get_params() == {"similarity": "cosine", "top_k": 5, "threshold": 0.1, "progress": False,
-                                  "l2": 500.0, "neighbours": None, "popularity_exponent": 0.15}
+                                  "l2": None, "neighbours": None, "popularity_exponent": 0.15,
+                                  "user_weight_exponent": 0.25, "history_popularity_exponent": 0.2}
     assert not [name for name in vars(model) if name.endswith("_")]
     assert "similarity='cosine'" in repr(model)
     assert model.fit(table, user="user_id", item="item_id") is model
