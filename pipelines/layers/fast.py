@@ -11,6 +11,8 @@ its reference on random inputs.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from . import _kernels
@@ -21,9 +23,9 @@ from .control import Copy
 from .unary import Gelu
 from ._blas import blas_threads
 from ._conv_taps import conv_taps
-from . import _gelu_kernel, _winograd
+from . import _conv_train, _gelu_kernel, _global_pool, _winograd
 from .conv import Convolution, _im2col, _padded_nhwc, _w_matrix, conv2d_forward, padding_amounts
-from .pooling import MAX, Pooling
+from .pooling import AVERAGE, MAX, Pooling
 
 __all__ = ["FastActivation", "FastBatchnorm", "FastPooling", "FastConvolution", "FusedConvActivation",
            "FastGelu", "FastCopy", "conv_infer"]
@@ -102,11 +104,22 @@ class FastBatchnorm(Batchnorm):
 
 @register_fast("pooling")
 class FastPooling(Pooling):
-    """``pooling`` with 2x2/stride-2 max pooling (and its gradient) in one pass on channel-last buffers."""
+    """``pooling`` with 2x2/stride-2 max pooling (and its gradient) in one pass on channel-last buffers, and
+    global max and average pooling in training read along the channel-last rows, their gradients written
+    channel-last (the layout the batchnorm before them reads)."""
 
     def _run(self, x, *, train):
         x4 = self._to_4d(x)
         h, w = x4.shape[2:]
+        if train and self.is_global and self.type in (MAX, AVERAGE):
+            cl = _kernels.channel_last(x4)
+            if cl is not None:
+                rows = cl.reshape(x4.shape[0], h * w, x4.shape[1])
+                if self.type == MAX:
+                    y, idx = _global_pool.global_max_train(rows)
+                else:
+                    y, idx = rows.mean(axis=1, dtype=np.float32), None
+                return y.reshape(x.shape[:-2] + (1, 1)), (x4, ("global", idx), y, x.shape)
         if (not self.is_global and self.type == MAX and self.kernel == (2, 2) and self.stride == (2, 2)
                 and h % 2 == 0 and w % 2 == 0 and self._geo(h, w).pads == ((0, 0), (0, 0))):
             cl = _kernels.channel_last(x4)
@@ -121,6 +134,15 @@ class FastPooling(Pooling):
         if not isinstance(idx, tuple):
             return super().backward(cache, gy, need_input_grads=need_input_grads)
         n, c = x4.shape[:2]
+        if idx[0] == "global":
+            h, w = x4.shape[2:]
+            g = np.ascontiguousarray(gy, dtype=np.float32).reshape(n, c)
+            gx = np.empty((n, h * w, c), dtype=np.float32)
+            if idx[1] is None:  # average: every position gets g / (H W)
+                gx[:] = (g / np.float32(h * w))[:, None, :]
+            else:
+                _global_pool.global_max_grad(g, idx[1], gx)
+            return (gx.reshape(n, h, w, c).transpose(0, 3, 1, 2).reshape(x_shape),), {}
         g = gy.reshape((n, c) + gy.shape[-2:]).transpose(0, 2, 3, 1)
         gx = _kernels.maxpool2_grad(g, idx[1]).transpose(0, 3, 1, 2)
         return (gx.reshape(x_shape),), {}
@@ -271,6 +293,38 @@ class FastConvolution(Convolution):
         x = np.asarray(x, dtype=np.float32)
         y4 = conv_infer(self, self._to_4d(x), self.params["weights"], self.params.get("bias"))
         return (y4.reshape(x.shape[:-3] + y4.shape[1:]),)
+
+    def forward_train(self, x):
+        """Ungrouped convolutions other than 2-channel ones take ``_conv_train``'s routes."""
+        if self.deconv or self.groups != 1 or self.kernel_channels == 2:
+            return super().forward_train(x)
+        x = np.asarray(x, dtype=np.float32)
+        x4 = self._to_4d(x)
+        pads = padding_amounts(self.padding, self.padding_kind, x4.shape[2:], self._effective_kernel(), self.stride)
+        out_hw = _out_size(x4.shape[2:], pads, self.kernel, self.stride, self.dilation)
+        y4, xp = _conv_train.forward_train(x4, self.params["weights"], self.params.get("bias"), stride=self.stride,
+                                           dilation=self.dilation, pads=pads, out_hw=out_hw)
+        return (y4.reshape(x.shape[:-3] + y4.shape[1:]),), _PaddedInput(xp, x4.shape, pads, x.shape)
+
+    def backward(self, cache, gy, *, need_input_grads: bool = True):
+        if not isinstance(cache, _PaddedInput):
+            return super().backward(cache, gy, need_input_grads=need_input_grads)
+        gx, gw, gb = _conv_train.backward(gy.reshape((-1,) + gy.shape[-3:]), cache.xp, cache.x4_shape,
+                                          self.params["weights"], stride=self.stride, dilation=self.dilation,
+                                          pads=cache.pads, need_input_grads=need_input_grads)
+        grads = {"weights": gw}
+        if "bias" in self.params:
+            grads["bias"] = gb
+        return (None if gx is None else gx.reshape(cache.x_shape),), grads
+
+
+class _PaddedInput(NamedTuple):
+    """What ``FastConvolution.forward_train`` keeps for backward (``_conv_train.forward_train``'s ``kept``)."""
+
+    xp: np.ndarray
+    x4_shape: tuple
+    pads: tuple
+    x_shape: tuple
 
 
 def _clip_bounds(layer):

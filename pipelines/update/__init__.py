@@ -8,7 +8,8 @@
 - ``SGD``, ``Adam``: pure optimizer steps matching PyTorch's update equations.
 - Both trainers run data-parallel on every core (``n_jobs``): fixed shards of each
   mini-batch on one process per core (forked replicas, ``procs``), summed in shard order,
-  so the bytes do not depend on the core count; see ``shards``. ``forked`` runs
+  so the bytes do not depend on the core count; see ``shards`` (and ``fusion``, ``kernels``:
+  a batch-statistics batchnorm, its ReLU and a 2x2 max pooling run as one pass). ``forked`` runs
   independent small fits (cross-validation folds) in forked processes.
 - ``estimator.ParamsMixin``: scikit-learn's parameter conventions for the trainers.
 

@@ -32,12 +32,12 @@ Only networks whose layers act on each example alone are sharded (the kinds in
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
 from ..errors import PipelineError
 from ..layers._blas import n_cpus
 from . import kernels
+from .fusion import PooledKept, fused_pools, fused_relus
 
 __all__ = ["SHARD_SIZE", "MIN_PARALLEL_ELEMENTS", "PER_EXAMPLE", "ShardRunner", "n_cpus", "resolve_workers",
            "shard_bounds", "can_shard"]
@@ -86,22 +86,6 @@ def _nhwc(a4):
     return a4.transpose(0, 2, 3, 1)
 
 
-def _fused_relus(graph) -> dict:
-    """``{batchnorm name: ReLU layer}`` for each batchnorm read only by the ReLU right after it."""
-    readers = {}
-    for layer in graph.layers:
-        for b in layer.inputs:
-            readers.setdefault(b, []).append(layer)
-    out = {}
-    for bn, nxt in zip(graph.layers, graph.layers[1:]):
-        if (bn.kind == "batchnorm" and nxt.kind == "activation" and getattr(nxt, "which", None) == "ReLU"
-                and len(bn.outputs) == 1 and nxt.inputs == [bn.outputs[0]]
-                and readers.get(bn.outputs[0]) == [nxt] and nxt.name in graph.active_names
-                and bn.outputs[0] not in graph.loss_inputs):
-            out[bn.name] = nxt
-    return out
-
-
 class ShardRunner:
     """Forward and backward passes of a ``Graph`` over the shards of one mini-batch.
 
@@ -124,9 +108,12 @@ class ShardRunner:
         #: the layers a step runs (``Trainer.frozen_prefix`` narrows them to the trained ones)
         self.layers = graph.layers
         #: batchnorm -> the ReLU it feeds, run in the same pass while normalising with batch statistics
-        self.fused = _fused_relus(graph)
+        self.fused = fused_relus(graph)
+        #: batchnorm -> the 2x2 max pooling its fused ReLU feeds, run in the same pass (``kernels``)
+        self.pools = fused_pools(graph, self.fused)
         by_name = {layer.name: layer for layer in graph.layers}
         self._bn_of_relu = {relu.name: by_name[bn] for bn, relu in self.fused.items()}
+        self._bn_of_pool = {pool.name: by_name[bn] for bn, pool in self.pools.items()}
 
     def _map(self, fn, n: int, *, to_all: bool = True) -> list | None:
         """``[fn(0), ..., fn(n - 1)]``: every shard's result, whichever thread or process computed it."""
@@ -171,8 +158,9 @@ class ShardRunner:
                 pending = self._bn_statistics(layer, sums)
                 self._batch_stats[layer.name] = (pending[3], pending[4])
                 segment = []
-            elif not (pending is not None and not segment and self.fused.get(pending[0].name) is layer):
-                segment.append(layer)  # (a fused ReLU runs inside its batchnorm's pass)
+            elif not (pending is not None and not segment and (self.fused.get(pending[0].name) is layer
+                                                               or self.pools.get(pending[0].name) is layer)):
+                segment.append(layer)  # (a fused ReLU, and the pooling after it, run inside their batchnorm's pass)
         outs = self._map(lambda i: self._forward_task(i, segment, pending, values, caches, train, None, gather), n)
         if gather is not None:
             for v, out in zip(values, outs):
@@ -214,11 +202,26 @@ class ShardRunner:
         if relu is None:
             v[layer.outputs[0]] = layer._apply(x4, scale, shift).reshape(x.shape)
             return
+        pool = self.pools.get(layer.name)
+        if pool is not None and self._poolable(pool, x4):
+            pooled, idx, picked = kernels.bn_relu_pool_forward(_nhwc(x4), scale, shift)
+            p4 = pooled.transpose(0, 3, 1, 2)
+            v[pool.outputs[0]] = p4.reshape(x.shape[:-2] + p4.shape[-2:])
+            c[pool.name] = PooledKept(pooled, idx, picked)  # the ReLU output is never made: only the pooling read it
+            return
         y4 = kernels.bn_relu_forward(_nhwc(x4), scale, shift).transpose(0, 3, 1, 2)
         y = y4.reshape(x.shape)
         v[layer.outputs[0]] = y  # read by the ReLU alone, which this pass ran: a stand-in of the same shape
         v[relu.outputs[0]] = y
         c[relu.name] = y4
+        if pool is not None:  # a shape the fused pass does not take: the pooling runs as a layer
+            outs, c[pool.name] = pool.forward_train(y)
+            v[pool.outputs[0]] = outs[0]
+
+    @staticmethod
+    def _poolable(pool, x4) -> bool:
+        h, w = x4.shape[2:]
+        return h % 2 == 0 and w % 2 == 0 and pool._geo(h, w).pads == ((0, 0), (0, 0))
 
     @staticmethod
     def _bn_statistics(layer, sums):
@@ -251,7 +254,8 @@ class ShardRunner:
         pgrads = [{} for _ in range(n)]
         out = {}
         segment, pending = [], None
-        fused_relus = {r for r, bn in self._bn_of_relu.items() if getattr(bn, "batch_statistics", False)}
+        fused_relus = {r for r, bn in list(self._bn_of_relu.items()) + list(self._bn_of_pool.items())
+                       if getattr(bn, "batch_statistics", False)}
         for layer in reversed(g.active):
             if self._syncs(layer, True):
                 sums = self._map(lambda i: self._backward_task(i, segment, pending, values, caches, grads, pgrads,
@@ -259,7 +263,7 @@ class ShardRunner:
                 pending, out[layer.name] = self._bn_backward_coefficients(layer, self._batch_stats[layer.name], sums)
                 segment = []
             elif layer.name not in fused_relus:
-                segment.append(layer)  # (a fused ReLU's gradient is taken inside its batchnorm's passes)
+                segment.append(layer)  # (a fused ReLU's (and pooling's) gradient is taken inside its batchnorm's passes)
         final = self._map(lambda i: (self._backward_task(i, segment, pending, values, caches, grads, pgrads, None),
                                      pgrads[i])[1], n, to_all=False)
         if final is None:
@@ -271,6 +275,24 @@ class ShardRunner:
             if parts:
                 out[name] = {k: _ordered_sum([p[k] for p in parts]) for k in parts[0]}
         return out
+
+    def _pooled_grad(self, bn, gr, v, c):
+        """``(gradient of the fused pooling's output, its PooledKept)`` when ``bn``'s pass ran its pooling
+        fused, else None (after running an unfused pooling's backward into the ReLU output's gradient)."""
+        pool = self.pools.get(bn.name) if self._fused_relu_of(bn) is not None else None
+        if pool is None:
+            return None
+        out = pool.outputs[0]
+        kept = c[pool.name]
+        if isinstance(kept, PooledKept):
+            gp = gr.get(out)
+            if gp is None:
+                gp = gr[out] = np.zeros_like(v[out])
+            return gp, kept
+        if out in gr:  # the pooling ran as a layer: its gradient goes back through it first
+            (gx,), _ = pool.backward(kept, gr.pop(out))
+            self.graph._accumulate(gr, pool.inputs[0], gx)
+        return None
 
     def _bn_output_grad(self, bn, gr, v, c):
         """The gradient reaching ``bn``'s output (or its fused ReLU's), and the ReLU output masking it (or None)."""
@@ -294,8 +316,14 @@ class ShardRunner:
                 pgrads[i][layer.name] = pg
         if bn_next is None:
             return None
-        _, gy, y4 = self._bn_output_grad(bn_next, gr, v, c)
         x4 = c[bn_next.name][0]
+        pooled = self._pooled_grad(bn_next, gr, v, c)
+        if pooled is not None:
+            gp, kept = pooled
+            s_g, s_gx = kernels.pool_relu_bn_grad_sums(_nhwc(gp.reshape((-1,) + gp.shape[-3:])), kept.pooled,
+                                                       kept.picked)
+            return s_g, s_gx, x4.shape[0] * x4.shape[2] * x4.shape[3]
+        _, gy, y4 = self._bn_output_grad(bn_next, gr, v, c)
         g4 = gy.reshape((-1,) + gy.shape[-3:])
         if y4 is not None:
             s_g, s_gx = kernels.relu_bn_grad_sums(_nhwc(g4), _nhwc(y4), _nhwc(x4))
@@ -306,11 +334,20 @@ class ShardRunner:
     def _bn_input_grad(self, pending, gr, v, c):
         g = self.graph
         layer, coefficients = pending
+        x4, _, _, _, x_shape = c[layer.name]
+        pooled = self._pooled_grad(layer, gr, v, c)
+        if pooled is not None:
+            gp, kept = pooled
+            gr.pop(self.pools[layer.name].outputs[0], None)
+            if g._needs_input_grads(layer) and layer.inputs[0] in g.depends:
+                gx = kernels.pool_relu_bn_input_grad(_nhwc(gp.reshape((-1,) + gp.shape[-3:])), kept.pooled, kept.idx,
+                                                     _nhwc(x4), *coefficients).transpose(0, 3, 1, 2)
+                g._accumulate(gr, layer.inputs[0], gx.reshape(x_shape))
+            return
         out, gy, y4 = self._bn_output_grad(layer, gr, v, c)
         gr.pop(out, None)
         if not g._needs_input_grads(layer) or layer.inputs[0] not in g.depends:
             return
-        x4, _, _, _, x_shape = c[layer.name]
         g4 = gy.reshape((-1,) + gy.shape[-3:])
         if y4 is not None or _nhwc(x4).flags.c_contiguous:
             mask = y4 if y4 is not None else x4

@@ -9,11 +9,13 @@ training loop: it owns the processes, the pool and the BLAS limit.
 
 from __future__ import annotations
 
+import mmap
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ..errors import PipelineError
+from ..layers._malloc import keep_freed_memory
 from .engine import Graph
 from .losses import cross_entropy, cross_entropy_logits_grad, mean_squared_error
 from .forked import ForkedCall
@@ -25,6 +27,14 @@ __all__ = ["Trainer", "n_correct", "BACKEND"]
 #: where a step's shards run when n_jobs > 1: "processes" (forked replicas, see ``procs`` for the
 #: measurements) or "threads" (one process; the GIL caps it at ~1.15x on 2 cores). Processes need fork.
 BACKEND = "processes"
+
+
+def _shared_array(shape: tuple, dtype) -> np.ndarray:
+    """A zeroed array in anonymous shared memory: forked children see the parent's writes to it."""
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape))
+    buf = mmap.mmap(-1, max(count * dtype.itemsize, 1))
+    return np.frombuffer(buf, dtype=dtype, count=count).reshape(shape)
 
 
 def n_correct(probs: np.ndarray, target: np.ndarray) -> int:
@@ -74,12 +84,15 @@ class Trainer:
         self._blas = None
         self._pool = None
         self._group = None
+        #: blob -> a buffer shared with the worker processes, holding the current mini-batch (``_stage``)
+        self._shared = None
         #: examples per shard (0: whole mini-batches), fixed at the first step by ``_plan``
         self.shard_size = None
 
     def __enter__(self):
         from threadpoolctl import threadpool_limits
 
+        keep_freed_memory()  # activations and gradients reuse freed heap memory, not fresh pages (layers._malloc)
         self._blas = threadpool_limits(limits=1, user_api="blas")
         if self.n_workers > 1 and self.shardable:
             self._pool = ThreadPoolExecutor(max_workers=self.n_workers, thread_name_prefix="pippin-train")
@@ -90,6 +103,7 @@ class Trainer:
         if self._group is not None:
             self._group.close()
             self._group = self.runner.comm = None
+        self._shared = None
         if self._pool is not None:
             self._pool.shutdown()
         self._pool = self.runner.pool = None
@@ -113,12 +127,31 @@ class Trainer:
             return 0
         return SHARD_SIZE
 
-    def _start_processes(self) -> None:
-        """Fork ``n_workers - 1`` replicas (they inherit the layers as they are now) and hand shards to them."""
+    def _start_processes(self, blobs: dict) -> None:
+        """Fork ``n_workers - 1`` replicas (they inherit the layers as they are now) and hand shards to them.
+
+        The mini-batches travel through memory shared with the replicas (``_shared``, sized by
+        this first one), not pickled through the pipes (a 32-patch batch of the sound CNN is
+        0.8 MB): only the weights and the targets are sent. Measured on that CNN at 2 cores, rank 0's
+        CPU time per epoch went from 0.575-0.60 s to 0.52-0.55 s (1 core: 1.0 s), the share of the
+        work beyond its half that bounds the speed-up.
+        """
         if self.n_workers < 2 or BACKEND != "processes" or not can_fork() or self._blas is None:
             return
+        self._shared = {k: _shared_array(v.shape, v.dtype) for k, v in blobs.items()}
         self._group = ProcessGroup(self.n_workers, self._serve)
         self.runner.comm = self._group.comm
+
+    def _stage(self, blobs: dict) -> bool:
+        """Copy the mini-batch into the shared buffers when it fits them (else it goes through the pipes)."""
+        shared = self._shared
+        if not shared or set(blobs) != set(shared) or any(
+                v.shape[1:] != shared[k].shape[1:] or len(v) > len(shared[k]) or v.dtype != shared[k].dtype
+                for k, v in blobs.items()):
+            return False
+        for k, v in blobs.items():
+            shared[k][:len(v)] = v
+        return True
 
     def _serve(self, comm) -> None:
         """A worker's loop (in the forked child): steps with rank 0's weights, on the shards it owns."""
@@ -132,7 +165,11 @@ class Trainer:
             _, weights, mine, target, bounds = msg
             for (name, p), w in weights.items():
                 self.by_name[name].params[p] = w
-            self._compute([mine.get(i) for i in range(len(bounds))], target, bounds)
+            n = len(bounds)
+            if mine is None:  # this step's mini-batch is in the shared buffers (``_stage``)
+                mine = {i: {k: v[a:b] for k, v in self._shared.items()} for i, (a, b) in enumerate(bounds)
+                        if comm.owns(i, n)}
+            self._compute([mine.get(i) for i in range(n)], target, bounds)
 
     def frozen_prefix(self, blobs: dict, *, chunk: int = 64) -> dict:
         """The blobs the trained layers read, computed once for every example; later steps start there.
@@ -233,13 +270,14 @@ class Trainer:
         if self.shard_size is None:
             self.shard_size = self._plan(blobs)
             if self.shard_size:
-                self._start_processes()
+                self._start_processes(blobs)
         bounds = shard_bounds(n, self.shard_size) if self.shard_size else [(0, n)]
         shards = [{k: v[a:b] for k, v in blobs.items()} for a, b in bounds]
         if self._group is not None:  # each worker gets the current weights and the shards it owns
             weights, comm = self.weights(), self._group.comm
+            staged = self._stage(blobs)
             for rank in range(1, comm.size):
-                mine = {i: s for i, s in enumerate(shards) if i * comm.size // len(shards) == rank}
+                mine = None if staged else {i: s for i, s in enumerate(shards) if i * comm.size // len(shards) == rank}
                 self._group.send(rank, ("step", weights, mine, target, bounds))
         output, loss, pgrads = self._compute(shards, target, bounds)
         self.last_output = output

@@ -128,6 +128,7 @@ def _case_pooling():
     _compare_layer("pooling", _pooling(), (3, 4, 7, 6))  # odd height: the reference path
     _compare_layer("pooling", _pooling(type_=1, kernel=(3, 3), stride=(1, 1)), (3, 4, 8, 6))
     _compare_layer("pooling", _pooling(is_global=True), (3, 4, 8, 6))
+    _compare_layer("pooling", _pooling(type_=1, is_global=True), (3, 4, 8, 6))  # global average
 
 
 def _case_convolution():
@@ -138,6 +139,14 @@ def _case_convolution():
     _compare_layer("convolution", _conv(c_in=6, c_out=4, kernel=(3, 2)), (3, 6, 7, 9))  # C_out < C_in: shifted runs
     _compare_layer("convolution", _grouped_conv(6, 5, 1, kernel=(3, 3), same=True), (2, 6, 8, 7))
     _compare_layer("convolution", _grouped_conv(8, 3, 1, kernel=(2, 3)), (2, 8, 6, 9))  # dilated, valid borders
+    # training routes: one input channel (the reference's) and per-example patches (_conv_train), with
+    # "same" padding, strides and dilation
+    for c_in, c_out, stride, dilation in ((1, 5, (1, 1), (1, 1)), (1, 3, (2, 1), (1, 2)), (4, 6, (1, 1), (1, 1)),
+                                          (5, 3, (2, 2), (2, 1))):
+        spec = _conv(c_in=c_in, c_out=c_out, stride=stride)
+        spec.convolution.same.SetInParent()
+        spec.convolution.dilationFactor.extend(dilation)
+        _compare_layer("convolution", spec, (3, c_in, 9, 8))
     for stride, same in (((1, 1), True), ((2, 2), True), ((2, 1), False)):  # depthwise: the numba kernel
         _compare_layer("convolution", _grouped_conv(6, 6, 6, stride=stride, same=same), (3, 6, 9, 8))
     _compare_layer("convolution", _grouped_conv(6, 4, 2, kernel=(3, 2)), (3, 6, 7, 8))  # batched groups

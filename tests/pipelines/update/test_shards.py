@@ -13,6 +13,7 @@ from pippin.pipelines.errors import PipelineError
 from pippin.pipelines.update import fit_network
 from pippin.pipelines.update.network import layers_of
 from pippin.pipelines.update.optimizers import SGD
+from pippin.pipelines.update.fusion import PooledKept
 from pippin.pipelines.update.shards import SHARD_SIZE, can_shard, resolve_workers, shard_bounds
 from pippin.pipelines.update import trainer as trainer_module
 from pippin.pipelines.update.trainer import Trainer
@@ -269,3 +270,62 @@ def test_frozen_prefix_chunks_give_the_same_bytes_in_forked_children():
     assert list(out[0]) == ["f"] and out[0]["f"].shape[0] == 150
     for other in out[1:]:
         assert np.array_equal(other["f"], out[0]["f"])
+
+
+def _odd_height_net():
+    """``small_sound_net`` on 11 x 8 inputs: the 2x2 max pooling after bn1/relu1 sees an odd height."""
+    b = NetworkBuilder(inputs=[("x", (1, 11, 8))], outputs=["probs"], mode="classifier", class_labels=["a", "b", "c"],
+                       seed=0)
+    b.add_conv("conv1", "x", "c1", n_out=4, bias=False)
+    b.add_batchnorm("bn1", "c1", "b1")
+    b.add_activation("relu1", "b1", "r1")
+    b.add_pooling("pool1", "r1", "p1", type="max")
+    b.add_conv("conv2", "p1", "c2", n_out=6, bias=False)
+    b.add_batchnorm("bn2", "c2", "b2")
+    b.add_activation("relu2", "b2", "r2")
+    b.add_pooling("gmax", "r2", "gm", type="max", is_global=True)
+    b.add_flatten("flat", "gm", "f")
+    b.add_dense("fc2", "f", "logits", n_out=3)
+    b.add_softmax("sm", "logits", "probs")
+    return b.spec
+
+
+@pytest.mark.parametrize("odd", [False, True])
+def test_batchnorm_relu_maxpool_pass_equals_the_layers(odd):
+    """bn1 -> relu1 -> pool1 runs as one pass (pooled output and argmax only) when the height and width
+    are even, and as separate layers otherwise; both give the serial pass's gradients."""
+    x, y = _data(2 * SHARD_SIZE + 3, seed=5)
+    spec = _odd_height_net() if odd else small_sound_net()
+    x = x[:, :, :11] if odd else x
+    trainer, _ = _trainer(spec, 1)
+    assert trainer.runner.pools["bn1"].name == "pool1"
+    with trainer:
+        _, caches = trainer.runner.forward([{"x": x[:SHARD_SIZE]}], train=True)
+    assert isinstance(caches[0]["pool1"], PooledKept) is not odd
+    p_ser, g_ser, _ = _serial_gradients(spec, x, y)
+    p_par, g_par, _ = _sharded_gradients(spec, x, y, n_jobs=2)
+    np.testing.assert_allclose(p_par.reshape(len(y), -1), p_ser.reshape(len(y), -1), rtol=1e-5, atol=1e-6)
+    for layer, params in g_ser.items():
+        for name, value in params.items():
+            np.testing.assert_allclose(g_par[layer][name], value, rtol=2e-4, atol=2e-6, err_msg=f"{layer}.{name}")
+
+
+@pytest.mark.parametrize("sizes", [(12, 12, 5), (5, 12)])  # a later batch larger than the first: through the pipes
+def test_worker_processes_get_each_batch_from_shared_memory_or_pipes(always_parallel, sizes):
+    x, y = _data(sum(sizes), seed=6)
+    results = []
+    for n_jobs in (1, 2):
+        trainer, layers = _trainer(small_sound_net(), n_jobs)
+        trainer.optimizer = SGD(learning_rate=0.1)
+        with trainer:
+            start, losses = 0, []
+            for size in sizes:
+                losses.append(trainer.step({"x": x[start:start + size]}, y[start:start + size]))
+                start += size
+            if n_jobs == 2 and trainer_module.can_fork():
+                assert trainer._group is not None and set(trainer._shared) == {"x"}
+                assert trainer._shared["x"].shape == (sizes[0], 1, 12, 8)
+        results.append((losses, {(l.name, k): v.copy() for l in layers for k, v in l.params.items()}))
+    assert results[0][0] == results[1][0]
+    for key, value in results[0][1].items():
+        assert np.array_equal(results[1][1][key], value), key
