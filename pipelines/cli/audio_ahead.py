@@ -114,17 +114,33 @@ class ReadAhead:
         reads the ranges' first blocks first, in turn.
     block : int, optional
         Files per block (default ``BLOCK``).
+    first : (paths, read), optional
+        Other files read as one unit before the blocks (``read(i)`` reads ``paths[i]``, cut as
+        ``key`` says): the user's own recordings that ``pippin personalize`` reads first, while
+        its model loads (``take_first``).
+
+    Attributes
+    ----------
+    source, dataset, first_source, first_dataset
+        What ``of`` listed (None when made directly): ``listing`` hands the listings to the
+        consumers, so that the files are listed once.
     """
 
-    def __init__(self, paths, read, key, n_ranks: int, *, block: int | None = None):
+    source = dataset = first_source = first_dataset = None
+
+    def __init__(self, paths, read, key, n_ranks: int, *, block: int | None = None, first=None):
         self.paths, self.key, self._read = list(paths), key, read
+        self.first_paths, self._read_first = (list(first[0]), first[1]) if first else ([], None)
         n, self.block = len(self.paths), block or BLOCK
         self.blocks = [(a, min(a + self.block, n)) for a in range(0, n, self.block)]
         ranges = [range(len(self.blocks) * r // n_ranks, len(self.blocks) * (r + 1) // n_ranks) for r in range(n_ranks)]
         order = [j for step in zip(*[list(r) + [None] * (len(self.blocks) - len(r)) for r in ranges]) for j in step
                  if j is not None]
+        self._first = len(self.blocks)  # the unit of the ``first`` files, read before the blocks
+        if self.first_paths:
+            order.insert(0, self._first)
         ctx = mp.get_context("fork")
-        self._state = ctx.RawArray("b", len(self.blocks))
+        self._state = ctx.RawArray("b", len(self.blocks) + 1)
         self._lock = ctx.Lock()
         self._dir = tempfile.mkdtemp(prefix="pippin-read-", dir=_shm_dir())
         self._owner = os.getpid()
@@ -137,10 +153,12 @@ class ReadAhead:
         self._pid = self._proc.pid
 
     @classmethod
-    def of(cls, source, spec, *, overlap: float = 0.5, where: str | None = None) -> "ReadAhead | None":
+    def of(cls, source, spec, *, overlap: float = 0.5, where: str | None = None,
+           first=None) -> "ReadAhead | None":
         """The labelled audio files of ``source`` (a folder or ``path,label`` table) read ahead for the sound model
         ``spec`` (windows cut as its audio input takes them); None when this process may use one CPU only, cannot
-        fork, or ``source`` holds no such files (the caller then reads as usual)."""
+        fork, or ``source`` holds no such files (the caller then reads as usual). ``first``: another labelled
+        folder or table, read before them (``take_first``; left out when it cannot be listed)."""
         from ...audio.inference import audio_input, window_align
         from ...audio.io import read_windows
         from ...datasets import load_sound_dataset
@@ -153,24 +171,57 @@ class ReadAhead:
             view = SpecView(spec, where)
             _, window, rate = audio_input(view)
             align = window_align(view)
-            paths = list(load_sound_dataset(source).paths)
+            dataset = load_sound_dataset(source)
+            paths = list(dataset.paths)
         except Exception:  # not audio for this model, no such table: the command says so itself, later
             return None
         if not paths:
             return None
 
-        def read(i):
-            return read_windows(paths[i], overlap=overlap, warn_short=False, sample_rate=rate, window=window,
+        def read_path(path):
+            return read_windows(path, overlap=overlap, warn_short=False, sample_rate=rate, window=window,
                                 align=align)[1]
 
+        first_dataset = None
+        if first is not None:
+            try:
+                first_dataset = load_sound_dataset(first)
+            except Exception:  # the command reports it where it reads them
+                first_dataset = None
+        first_paths = list(first_dataset.paths) if first_dataset is not None else []
         try:
-            return cls(paths, read, (overlap, window, rate, align), _n_cpus())
+            ahead = cls(paths, lambda i: read_path(paths[i]), (overlap, window, rate, align), _n_cpus(),
+                        first=(first_paths, lambda i: read_path(first_paths[i])) if first_paths else None)
         except OSError:  # no temporary folder, no process: the consumers read everything themselves
             return None
+        ahead.source, ahead.first_source = source, (first if first_paths else None)
+        ahead.dataset, ahead.first_dataset = dataset, (first_dataset if first_paths else None)
+        return ahead
 
     def matches(self, paths, key, block: int) -> bool:
         """Whether these are ``paths`` read as ``key`` says, in blocks of ``block`` files."""
         return self.key == key and self.block == block and [str(p) for p in self.paths] == [str(p) for p in paths]
+
+    def listing(self, source, *, first: bool = False):
+        """The dataset ``of`` listed for ``source`` (``first``: for the files read first) when it is the same
+        folder or table (or the same dataset object), else None: the caller lists it."""
+        mine, listed = (self.first_source, self.first_dataset) if first else (self.source, self.dataset)
+        if listed is None or mine is None:
+            return None
+        if mine is source:
+            return listed
+        if isinstance(mine, (str, os.PathLike)) and isinstance(source, (str, os.PathLike)):
+            return listed if os.path.abspath(mine) == os.path.abspath(source) else None
+        return None
+
+    def take_first(self, paths, key):
+        """``(windows [shape=(n, window)], windows per file)`` of the ``first`` files, read by the child, when
+        they are ``paths`` read as ``key`` says; else (or when the child could not read them) None: the caller
+        reads them. The windows are a copy (writable), the child's file is removed."""
+        if not self.first_paths or key != self.key or [str(p) for p in paths] != [str(p) for p in self.first_paths]:
+            return None
+        got = self.take(self._first)
+        return None if got is None else (np.array(got[0]), got[1])
 
     def _file(self, j: int) -> str:
         return os.path.join(self._dir, f"{j}.npy")
@@ -197,8 +248,11 @@ class ReadAhead:
                 continue
             state, path = _FAILED, self._file(j)
             try:
-                a, b = self.blocks[j]
-                parts = [self._read(i) for i in range(a, b)]
+                if j == self._first:
+                    parts = [self._read_first(i) for i in range(len(self.first_paths))]
+                else:
+                    a, b = self.blocks[j]
+                    parts = [self._read(i) for i in range(a, b)]
                 with open(path + ".part", "wb") as f:
                     np.save(f, np.array([len(p) for p in parts], dtype=np.int64))
                     np.save(f, np.concatenate(parts))

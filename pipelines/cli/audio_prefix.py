@@ -23,15 +23,17 @@ import contextlib
 import numpy as np
 
 from ..errors import PipelineError
+from . import gc_hold
 from .audio_ahead import BLOCK
 from .output import info
 
 __all__ = ["BLOCK", "CHUNK", "FileBlobs", "frozen_examples"]
-#: windows per chunk of the network's frozen layers. 16, not ``Trainer.frozen_prefix``'s 64: the same bytes (each
-#: window's values do not depend on its chunk), and on FSDD's 2,700 files (idle, 2 cores) the frozen layers take
-#: 2.2 s of CPU instead of 2.6 s on one core, and two processes slow each other less (~12% more CPU in all, against
-#: ~22% at 64): update 3.34 s -> 2.06 s (1.62x) against 3.76 s -> 2.40 s (1.57x)
-CHUNK = 16
+#: windows per chunk of the network's frozen layers. 8, not ``Trainer.frozen_prefix``'s 64: the same bytes (each
+#: window's values do not depend on its chunk), and the sound CNN's activations of a chunk stay nearer the core's own
+#: cache. FSDD (CPU seconds, per-process estimate under others' load): at 64 -> 16 (idle) update 3.76 -> 3.34 s on 1
+#: core, 2.40 -> 2.06 s on 2; at 16 -> 8 (load 8-11) personalize --head 2.07-2.15 -> 1.99-2.07 s on 1 core,
+#: 1.34-1.37 -> 1.28-1.32 s on 2, update 4.06 -> 3.92 s and 2.49 -> 2.33 s
+CHUNK = 8
 
 
 @contextlib.contextmanager
@@ -74,6 +76,7 @@ class FileBlobs:
         self.paths, self.model, self.prefix, self.frontier = paths, model, prefix, prefix.frontier
         self._read, self._inputs, self._ahead = read, network_inputs, ahead
         self._last = None  # (indices' bytes, blobs) of the last ``blobs`` call
+        self._finished = False  # ``finish``: the forked processes were told to end
         self.blocks = [(a, min(a + BLOCK, len(paths))) for a in range(0, len(paths), BLOCK)]
         k = min(resolve_workers(n_jobs), len(self.blocks)) if can_fork() else 1
         self.bounds = [len(self.blocks) * j // k for j in range(k + 1)]  # block ranges, one per process
@@ -177,12 +180,17 @@ class FileBlobs:
             return self._last[1]
         chosen = np.unique(indices)
         ranks = len(self.bounds) - 1
+        if self._finished and ranks > 1:
+            raise PipelineError("the audio reader processes have finished; only the last blobs are kept")
         window_bounds = [self.starts[self.blocks[self.bounds[r]][0]] if self.bounds[r] < len(self.blocks)
                          else self.starts[-1] for r in range(ranks)] + [self.starts[-1]]
         split = [chosen[(chosen >= window_bounds[r]) & (chosen < window_bounds[r + 1])] for r in range(ranks)]
         jobs = [{} for _ in range(ranks)]
+        load = [len(part) for part in split]  # windows each process runs; this one also trains afterwards
         for c, a in enumerate(range(0, 0 if extra is None else len(extra), CHUNK)):
-            jobs[(c + 1) % ranks][c] = extra[a:a + CHUNK]  # the first chunk to a forked process, if any
+            r = min(range(ranks), key=lambda q: (load[q], q == 0))  # the least loaded, a forked one on a tie
+            jobs[r][c] = extra[a:a + CHUNK]
+            load[r] += len(jobs[r][c])
         for r in range(1, ranks):
             self._group.send(r, ("blobs", split[r], self.starts, jobs[r]))
         got = [(self._blobs_part(self._mine[0], split[0], self.starts), self._extra_part(jobs[0]))]
@@ -201,6 +209,17 @@ class FileBlobs:
         others = ({b: np.concatenate([chunks[c][b] for c in sorted(chunks)]) for b in self.frontier} if chunks
                   else {b: np.zeros((0,)) for b in self.frontier})
         return result, others
+
+    def finish(self) -> None:
+        """Tell the forked processes to end now, without waiting: they exit while this process goes on with the
+        blobs it has (``close`` still waits for them). Afterwards only the last ``blobs`` result is available."""
+        if self._group is not None and not self._finished:
+            for conn in self._group.conns:
+                try:
+                    conn.send(("stop",))
+                except OSError:
+                    pass
+        self._finished = True
 
     def close(self) -> None:
         if self._group is not None:
@@ -234,7 +253,7 @@ class FileBlobs:
             return None
         audio, window, rate = audio_input(windows_like or model)
         align = window_align(windows_like or model)
-        dataset = load_sound_dataset(source)
+        dataset = (ahead.listing(source) if ahead is not None else None) or load_sound_dataset(source)
         paths = list(dataset.paths)
         if not paths:
             return None
@@ -253,6 +272,7 @@ class FileBlobs:
             prefix = FrozenPrefix.of(last, network_inputs(first[:1])) if len(first) else None
         if prefix is None:
             return None
+        gc_hold.release()  # the modules, the model and the kernels are loaded; before the workers fork
         if ahead is not None and not ahead.matches(paths, (overlap, window, rate, align), BLOCK):
             ahead = None
         info(f"reading {len(paths)} audio file{'s' if len(paths) != 1 else ''} from {dataset.source or source}")

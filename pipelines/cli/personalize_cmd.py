@@ -27,6 +27,7 @@ from ...spec import io as spec_io
 from ..errors import PipelineError
 from ..runtime.model import load
 from .audio_ahead import ReadAhead, small_pages
+from . import gc_hold
 from .audio_prefix import FileBlobs
 from .exit_codes import HELP_EPILOG
 from .output import Result, info, warn
@@ -154,6 +155,7 @@ def _old_files(args, spec, model, examples, source, ahead):
         picks = (old_picks(spec, examples[1], files.labels, max_per_class=args.max_per_class or 100)
                  if args.epochs != 0 else np.zeros(0, dtype=np.int64))
         _, mine = files.blobs(picks, extra=windows)  # kept: personalize_head asks for the same picks
+        files.finish()  # the forked processes exit while the head grows and trains
         embeddings = embeddings_of_blobs(spec, files.prefix, mine)
         return files, grown_head(spec, examples, embeddings=embeddings), mine
     except BaseException:
@@ -182,12 +184,13 @@ def run(args):
     small_pages()  # each process's first chunk of layers faults its memory in 4 kB pages: see audio_ahead
     spec = spec_io.load(args.model)
     ahead = None
-    if args.head:  # on 2+ CPUs a child reads the old recordings while the model, layers and kernels load
+    if args.head:  # on 2+ CPUs a child reads the recordings while the model, layers and kernels load
         try:
             source, _ = _old_source(args, spec)
         except PipelineError:  # raised again below, after the model's own checks
             source = None
-        ahead = ReadAhead.of(source, spec, overlap=args.overlap, where=args.model) if source is not None else None
+        ahead = (ReadAhead.of(source, spec, overlap=args.overlap, where=args.model, first=args.examples)
+                 if source is not None else None)  # the user's recordings first, then the old ones
     try:
         return _run(args, spec, ahead)
     finally:
@@ -202,13 +205,14 @@ def _run(args, spec, ahead):
     sound_parts(spec)  # fail early, naming the model, if it is not a sound classifier
     old = [str(x) for x in load(sound_parts(spec)[1]).class_labels]
     model = load(spec)
-    windows, labels, n_files = read_labelled_windows(args.examples, model, overlap=args.overlap)
+    windows, labels, n_files = read_labelled_windows(args.examples, model, overlap=args.overlap, ahead=ahead)
     new_blobs = None
     if args.head:  # the old recordings' frozen blobs on every core, for the windows the head trains on
         source, base_from = _old_source(args, spec)
         base, grown, new_blobs = _old_files(args, spec, model, (windows, labels), source, ahead)
     else:
         base, base_from = _old_examples(args, spec, model)
+    gc_hold.release()  # (done earlier, before the readers fork, when the old recordings went to FileBlobs)
     new = sorted(set(labels) - set(old))
     payload = {"model": None, "mode": "head" if args.head else "knn", "old_labels": old, "new_labels": new,
                "n_files": n_files, "n_windows": len(windows), "n_examples": len(windows),

@@ -20,6 +20,7 @@ import numpy as np
 from ...spec import io as spec_io
 from ..errors import PipelineError
 from ..runtime.model import load
+from . import gc_hold
 from .audio_ahead import ReadAhead, SpecView, small_pages
 from .audio_prefix import frozen_examples
 from .training_data import load_training_data, n_examples, training_inputs
@@ -68,20 +69,26 @@ def _audio_input(model) -> str | None:
         return None
 
 
-def read_labelled_windows(source, model, *, overlap: float = 0.5):
+def read_labelled_windows(source, model, *, overlap: float = 0.5, ahead=None):
     """(windows [shape=(n_windows, window_samples)], labels [shape=(n_windows,)], n_files) of labelled audio.
 
     Windows are cut as the model's audio input takes them (its length and sample rate,
     ``pippin.audio.inference.audio_input``); every window of a file gets the file's label.
+    ``ahead``: an ``audio_ahead.ReadAhead`` whose child read these files first (``first=source``),
+    whose windows are then taken instead of reading them here (the same bytes).
     """
     from ...audio.inference import audio_input, window_align
     from ...audio.io import read_windows  # lazy: the CLI may use the audio layer
     from ...datasets import load_sound_dataset
 
     _, window, rate = audio_input(model)
-    dataset = load_sound_dataset(source)
+    dataset = (ahead.listing(source, first=True) if ahead is not None else None) or load_sound_dataset(source)
     info(f"reading {len(dataset)} audio file{'s' if len(dataset) != 1 else ''} from {dataset.source or source}")
     align = window_align(model)
+    got = ahead.take_first(dataset.paths, (overlap, window, rate, align)) if ahead is not None else None
+    if got is not None:  # read by the read-ahead child while the model loaded
+        windows, counts = got
+        return windows, [label for label, count in zip(dataset.labels, counts) for _ in range(count)], len(dataset)
 
     def read(path):
         return read_windows(path, overlap=overlap, warn_short=False, sample_rate=rate, window=window, align=align)[1]
@@ -216,6 +223,7 @@ def _run(args, ahead):
                             hint="give an NPZ file or a CSV/Parquet table of the training inputs")
     else:
         data = load_training_data(data_path, model.spec)
+    gc_hold.release()  # (done earlier, before the readers fork, when the files went to FileBlobs)
     overrides = {k: v for k, v in (("learning_rate", args.learning_rate), ("mini_batch_size", args.batch_size))
                  if v is not None}
     reporter = ProgressReporter(show=args.show_progress, total_epochs=args.epochs)

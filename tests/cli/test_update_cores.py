@@ -261,3 +261,48 @@ def test_embeddings_from_frozen_blobs_are_the_embeddings(sounds, small_blocks):
             assert all(np.array_equal(old[b], files.blobs(np.arange(len(files.labels)))[b][picks]) for b in old)
             got = embeddings_of_blobs(spec, files.prefix, new)
         assert got.shape == expected.shape and np.allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.skipif(not TWO_CPUS, reason="needs 2 CPUs in this process's affinity")
+def test_read_ahead_reads_the_users_recordings_first(sounds, small_blocks):
+    """``personalize --head`` has the child read the user's own recordings before the old ones: the consumer
+    takes the windows it would read (same bytes and labels), and both listings are handed over, not redone."""
+    from pippin.spec import io as spec_io
+
+    spec = spec_io.load(sounds["model"])
+    model = load(spec)
+    ahead = audio_ahead.ReadAhead.of(sounds["root"] / "more", spec, first=str(sounds["root"] / "train"))
+    assert ahead is not None and ahead.first_paths
+    try:
+        assert ahead.listing(sounds["root"] / "more") is ahead.dataset
+        assert ahead.listing(str(sounds["root"] / "train"), first=True) is ahead.first_dataset
+        assert ahead.listing(sounds["root"] / "train") is None  # another table: the caller lists it
+        assert ahead.take_first(ahead.first_paths[1:], ahead.key) is None  # other files: not these windows
+        got = read_labelled_windows(sounds["root"] / "train", model, ahead=ahead)
+        assert ahead.take_first(ahead.first_paths, ahead.key) is None  # taken once
+        expected = read_labelled_windows(sounds["root"] / "train", model)
+        assert np.array_equal(got[0], expected[0]) and got[0].flags.writeable
+        assert list(got[1]) == list(expected[1]) and got[2] == expected[2]
+        with audio_prefix.FileBlobs.of(sounds["root"] / "more", model, ahead=ahead) as files:
+            assert files.paths == list(ahead.paths)
+    finally:
+        ahead.close()
+
+
+def test_finished_file_blobs_keep_their_last_blobs(sounds, small_blocks):
+    """``finish`` lets the forked processes end early (``personalize --head`` trains meanwhile): the last result
+    is still handed out, anything else is refused with a clear error on 2 processes and computed here on 1."""
+    from pippin.pipelines.errors import PipelineError
+
+    model = load(sounds["model"])
+    for n_jobs in (2, 1):
+        with audio_prefix.FileBlobs.of(sounds["root"] / "train", model, n_jobs=n_jobs) as files:
+            picks = np.arange(0, len(files.labels), 2)
+            kept = files.blobs(picks)
+            files.finish()
+            assert files.blobs(picks) is kept
+            if n_jobs == 2:
+                with pytest.raises(PipelineError, match="finished"):
+                    files.blobs(picks[:1])
+            else:
+                assert all(np.array_equal(files.blobs(picks[:1])[b], kept[b][:1]) for b in kept)
