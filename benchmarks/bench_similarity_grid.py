@@ -26,6 +26,7 @@ against implicit's ``CosineRecommender(K=65).recommend`` on the same users (and 
 against ``K=257``, implicit's table of the same density).
 ``--ease``: the exact EASE fit on an ``--ease-items`` catalogue (3M interactions,
 log-normal): seconds and peak memory, with the sparse approximation (256 neighbours) beside it.
+Both EASE tables use the estimator's defaults (``ease_defaults``).
 """
 
 from __future__ import annotations
@@ -183,6 +184,16 @@ def bench_shape(X, shape: dict, similarities, k: int, repeat: int) -> list[dict]
     return rows
 
 
+def ease_defaults() -> dict:
+    """The EASE parameters a user gets from ``ItemSimilarityRecommender(similarity="ease")``, as ``fit_ease``
+    keywords (penalty from the data, popularity exponents, user weighting)."""
+    from pippin.recommend import ItemSimilarityRecommender
+
+    model = ItemSimilarityRecommender(similarity="ease")
+    return {"l2": model.l2, "beta": model.popularity_exponent, "alpha": model.user_weight_exponent,
+            "delta": model.history_popularity_exponent}
+
+
 def bench_recommend(X, *, k: int, n_users: int, repeat: int) -> list[dict]:
     """Top-10 for ``n_users`` users: pippin's batch kernel against implicit's ``recommend``."""
     import implicit.nearest_neighbours as nn
@@ -204,7 +215,7 @@ def bench_recommend(X, *, k: int, n_users: int, repeat: int) -> list[dict]:
     out = []
     tables = {"cosine": item_similarity(X, similarity="cosine", top_k=k, threshold=0.0)[0]}
     if X.shape[1] <= 10_000:  # the exact EASE fit (n_items³ flops) only on the small catalogue
-        tables["ease"] = fit_ease(X, l2=500.0, top_k=256, threshold=0.0)[0]
+        tables["ease"] = fit_ease(X, top_k=256, threshold=0.0, **ease_defaults())[0]
     for name, S in tables.items():
         shift = np.zeros(X.shape[1])
         # implicit's matching density (K=k+1) and, for EASE, its own 256 per item
@@ -229,9 +240,10 @@ def bench_ease(n_items: int, repeat: int) -> list[dict]:
 
     X = generate(3_000_000, "lognormal", n_items, seed=1)
     out = []
-    for label, fn in (("exact", lambda: fit_ease(X, l2=500.0, top_k=256, threshold=0.0)),
-                      ("sparse-256", lambda: fit_ease_sparse(X, l2=500.0, neighbours=256, top_k=256,
-                                                             threshold=0.0))):
+    params = ease_defaults()
+    for label, fn in (("exact", lambda: fit_ease(X, top_k=256, threshold=0.0, **params)),
+                      ("sparse-256", lambda: fit_ease_sparse(X, neighbours=256, top_k=256, threshold=0.0,
+                                                             **params))):
         load_before = _load()
         runs = [measured(fn) for _ in range(repeat)]
         row = {"task": "ease", "fit": label, "items": n_items, "users": X.shape[0], "interactions": int(X.nnz),
