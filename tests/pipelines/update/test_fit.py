@@ -13,9 +13,10 @@ F = torch.nn.functional
 LABELS = ["a", "b", "c"]
 
 
-def small_sound_net(seed=0):
-    """The sound classifier's shape at toy size: conv-bn-relu-pool, conv-bn-relu, global mean+max, dense."""
-    b = NetworkBuilder(inputs=[("x", (1, 12, 8))], outputs=["probs"], mode="classifier", class_labels=LABELS,
+def small_sound_net(seed=0, height=12):
+    """The sound classifier's shape at toy size: conv-bn-relu-pool, conv-bn-relu, global mean+max, dense
+    (``height=11``: the 2x2 max pooling sees an odd height)."""
+    b = NetworkBuilder(inputs=[("x", (1, height, 8))], outputs=["probs"], mode="classifier", class_labels=LABELS,
                        seed=seed)
     b.add_conv("conv1", "x", "c1", n_out=4, bias=False)  # a bias before batchnorm has no gradient
     b.add_batchnorm("bn1", "c1", "b1")
