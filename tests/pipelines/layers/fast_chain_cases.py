@@ -42,6 +42,8 @@ def _batchnorm(c=4, name="bn", inputs=("x",), outputs=("y",)):
 def _activation(which="ReLU", name="act", inputs=("x",), outputs=("y",)):
     spec, p = _proto("activation", name, inputs, outputs)
     getattr(p, which).SetInParent()
+    if which == "leakyReLU":
+        p.leakyReLU.alpha = 0.1
     return spec
 
 

@@ -19,7 +19,7 @@ from pippin.pipelines.runtime.neural_network import NeuralNetworkModel
 
 from fast_recurrent_cases import RECURRENT_CASES  # noqa: E402  (the tests folder is on sys.path)
 from fast_loop_cases import case_loop  # noqa: E402
-from fast_chain_cases import CHAIN_CASES, _proto, _weights  # noqa: E402
+from fast_chain_cases import CHAIN_CASES, _activation, _batchnorm, _proto, _weights  # noqa: E402
 
 RNG = np.random.default_rng(11)
 TOL = {"rtol": 1e-5, "atol": 1e-5}
@@ -34,23 +34,6 @@ def _conv(c_in=3, c_out=4, kernel=(3, 3), stride=(1, 1), deconv=False, name="con
     _weights(p.weights, RNG.standard_normal((c_in * c_out * kernel[0] * kernel[1],)) * 0.3)
     p.hasBias = True
     _weights(p.bias, RNG.standard_normal(c_out))
-    return spec
-
-
-def _batchnorm(c=4, name="bn", inputs=("x",), outputs=("y",)):
-    spec, p = _proto("batchnorm", name, inputs, outputs)
-    p.channels, p.epsilon = c, 1e-5
-    for field, values in (("gamma", RNG.standard_normal(c)), ("beta", RNG.standard_normal(c)),
-                          ("mean", RNG.standard_normal(c)), ("variance", RNG.uniform(0.5, 2.0, c))):
-        _weights(getattr(p, field), values)
-    return spec
-
-
-def _activation(which="ReLU", name="act", inputs=("x",), outputs=("y",)):
-    spec, p = _proto("activation", name, inputs, outputs)
-    getattr(p, which).SetInParent()
-    if which == "leakyReLU":
-        p.leakyReLU.alpha = 0.1
     return spec
 
 
