@@ -112,10 +112,6 @@ def offer_selected(values, blocks, scratch, n_touched, touched, label, hv, hj, t
             s = values[t]
             if s < bound or s == -np.inf:
                 continue
-            if size < top_k or s > hv[0]:
+            if size < top_k or s >= hv[0]:  # heap_push breaks a tie with the root by the lower label
                 size = heap_push(hv, hj, size, top_k, s, label[touched[t]])
-            elif s == hv[0]:  # a tie replaces the root only with a lower label
-                lj = label[touched[t]]
-                if lj < hj[0]:
-                    size = heap_push(hv, hj, size, top_k, s, lj)
     return size
