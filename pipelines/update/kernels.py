@@ -147,8 +147,8 @@ def bn_relu_pool_forward(x_nhwc: np.ndarray, scale: np.ndarray, shift: np.ndarra
     out = np.empty((n, h // 2, w // 2, c), dtype=np.float32)
     idx = np.empty((n, h // 2, w // 2, c), dtype=np.uint8)
     picked = np.empty_like(out)
-    _bn_relu_pool(np.ascontiguousarray(x_nhwc, dtype=np.float32), np.ascontiguousarray(scale, np.float32).reshape(-1),
-                  np.ascontiguousarray(shift, np.float32).reshape(-1), out, idx, picked)
+    _bn_relu_pool(_contiguous(x_nhwc), _contiguous(scale).reshape(-1), _contiguous(shift).reshape(-1),
+                  out, idx, picked)
     return out, idx, picked
 
 
