@@ -188,3 +188,16 @@ def test_a_stale_state_file_does_not_block_a_new_store(setup, capsys):
                           "--json")
     assert code == 0, err
     assert json.loads(out)["version"] == 1
+
+
+def test_a_token_never_starts_with_a_dash_so_the_cli_can_take_it(setup, capsys, monkeypatch):
+    """A bare urlsafe token begins with '-' one time in 64; ``--token -x`` is then an unknown option to argparse."""
+    import pippin.pipelines.personalize.sync.store as store_module
+    tmp_path, base, personal, db = setup
+    monkeypatch.setattr(store_module.secrets, "token_urlsafe", lambda n: "-" + "A" * 42)
+    token = DeltaStore(db).add_user("dash")
+    assert not token.startswith("-")
+    code, out, _ = _run(capsys, "sync", "status", "--store", "http://127.0.0.1:9", "--user", "dash",
+                        "--token", token, "--json")
+    error = json.loads(out)["error"]
+    assert code == 2 and error["type"] == "SyncError" and "cannot reach" in error["message"], error

@@ -107,6 +107,9 @@ def _sqlite_pragmas(engine: sa.Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+TOKEN_PREFIX = "pst_"
+
+
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -141,11 +144,14 @@ class DeltaStore:
 
     # users and tokens ------------------------------------------------------------
     def add_user(self, user: str) -> str:
-        """Create ``user`` and return its token (shown once; only its digest is stored)."""
+        """Create ``user`` and return its token (shown once; only its digest is stored).
+
+        Tokens start with ``pst_`` so none begins with ``-``: a bare urlsafe token does one time in
+        64, and ``--token -abc`` is then read by argparse as an unknown option."""
         if not isinstance(user, str) or not USER_NAME.fullmatch(user):
             raise SyncError(f"user name {user!r} must be 1 to 200 letters, digits or . _ @ + -",
                             where=self.where)
-        token = secrets.token_urlsafe(32)
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         try:
             with self.engine.begin() as conn:
                 conn.execute(users.insert().values(name=user, token_sha256=token_digest(token), created=time.time()))
