@@ -4,12 +4,14 @@ were chosen on MovieLens 100K without its test split.
     python benchmarks/bench_ease_movielens.py [--data ../shared/datasets/movielens-100k] [--seeds 0,...,9]
         [--l2-scale 10,15,...| --l2 200,300,...] [--alpha 0,0.25,...] [--beta 0,0.05,...]
         [--delta 0,0.1,...]
-        [--inner-seeds 0,1,2] [--top-k 256] [--no-test] [--json]
+        [--inner-seeds 0,1,2] [--depth 1] [--top-k 256] [--no-test] [--json]
 
 For each seed, ``random_holdout`` (per user, 20%) gives train/test. The training part is
 split again (``ease._split``, inner seeds 0, 1, 2), and every grid point is fitted on the
 inner training part and scored (precision@10, seen items excluded) on the inner held-out
-part: the validation table, the only one the choice may use. The penalty is given either
+part: the validation table, the only one the choice may use. ``--depth d`` splits d times (level 2:
+the inner training part split again, seed + 100, ...: 64%, 51%, 41% of the data), to see whether a
+choice holds as the data grows. The penalty is given either
 relative (``--l2-scale s``: λ = s x the mean diagonal of the user-weighted Gram matrix of the
 part being fitted, what ``l2=None`` does with ``ease.L2_SCALE``) or absolute (``--l2``).
 ``alpha`` is the user weight exponent (``ease.user_weighted``), ``beta`` the popularity
@@ -64,6 +66,17 @@ def _grid(X: sp.csr_matrix, truth: sp.csr_matrix, l2s, relative: bool, alphas, b
     return out
 
 
+def _nested(X: sp.csr_matrix, seed: int, depth: int):
+    """The validation split ``depth`` levels down: level 1 splits ``X`` (``ease._split``, ``seed``), level d
+    splits level d-1's training part (seed ``seed + 100 (d - 1)``)."""
+    from pippin.recommend.ease import _split
+
+    part, held = _split(X, 0.2, seed)
+    for level in range(1, depth):
+        part, held = _split(part, 0.2, seed + 100 * level)
+    return part, held
+
+
 def _floats(text: str) -> list[float]:
     return [float(v) for v in text.split(",")]
 
@@ -71,7 +84,6 @@ def _floats(text: str) -> list[float]:
 def main(argv=None) -> int:
     from pippin.datasets import load_movielens
     from pippin.recommend import random_holdout
-    from pippin.recommend.ease import _split
     from pippin.recommend.matrix import to_interactions
 
     here = os.path.dirname(os.path.abspath(__file__))
@@ -85,6 +97,8 @@ def main(argv=None) -> int:
     parser.add_argument("--beta", default=",".join(f"{v:g}" for v in BETA), help="popularity exponents")
     parser.add_argument("--delta", default=",".join(f"{v:g}" for v in DELTA), help="history popularity exponents")
     parser.add_argument("--inner-seeds", default="0,1,2", help="validation splits of each training part")
+    parser.add_argument("--depth", type=int, default=1,
+                        help="validation level: split the training part this many times (default 1)")
     parser.add_argument("--top-k", type=int, default=None, help="also score each table cut to this many weights")
     parser.add_argument("--no-test", action="store_true", help="score the validation splits only")
     parser.add_argument("--json", action="store_true")
@@ -100,7 +114,8 @@ def main(argv=None) -> int:
         tr, _ = to_interactions(train, user="user_id", item="item_id")
         te, _ = to_interactions(held, user="user_id", item="item_id", item_ids=tr.item_ids)
         X = sp.csr_matrix(tr.matrix, dtype=np.float64)
-        inner = [_grid(*_split(X, 0.2, s), l2s, relative, alphas, betas, deltas, args.top_k) for s in inner_seeds]
+        inner = [_grid(*_nested(X, s, args.depth), l2s, relative, alphas, betas, deltas, args.top_k)
+                 for s in inner_seeds]
         val.append({key: float(np.mean([v[key] for v in inner])) for key in inner[0]})
         test.append({} if args.no_test else _grid(X, te.matrix, l2s, relative, alphas, betas, deltas, args.top_k))
         print(f"seed {seed} done", file=sys.stderr, flush=True)

@@ -68,6 +68,34 @@ def test_float32_above_the_float64_limit_agrees(monkeypatch):
     np.testing.assert_allclose(B, exact, atol=1e-5 * np.abs(exact).max())
 
 
+def test_lapack_runs_on_one_blas_thread_up_to_the_limit(monkeypatch):
+    """Small catalogues factorize on one BLAS thread (two contend on a busy machine: ease._lapack_threads);
+    above ``_ONE_THREAD_MAX_ITEMS`` the library's own thread count is left alone."""
+    from types import SimpleNamespace
+
+    from scipy.linalg import lapack
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen = []
+
+    def recording(name):
+        def call(*args, **kwargs):
+            seen.append(max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
+            return getattr(lapack, name)(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(ease_module, "lapack", SimpleNamespace(**{n: recording(n) for n in (
+        "dpotrf", "dpotri", "spotrf", "spotri")}))
+    G = ease_module.gram(_matrix(2, n_users=300, n_items=60), np.float64)
+    expected = _reference(_matrix(2, n_users=300, n_items=60).toarray(), 20.0)
+    with threadpool_limits(limits=2, user_api="blas"):
+        np.testing.assert_allclose(ease_module.ease_dense(G, 20.0), expected, rtol=1e-9, atol=1e-12)
+        assert seen == [1, 1]
+        monkeypatch.setattr(ease_module, "_ONE_THREAD_MAX_ITEMS", 59)
+        np.testing.assert_allclose(ease_module.ease_dense(G, 20.0), expected, rtol=1e-9, atol=1e-12)
+        assert seen[2:] == [2, 2]
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_compiled_top_k_picks_what_the_partition_path_picks(dtype, monkeypatch):
     rng = np.random.default_rng(11)
@@ -298,15 +326,43 @@ def _in_memory_precisions(ratings, holdout, seed) -> tuple[float, float]:
     return every, top256
 
 
-def test_movielens_ease_defaults_on_more_splits(ratings):
-    """Seeds 5-9 of the same holdout and three splits of an independent one. Top 256 >= 0.36 on every split;
-    all weights >= 0.37 on average (README, "MovieLens 100K quality": seed 5 reads 0.3687, so per split the
-    bound is 0.365)."""
-    splits = [("pippin", s) for s in (5, 6, 7, 8, 9)] + [("own", s) for s in (0, 1, 42)]
-    measured = {split: _in_memory_precisions(ratings, *split) for split in splits}
-    every = np.array([m[0] for m in measured.values()])
-    assert all(top256 >= 0.36 for _, top256 in measured.values()), measured
-    assert every.min() >= 0.365 and every.mean() >= 0.37, measured
+# Seeds 5-9 of the same holdout and three splits of an independent one, scored in memory, one fit per split shared
+# by both tests. Every split must reach 0.36 with the top 256 and 0.37 with all weights (README, "MovieLens 100K
+# quality"); seed 5 with all weights reads 0.3687 with the defaults, the one split of the thirteen below 0.37
+# (no change to the model chosen on validation splits lifted it: README), so it is a strict xfail.
+MORE_SPLITS = [("pippin", s) for s in (5, 6, 7, 8, 9)] + [("own", s) for s in (0, 1, 42)]
+BELOW_037 = {("pippin", 5): "all weights 0.3687 < 0.37 with the defaults (README, MovieLens 100K quality)"}
+
+
+@pytest.fixture(scope="module")
+def more_splits(ratings):
+    cache = {}
+
+    def measured(split):
+        if split not in cache:
+            cache[split] = _in_memory_precisions(ratings, *split)
+        return cache[split]
+
+    return measured
+
+
+@pytest.mark.parametrize("split", MORE_SPLITS, ids=[f"{h}{s}" for h, s in MORE_SPLITS])
+def test_movielens_ease_top256_on_more_splits(more_splits, split):
+    assert more_splits(split)[1] >= 0.36, (split, more_splits(split))
+
+
+@pytest.mark.parametrize("split", [
+    pytest.param(split, marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=BELOW_037[split]))
+    if split in BELOW_037 else split for split in MORE_SPLITS], ids=[f"{h}{s}" for h, s in MORE_SPLITS])
+def test_movielens_ease_all_weights_on_more_splits(more_splits, split):
+    assert more_splits(split)[0] >= 0.37, (split, more_splits(split))
+
+
+def test_movielens_ease_all_weights_average_on_more_splits(more_splits):
+    """Averaged over the eight splits (the issue's "several seeds"), all weights reach 0.37, and no split falls
+    below 0.365 (seed 5, the lowest of thirteen, reads 0.3687)."""
+    every = np.array([more_splits(split)[0] for split in MORE_SPLITS])
+    assert every.mean() >= 0.37 and every.min() >= 0.365, dict(zip(MORE_SPLITS, every))
 
 
 def test_cli_trains_and_exports_ease(tmp_path, capsys):
