@@ -2,7 +2,7 @@
 
     python benchmarks/bench_similarity_grid.py [--quick] [--json] [--interactions 1M,3M,20M]
         [--activity even,lognormal,heavy] [--items 5k,27k,100k] [--similarities cosine,bm25,tfidf,jaccard]
-        [--k 64] [--repeat 3] [--recommend] [--ease [--ease-items 20000]]
+        [--k 64] [--repeat 3] [--memory-repeat 1] [--recommend] [--ease [--ease-items 20000]]
 
 Shapes: every combination of total interactions, user activity distribution and
 catalogue size. Item popularity is ~1/(rank + 10) everywhere; users are
@@ -12,13 +12,22 @@ catalogue size. Item popularity is ~1/(rank + 10) everywhere; users are
   * ``heavy``: Pareto (shape 1.2) scaled to mean 50: a few users with thousands of items,
 all clipped to a quarter of the catalogue. Pairs: cosine - CosineRecommender,
 bm25 - BM25Recommender, tfidf - TFIDFRecommender, jaccard - ItemItemRecommender (its plain
-co-occurrence; implicit has no Jaccard). Each measurement alternates pippin and implicit
-``--repeat`` times (so load drift hits both), reports the medians, their ratio, each side's
-peak RSS above the RSS before the fit, and the 1-minute load average beside it. So that
-the peak reflects each fit's own memory, glibc is told to serve every allocation of 64 kB or
-more with its own mapping (``mallopt(M_MMAP_THRESHOLD)``, which also stops glibc from
-raising that threshold after frees) and freed memory is trimmed before each fit; without
-that, later fits reused memory already resident and read 0 MB above the start.
+co-occurrence; implicit has no Jaccard). Each timing alternates pippin and implicit
+``--repeat`` times in this process (so load drift hits both) and reports the medians, their
+ratio and the 1-minute load average beside it.
+
+Peak memory is measured apart from the timing, each fit in a fresh Python process
+(``fit_memory.py``: the matrix loaded from a scratch folder, a warm-up fit on 2,000 users padded
+to the full shape, then the kernel's exact high-water mark of the resident set, reset right
+before the fit, minus the resident set at its start), pippin and implicit alternately
+``--memory-repeat`` times; the median is reported (every run is in the JSON). The figure is the
+fit's own peak, whatever ran before: inside this process, large requests can be served from free
+chunks of glibc's heap that earlier work left (numpy's ``np.unique`` in the generator leaves
+about 150 MB at 20M interactions), which stay resident when freed during the fit, so the same
+fit read 136, 182 or 218 MB above its start depending on the process's history (20M log-normal
+x 5k, jaccard, before the count kernels). ``--memory-repeat 0`` reports the in-process figure
+instead (peak RSS sampled every 5 ms above the start, the maximum over repeats, after
+``malloc_trim`` and with ``mallopt(M_MMAP_THRESHOLD)`` at 64 kB).
 
 ``--recommend``: batch top-10 for 100,000 users (5M interactions, log-normal; 27k items, 5k
 with ``--quick``): pippin's cosine (K=64) and, on the 5k catalogue, EASE (top 256) tables
@@ -131,13 +140,35 @@ def interleaved(ours, theirs, repeat: int):
     return a, b
 
 
-def _summary(a, b) -> dict:
+def _summary(a, b, memory: dict | None = None) -> dict:
     ta, tb = float(np.median([m[0] for m in a])), float(np.median([m[0] for m in b]))
     ca, cb = float(np.median([m[3] for m in a])), float(np.median([m[3] for m in b]))
     return {"pippin_s": round(ta, 3), "implicit_s": round(tb, 3), "ratio": round(ta / tb, 3),
             "pippin_cpu_s": round(ca, 3), "implicit_cpu_s": round(cb, 3), "cpu_ratio": round(ca / max(cb, 1e-9), 3),
             "pippin_peak_above_start_mb": round(max(m[2] for m in a) / 2**20),
-            "implicit_peak_above_start_mb": round(max(m[2] for m in b) / 2**20)}
+            "implicit_peak_above_start_mb": round(max(m[2] for m in b) / 2**20), "memory_method": "in-process",
+            **(memory or {})}
+
+
+def fresh_process_memory(folder: str, name: str, k: int, repeat: int) -> dict | None:
+    """Each library's fit peak above its start, MB, median of ``repeat`` fresh processes each
+    (``fit_memory.fit_peak``, alternating pippin and implicit); None for ``repeat`` 0."""
+    if repeat <= 0:
+        return None
+    from fit_memory import fit_peak
+
+    runs = {"pippin": [], "implicit": []}
+    methods = set()
+    for _ in range(repeat):
+        for library, values in runs.items():
+            out = fit_peak(folder, library, name, k)
+            values.append(out["peak_above_start"] / 2**20)
+            methods.add(out["method"])
+    return {"pippin_peak_above_start_mb": round(float(np.median(runs["pippin"]))),
+            "implicit_peak_above_start_mb": round(float(np.median(runs["implicit"]))),
+            "pippin_peak_runs_mb": [round(v, 1) for v in runs["pippin"]],
+            "implicit_peak_runs_mb": [round(v, 1) for v in runs["implicit"]],
+            "memory_method": "fresh process, " + "/".join(sorted(methods))}
 
 
 def _padded(X: sp.csr_matrix, n_users: int, n_items: int) -> sp.csr_matrix:
@@ -166,22 +197,35 @@ def warm_id_widths(X: sp.csr_matrix, similarities, k: int) -> None:
         fit._SYMMETRIC_BUDGET, fit._SYMMETRIC_MIN_REPEATS = budget, repeats
 
 
-def bench_shape(X, shape: dict, similarities, k: int, repeat: int) -> list[dict]:
+def bench_shape(X, shape: dict, similarities, k: int, repeat: int, memory_repeat: int = 1) -> list[dict]:
     import implicit.nearest_neighbours as nn
 
     from pippin.recommend import item_similarity
 
+    import tempfile
+
+    from fit_memory import save_matrix
+
     rows = []
-    for name in similarities:
-        cls = getattr(nn, PAIRS[name])
-        load_before = _load()
-        a, b = interleaved(lambda: item_similarity(X, similarity=name, top_k=k, threshold=0.0),
-                           lambda: cls(K=k, num_threads=0).fit(X, show_progress=False), repeat)
-        row = {**shape, "similarity": name, "implicit": PAIRS[name], "k": k, **_summary(a, b),
-               "load": [load_before, _load()]}
-        rows.append(row)
-        print(json.dumps(row), file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(dir=_scratch()) as folder:
+        if memory_repeat > 0:
+            save_matrix(X, folder)
+        for name in similarities:
+            cls = getattr(nn, PAIRS[name])
+            load_before = _load()
+            a, b = interleaved(lambda: item_similarity(X, similarity=name, top_k=k, threshold=0.0),
+                               lambda: cls(K=k, num_threads=0).fit(X, show_progress=False), repeat)
+            memory = fresh_process_memory(folder, name, k, memory_repeat)
+            row = {**shape, "similarity": name, "implicit": PAIRS[name], "k": k, **_summary(a, b, memory),
+                   "load": [load_before, _load()]}
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
     return rows
+
+
+def _scratch() -> str | None:
+    """Where the memory probes read the matrix: RAM-backed /dev/shm when writable, else the default."""
+    return "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
 
 
 def ease_defaults() -> dict:
@@ -265,6 +309,8 @@ def main(argv=None) -> int:
     parser.add_argument("--similarities", default=",".join(PAIRS), help="comma-separated subset")
     parser.add_argument("--k", type=int, default=64, help="neighbours per item, both libraries (default 64)")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved runs per measurement (median)")
+    parser.add_argument("--memory-repeat", type=int, default=1,
+                        help="fresh-process peak memory runs per library and cell (median; 0: in-process figure)")
     parser.add_argument("--recommend", action="store_true", help="also batch recommend for 100,000 users")
     parser.add_argument("--ease", action="store_true", help="also the EASE fit on --ease-items items")
     parser.add_argument("--ease-items", type=int, default=20_000)
@@ -288,7 +334,7 @@ def main(argv=None) -> int:
                 shape = {"interactions": int(X.nnz), "activity": activity, "users": X.shape[0],
                          "items": X.shape[1], "max_activity": int(np.diff(X.indptr).max()),
                          "generate_s": round(time.perf_counter() - t0, 1)}
-                results["rows"] += bench_shape(X, shape, similarities, args.k, args.repeat)
+                results["rows"] += bench_shape(X, shape, similarities, args.k, args.repeat, args.memory_repeat)
                 del X
     if args.recommend:
         X = generate(100_000 * MEAN_ACTIVITY, "lognormal", 27_000 if not args.quick else 5_000)  # 100k users
@@ -301,6 +347,9 @@ def main(argv=None) -> int:
         return 0
     print(" ".join(f"{k}={v}" for k, v in results["machine"].items()))
     print(f"load average at start {results['load_start']}, at end {results['load_end']}")
+    if results["rows"]:
+        print(f"peak MB above the fit's start: {results['rows'][0]['memory_method']}"
+              + (f", median of {args.memory_repeat}" if args.memory_repeat > 0 else ", maximum over repeats"))
     print(f"{'interactions':>12} {'activity':9} {'items':>6} {'similarity':10} {'pippin s':>9} {'implicit s':>10} "
           f"{'ratio':>6} {'cpu ratio':>9} {'pippin MB':>9} {'implicit MB':>11} {'load':>11}")
     for r in results["rows"]:

@@ -93,6 +93,10 @@ class Weighting:
     binary : bool
         ``weights`` is ``X`` itself and only its pattern counts (every value 1): the fit
         never copies or reads its values.
+    owned : bool
+        ``weights.data`` is a new array of the similarity's own (bm25, tfidf): when it is
+        float32, the relabel writes the relabelled values over it instead of into a third
+        copy (4 bytes per interaction off the fit's peak).
     """
 
     weights: sp.csr_matrix
@@ -102,6 +106,7 @@ class Weighting:
     shift: np.ndarray
     partners_before: bool = False
     binary: bool = False
+    owned: bool = False
 
 
 @dataclass
@@ -119,11 +124,11 @@ def _ones(n: int) -> np.ndarray:
 
 
 def _counts(X: sp.csr_matrix) -> np.ndarray:
-    return np.bincount(X.indices, minlength=X.shape[1]).astype(np.float64)
+    return weights.item_counts(X).astype(np.float64)
 
 
 def _column_norms(X: sp.csr_matrix) -> np.ndarray:
-    return np.sqrt(np.bincount(X.indices, weights=X.data.astype(np.float64) ** 2, minlength=X.shape[1]))
+    return np.sqrt(weights.item_sums(X, squared=True))  # no float64 copies of X.data, no int64 copy of X.indices
 
 
 def _inverse(values: np.ndarray) -> np.ndarray:
@@ -149,7 +154,7 @@ def pearson(X: sp.csr_matrix) -> Weighting:
     n_users, n = X.shape
     counts = _counts(X)
     if X.nnz and np.ptp(X.data) > 0:
-        means = np.bincount(X.indices, weights=X.data, minlength=n) * _inverse(counts)
+        means = weights.item_sums(X) * _inverse(counts)
         C = X.copy()
         C.data = C.data - means[C.indices]
         inv = _inverse(_column_norms(C))
@@ -165,13 +170,13 @@ def bm25(X: sp.csr_matrix) -> Weighting:
     # fact: benfred/implicit:implicit/nearest_neighbours.py (BM25Recommender K1=1.2, B=0.75)
     W = weights.bm25_weights(X, K1=1.2, B=0.75, fallback=bm25_weight)  # float32, X's index arrays
     return Weighting(W, kernels.MODE_DOT, _ones(X.shape[1]), _ones(X.shape[1]), np.zeros(X.shape[1]),
-                     partners_before=True)
+                     partners_before=True, owned=True)
 
 
 def tfidf(X: sp.csr_matrix) -> Weighting:
     """Dot product of implicit's normalized TF-IDF item vectors."""
     W = weights.tfidf_weights(X, fallback=lambda X: normalize(tfidf_weight(X.T)).T)  # as bm25
-    return Weighting(W, kernels.MODE_DOT, _ones(X.shape[1]), _ones(X.shape[1]), np.zeros(X.shape[1]))
+    return Weighting(W, kernels.MODE_DOT, _ones(X.shape[1]), _ones(X.shape[1]), np.zeros(X.shape[1]), owned=True)
 
 
 def lift(X: sp.csr_matrix) -> Weighting:
@@ -230,13 +235,14 @@ def item_similarity(X: sp.csr_matrix, *, similarity: str = "jaccard", top_k: int
     k = max(k, 1)
     # Relabel items by descending popularity so the accumulator's hot entries share
     # cache lines; neighbours are still reported (and ties broken) by original index.
-    order = np.argsort(-np.bincount(X.indices, minlength=n_items), kind="stable").astype(np.int32)
+    order = np.argsort(-weights.item_counts(X), kind="stable").astype(np.int32)
     rank = np.empty(n_items, dtype=np.int64)
     rank[order] = np.arange(n_items)
     source = sp.csr_matrix(weighting.weights)
     weighting.weights = None  # a weighted copy (bm25, tfidf) is not needed past the relabel
     # 0/1 data (as float32, the walks' dtype): the walks count and never read values
-    unweighted = weighting.binary or (bool(source.nnz) and bool(np.all(source.data.astype(np.float32) == 1)))
+    unweighted = weighting.binary or (bool(source.nnz)
+                                      and bool(np.all(source.data.astype(np.float32, copy=False) == 1)))
     sa = np.ascontiguousarray(weighting.sa[order], dtype=np.float64)
     sb = np.ascontiguousarray(weighting.sb[order], dtype=np.float64)
     n_parts = numba.get_num_threads()
@@ -247,7 +253,7 @@ def item_similarity(X: sp.csr_matrix, *, similarity: str = "jaccard", top_k: int
     # item need no offsets (each row is walked until the item: same speed, measured 3M and 20M log-normal
     # 5k jaccard, 3M bm25 and lift), which keeps 2 bytes per interaction off the fit's peak
     W, Wc, col_pos = _relabelled(source, rank, values=not unweighted,
-                                 positions=symmetric and not weighting.partners_before)
+                                 positions=symmetric and not weighting.partners_before, overwrite=weighting.owned)
     del source
     if symmetric and _SYMMETRIC_MIN_REPEATS > 0:
         symmetric = _pair_repeats(W, Wc) >= _SYMMETRIC_MIN_REPEATS
@@ -308,13 +314,16 @@ def _id_dtype(n: int):
     return np.uint16 if n <= 1 << 16 else (np.int32 if n < 2**31 else np.int64)
 
 
-def _relabelled(W: sp.csr_matrix, rank: np.ndarray, *, values: bool = True, positions: bool = True):
+def _relabelled(W: sp.csr_matrix, rank: np.ndarray, *, values: bool = True, positions: bool = True,
+                overwrite: bool = False):
     """``W`` as float32 with column ``j`` renamed ``rank[j]``, rows sorted by the new names (new
     arrays: the caller's values are never permuted), its CSC ``Wc`` (both ``_Compressed``, with
     empty ``data`` unless ``values``), and ``col_pos`` [shape=(nnz,)]: where CSC entry ``d``
     (item i, user u) sits in u's CSR row (its offset there, where the row passes i). Two counting sorts
     (``kernels.relabel_transpose``); measured 3M interactions, 5k items: 47 ms of CPU against 87 ms
-    for relabel + sort_indices + one tocsc (the old fit ran a second tocsc for the walk rule)."""
+    for relabel + sort_indices + one tocsc (the old fit ran a second tocsc for the walk rule).
+    ``overwrite``: ``W.data`` is the caller's to lose; when float32 it receives the relabelled CSR
+    values (the first sort reads it all before the second writes)."""
     n_cols = W.shape[1]
     nnz = len(W.indices)
     pos_dtype = np.int32 if nnz < 2**31 else np.int64
@@ -326,7 +335,9 @@ def _relabelled(W: sp.csr_matrix, rank: np.ndarray, *, values: bool = True, posi
     longest = int(np.diff(W.indptr).max()) if W.shape[0] else 0
     csc_pos = np.empty(nnz if positions else 0, dtype=_id_dtype(longest))  # offsets in the rows
     indices = np.empty(nnz, dtype=_id_dtype(n_cols))
-    csr_vals = np.empty(nnz if values else 0, dtype=np.float32)
+    reuse = values and overwrite and W.data.dtype == np.float32
+    reuse = reuse and W.data.flags.c_contiguous and W.data.flags.writeable
+    csr_vals = W.data if reuse else np.empty(nnz if values else 0, dtype=np.float32)
     kernels.relabel_transpose(W.indptr, W.indices, W.data, rank, n_cols, csc_ptr, csc_rows, csc_vals, csc_pos,
                               indices, csr_vals, values, positions)
     return (_Compressed(W.indptr, indices, csr_vals, W.shape), _Compressed(csc_ptr, csc_rows, csc_vals, W.shape),

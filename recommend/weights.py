@@ -8,6 +8,11 @@ for operation as implicit does (per-item sums over users in ascending order, as 
 walk adds them), and stored as float32 (the walks' dtype) in a CSR sharing ``X``'s index
 arrays: 4 bytes per interaction. Only for canonical float64 ``X``; otherwise implicit's
 functions run as before.
+
+``item_counts``/``item_sums`` are ``np.bincount`` over ``X.indices`` (unweighted, or weighted by
+the values or their squares), adding in the same order, without the int64 copy of the indices
+that ``np.bincount`` makes of int32 input (8 bytes per interaction: 136 MB at 20M log-normal
+interactions x 5k items, where it set the jaccard fit's peak).
 """
 
 from __future__ import annotations
@@ -16,7 +21,35 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
-__all__ = ["bm25_weights", "tfidf_weights"]
+__all__ = ["bm25_weights", "item_counts", "item_sums", "tfidf_weights"]
+
+
+@njit(nogil=True, cache=True)
+def _count_into(indices, out):
+    for e in range(indices.shape[0]):
+        out[indices[e]] += 1
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _sum_into(indices, data, squared, out):
+    for e in range(indices.shape[0]):  # entries in order: np.bincount's order of additions
+        v = np.float64(data[e])
+        out[indices[e]] += v * v if squared else v
+
+
+def item_counts(X: sp.csr_matrix) -> np.ndarray:
+    """Stored entries per column of ``X`` [shape=(n_items,)], int64: ``np.bincount(X.indices)``."""
+    out = np.zeros(X.shape[1], dtype=np.int64)
+    _count_into(X.indices, out)
+    return out
+
+
+def item_sums(X: sp.csr_matrix, *, squared: bool = False) -> np.ndarray:
+    """Per-column sums of ``X``'s values (or their squares) as float64 [shape=(n_items,)], bit for
+    bit ``np.bincount(X.indices, weights=X.data.astype(np.float64) (** 2))``."""
+    out = np.zeros(X.shape[1], dtype=np.float64)
+    _sum_into(X.indices, X.data, bool(squared), out)
+    return out
 
 
 def _applies(X: sp.csr_matrix) -> bool:
@@ -61,7 +94,7 @@ def bm25_weights(X: sp.csr_matrix, *, K1: float, B: float, fallback) -> sp.csr_m
     """``bm25_weight(X.T, K1, B).T`` as a CSR [shape=X.shape] of float32 values."""
     if not _applies(X):
         return sp.csr_matrix(fallback(X.T, K1=K1, B=B).T)
-    row_sums = np.bincount(X.indices, weights=X.data, minlength=X.shape[1])  # per item, users ascending
+    row_sums = item_sums(X)  # per item, users ascending
     length_norm = (1.0 - B) + B * row_sums / row_sums.mean()
     out = np.empty(X.nnz, dtype=np.float32)
     _bm25_entries(X.indptr, X.indices, X.data, length_norm, _idf(X), float(K1), out)
