@@ -40,6 +40,7 @@ import scipy.sparse as sp
 from implicit.nearest_neighbours import bm25_weight, normalize, tfidf_weight
 
 from . import kernels, weights
+from .layout import Compressed as _Compressed, relabelled as _relabelled
 
 __all__ = ["SIMILARITIES", "Weighting", "item_similarity"]
 
@@ -107,16 +108,6 @@ class Weighting:
     partners_before: bool = False
     binary: bool = False
     owned: bool = False
-
-
-@dataclass
-class _Compressed:
-    """The arrays of a CSR (or CSC) matrix; ``data`` is empty for 0/1 data, which the walks never read."""
-
-    indptr: np.ndarray
-    indices: np.ndarray
-    data: np.ndarray
-    shape: tuple
 
 
 def _ones(n: int) -> np.ndarray:
@@ -307,41 +298,6 @@ def _blocks(n_items: int, block: int, progress: bool, similarity: str):
 
         starts = tqdm(starts, desc=f"{similarity} similarity", unit="block", leave=False, disable=None)
     return starts
-
-
-def _id_dtype(n: int):
-    """The narrowest of uint16, int32 and int64 holding ids below ``n``."""
-    return np.uint16 if n <= 1 << 16 else (np.int32 if n < 2**31 else np.int64)
-
-
-def _relabelled(W: sp.csr_matrix, rank: np.ndarray, *, values: bool = True, positions: bool = True,
-                overwrite: bool = False):
-    """``W`` as float32 with column ``j`` renamed ``rank[j]``, rows sorted by the new names (new
-    arrays: the caller's values are never permuted), its CSC ``Wc`` (both ``_Compressed``, with
-    empty ``data`` unless ``values``), and ``col_pos`` [shape=(nnz,)]: where CSC entry ``d``
-    (item i, user u) sits in u's CSR row (its offset there, where the row passes i). Two counting sorts
-    (``kernels.relabel_transpose``); measured 3M interactions, 5k items: 47 ms of CPU against 87 ms
-    for relabel + sort_indices + one tocsc (the old fit ran a second tocsc for the walk rule).
-    ``overwrite``: ``W.data`` is the caller's to lose; when float32 it receives the relabelled CSR
-    values (the first sort reads it all before the second writes)."""
-    n_cols = W.shape[1]
-    nnz = len(W.indices)
-    pos_dtype = np.int32 if nnz < 2**31 else np.int64
-    csc_ptr = np.empty(n_cols + 1, dtype=pos_dtype)
-    # uint16 item and user ids when they fit: 2 bytes less per interaction each (the fit's peak
-    # is these arrays: jaccard, 3M interactions, 60k users, 5k items: 24 MB instead of 36 MB)
-    csc_rows = np.empty(nnz, dtype=_id_dtype(W.shape[0]))
-    csc_vals = np.empty(nnz if values else 0, dtype=np.float32)
-    longest = int(np.diff(W.indptr).max()) if W.shape[0] else 0
-    csc_pos = np.empty(nnz if positions else 0, dtype=_id_dtype(longest))  # offsets in the rows
-    indices = np.empty(nnz, dtype=_id_dtype(n_cols))
-    reuse = values and overwrite and W.data.dtype == np.float32
-    reuse = reuse and W.data.flags.c_contiguous and W.data.flags.writeable
-    csr_vals = W.data if reuse else np.empty(nnz if values else 0, dtype=np.float32)
-    kernels.relabel_transpose(W.indptr, W.indices, W.data, rank, n_cols, csc_ptr, csc_rows, csc_vals, csc_pos,
-                              indices, csr_vals, values, positions)
-    return (_Compressed(W.indptr, indices, csr_vals, W.shape), _Compressed(csc_ptr, csc_rows, csc_vals, W.shape),
-            csc_pos)
 
 
 def _fit_symmetric(W, unweighted, mode, sa, sb, label, n_users, k, threshold, n_parts, block_size, progress,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from pippin.recommend import kernels
+from pippin.recommend import kernels, layout
 from pippin.recommend import similarity as sim
 
 
@@ -81,8 +81,8 @@ def test_binary_similarities_never_copy_values():
 
 
 def test_id_widths():
-    assert sim._id_dtype(1 << 16) == np.uint16 and sim._id_dtype((1 << 16) + 1) == np.int32
-    assert sim._id_dtype(2**31 - 1) == np.int32 and sim._id_dtype(2**31) == np.int64
+    assert layout.id_dtype(1 << 16) == np.uint16 and layout.id_dtype((1 << 16) + 1) == np.int32
+    assert layout.id_dtype(2**31 - 1) == np.int32 and layout.id_dtype(2**31) == np.int64
 
 
 @pytest.mark.parametrize("similarity", ["cosine", "jaccard", "bm25", "tfidf"])
@@ -97,7 +97,7 @@ def test_uint16_and_int32_ids_give_the_same_table(similarity, walk_budget, monke
     n_users, n_items = 70_000, 66_000
     indptr = np.concatenate([X.indptr, np.full(n_users - X.shape[0], X.indptr[-1])])
     wide = sp.csr_matrix((X.data, X.indices, indptr), shape=(n_users, n_items))
-    assert sim._id_dtype(n_users) == np.int32 and sim._id_dtype(n_items) == np.int32
+    assert layout.id_dtype(n_users) == np.int32 and layout.id_dtype(n_items) == np.int32
     Sw, _ = sim.item_similarity(wide, similarity=similarity, top_k=10, threshold=0.0)
     if similarity in ("bm25", "tfidf"):  # their weights depend on the user count: compare the layout only
         assert np.array_equal(Sw.indptr[:81], S.indptr)
