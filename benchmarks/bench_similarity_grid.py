@@ -181,18 +181,25 @@ def warm_id_widths(X: sp.csr_matrix, similarities, k: int) -> None:
     """Compile (or load from numba's cache) the fit kernels for every width of item and user ids
     (uint16 up to 65,536, else int32) on both walks, so no measured fit pays for it: the first
     fit of a 100k-item set otherwise spent seconds and megabytes loading its kernels."""
-    import pippin.recommend.similarity as fit
-
     from pippin.recommend import item_similarity
+
+    for n_users, n_items in ((X.shape[0], X.shape[1]), (70_000, X.shape[1]), (X.shape[0], 70_000),
+                             (70_000, 70_000)):
+        for _ in each_walk():
+            for name in similarities:
+                item_similarity(_padded(X, n_users, n_items), similarity=name, top_k=k, threshold=0.0)
+
+
+def each_walk():
+    """Yield twice: Pippin's fit forced onto its blocked walk, then onto its symmetric one; the
+    fit's own choice (``similarity._SYMMETRIC_BUDGET``, ``_SYMMETRIC_MIN_REPEATS``) is restored after."""
+    import pippin.recommend.similarity as fit
 
     budget, repeats = fit._SYMMETRIC_BUDGET, fit._SYMMETRIC_MIN_REPEATS
     try:
-        for n_users, n_items in ((X.shape[0], X.shape[1]), (70_000, X.shape[1]), (X.shape[0], 70_000),
-                                 (70_000, 70_000)):
-            for walk_budget in (0, 1 << 40):  # blocked, then symmetric
-                fit._SYMMETRIC_BUDGET, fit._SYMMETRIC_MIN_REPEATS = walk_budget, 0.0
-                for name in similarities:
-                    item_similarity(_padded(X, n_users, n_items), similarity=name, top_k=k, threshold=0.0)
+        for walk_budget in (0, 1 << 40):
+            fit._SYMMETRIC_BUDGET, fit._SYMMETRIC_MIN_REPEATS = walk_budget, 0.0
+            yield walk_budget
     finally:
         fit._SYMMETRIC_BUDGET, fit._SYMMETRIC_MIN_REPEATS = budget, repeats
 

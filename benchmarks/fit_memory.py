@@ -29,7 +29,6 @@ fit runs here, for Pippin and implicit alike:
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import json
 import os
@@ -86,14 +85,6 @@ def _reset_high_water_mark() -> bool:
         return False
 
 
-def _padded(X: sp.csr_matrix, n_users: int) -> sp.csr_matrix:
-    """The first ``n_users`` rows of ``X`` with empty rows appended back to ``X``'s shape."""
-    indptr = X.indptr[:n_users + 1]
-    indptr = np.concatenate([indptr, np.full(X.shape[0] - n_users, indptr[-1], dtype=indptr.dtype)])
-    nnz = int(indptr[-1])
-    return sp.csr_matrix((X.data[:nnz].copy(), X.indices[:nnz].copy(), indptr), shape=X.shape)
-
-
 def _fitter(library: str, similarity: str, k: int):
     if library == "pippin":
         from pippin.recommend import item_similarity
@@ -108,25 +99,23 @@ def _fitter(library: str, similarity: str, k: int):
 
 
 def _warm(library: str, fit, X: sp.csr_matrix) -> None:
-    small = _padded(X, min(WARM_USERS, X.shape[0]))
+    """Step 3: the first ``WARM_USERS`` users with empty ones appended back to ``X``'s shape."""
+    from bench_similarity_grid import _padded, each_walk
+
+    small = _padded(X[:min(WARM_USERS, X.shape[0])], *X.shape)
     if library != "pippin":
         fit(small)
         return
-    import pippin.recommend.similarity as fitting
-
-    budget, repeats = fitting._SYMMETRIC_BUDGET, fitting._SYMMETRIC_MIN_REPEATS
-    try:
-        for walk_budget in (0, 1 << 40):  # the blocked walk, then the symmetric one
-            fitting._SYMMETRIC_BUDGET, fitting._SYMMETRIC_MIN_REPEATS = walk_budget, 0.0
-            fit(small)
-    finally:
-        fitting._SYMMETRIC_BUDGET, fitting._SYMMETRIC_MIN_REPEATS = budget, repeats
+    for _ in each_walk():
+        fit(small)
 
 
 def measure_here(folder: str, library: str, similarity: str, k: int) -> dict:
     """Steps 1-5 of the module docstring in this process (the script's body)."""
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallopt(-3, 64 << 10)  # M_MMAP_THRESHOLD
+    from bench_similarity_grid import _libc, honest_rss
+
+    honest_rss()  # M_MMAP_THRESHOLD 64 kB
+    libc = _libc()
     X = load_matrix(folder)
     fit = _fitter(library, similarity, k)
     _warm(library, fit, X)
